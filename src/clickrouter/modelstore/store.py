@@ -1,0 +1,133 @@
+"""A model store: immutable model-directory versions plus an atomic CURRENT pointer.
+
+Layout::
+
+    <store>/versions/<version>/   one model directory per version (campaigns.json,
+                                  <campaign_id>.joblib, manifest.json)
+    <store>/CURRENT               the live version's name, one line
+
+A version is built under ``<store>/tmp/`` and renamed into ``versions/`` only
+when complete; ``CURRENT`` is replaced by writing a temporary file and renaming
+it over the old one (atomic on POSIX). A reader therefore never sees a
+half-written version nor a half-written pointer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from clickrouter.errors import InvalidInput, NotFound
+
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ModelStore:
+    """Versions of model directories under one root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.pointer = self.root / "CURRENT"
+
+    @staticmethod
+    def is_store(path: str | Path) -> bool:
+        return (Path(path) / "versions").is_dir()
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest first (names sort by creation time)."""
+        if not self.versions_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir())
+
+    def current(self) -> str | None:
+        """The live version's name, or None when nothing is published yet."""
+        try:
+            name = self.pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def path_of(self, version: str) -> Path:
+        path = self.versions_dir / _checked(version)
+        if not path.is_dir():
+            raise NotFound(f"model store {self.root}: no version {version!r}")
+        return path
+
+    def current_path(self) -> Path:
+        version = self.current()
+        if version is None:
+            raise NotFound(f"model store {self.root}: no CURRENT version")
+        return self.path_of(version)
+
+    @staticmethod
+    def new_version_name() -> str:
+        """A fresh, sortable version name (UTC time, microseconds)."""
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+        return f"v{stamp}{int(now % 1 * 1e6):06d}Z"
+
+    @contextmanager
+    def staging(self, version: str | None = None) -> Iterator[tuple[str, Path]]:
+        """Yield (version, temp dir) to fill; on success it is renamed into versions/."""
+        version = _checked(version or self.new_version_name())
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=tmp_root))
+        try:
+            yield version, staging
+            _fsync_tree(staging)
+            os.rename(staging, self.versions_dir / version)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def set_current(self, version: str) -> None:
+        """Point CURRENT at ``version`` atomically."""
+        self.path_of(version)
+        tmp = self.root / f".CURRENT.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.pointer)
+
+    def rollback(self, version: str) -> None:
+        """Make an older published version live again."""
+        self.set_current(version)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest ``keep`` versions (never the live one)."""
+        live = self.current()
+        doomed = [v for v in self.versions()[:-keep] if v != live] if keep > 0 else []
+        for version in doomed:
+            shutil.rmtree(self.versions_dir / version, ignore_errors=True)
+        return doomed
+
+
+def resolve_model_dir(path: str | Path) -> tuple[Path, str | None]:
+    """(model directory to load, store version or None) for a directory or a store."""
+    path = Path(path)
+    if ModelStore.is_store(path):
+        store = ModelStore(path)
+        return store.current_path(), store.current()
+    return path, None
+
+
+def _checked(version: str) -> str:
+    if not _VERSION_RE.match(version):
+        raise InvalidInput(f"invalid model version name {version!r}")
+    return version
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())

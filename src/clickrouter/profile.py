@@ -1,0 +1,252 @@
+"""Raw ad request -> canonical profile fields.
+
+An ad request carries loosely formatted fields (a country as "FRA", "250" or
+"France", a timestamp as RFC 3339 or epoch seconds, sometimes only a user-agent
+string). Training and serving must see exactly the same canonical values, so
+both go through :func:`extract_profile`:
+
+* ``country``: ISO 3166 alpha-2, upper case;
+* ``device``, ``os``, ``browser``, ``provider``: lower-cased, trimmed strings;
+* ``local_hour`` (0-23) and ``local_weekday`` (0=Monday .. 6) in the user's zone.
+
+Unknown or missing categorical values map to :data:`UNKNOWN`, never to an
+exception. A timestamp that is present but unreadable is bad input and raises
+:class:`~clickrouter.errors.InvalidInput` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycountry
+import ua_parser
+
+from clickrouter.errors import InvalidInput
+
+UNKNOWN: Final = "unknown"
+CATEGORICAL_FIELDS: Final = ("country", "device", "os", "browser", "provider")
+NUMERIC_FIELDS: Final = ("local_hour", "local_weekday")
+CANONICAL_FIELDS: Final = CATEGORICAL_FIELDS + NUMERIC_FIELDS
+NUMERIC_DOMAINS: Final = {"local_hour": 24, "local_weekday": 7}
+
+# zone.tab lists a country's zones west to east; for these large countries the
+# first entry is far from where most users live, so name the populous zone.
+_POPULOUS_ZONE: Final = {
+    "AU": "Australia/Sydney",
+    "BR": "America/Sao_Paulo",
+    "CA": "America/Toronto",
+    "RU": "Europe/Moscow",
+    "UA": "Europe/Kyiv",
+    "UZ": "Asia/Tashkent",
+    "CL": "America/Santiago",
+}
+# ua-parser's names for "could not tell"
+_UA_UNKNOWN: Final = frozenset({"other", "generic smartphone", "generic feature phone", ""})
+
+
+def extract_profile(raw: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
+    """Return the canonical profile of one raw (or already canonical) ad request.
+
+    Missing ``ts`` means ``now`` (epoch seconds, default: the current time).
+    Already-canonical input is accepted: ``local_hour``/``local_weekday`` given
+    as integers in range are kept as they are.
+    """
+    country = canonical_country(raw.get("country"))
+    device, os_name, browser = _device_os_browser(raw)
+    hour, weekday = _local_time(raw, country, now)
+    return {
+        "country": country,
+        "device": device,
+        "os": os_name,
+        "browser": browser,
+        "provider": normalise_label(raw.get("provider")),
+        "local_hour": hour,
+        "local_weekday": weekday,
+    }
+
+
+def click_id_of(raw: dict[str, Any]) -> str:
+    """The request's ``click_id``, or a fresh random one when absent or empty."""
+    value = raw.get("click_id")
+    if value is None or value == "":
+        return uuid.uuid4().hex
+    if not isinstance(value, str | int):
+        raise InvalidInput(f"field 'click_id': expected a string, got {value!r}")
+    return str(value)
+
+
+def normalise_label(value: Any) -> str:
+    """Trim, collapse whitespace and lower-case a categorical value; empty -> UNKNOWN."""
+    if value is None or isinstance(value, bool):
+        return UNKNOWN
+    if isinstance(value, float) and math.isnan(value):
+        return UNKNOWN
+    text = " ".join(str(value).split()).lower()
+    return text or UNKNOWN
+
+
+def canonical_country(value: Any) -> str:
+    """ISO alpha-2 for a country given as alpha-2/alpha-3/numeric code or English name."""
+    if value is None or isinstance(value, bool):
+        return UNKNOWN
+    text = " ".join(str(value).split())
+    return _country_lookup(text.upper()) if text else UNKNOWN
+
+
+@lru_cache(maxsize=4096)
+def _country_lookup(text: str) -> str:
+    if text.isdigit():
+        text = text.zfill(3)
+    try:
+        return str(pycountry.countries.lookup(text).alpha_2)
+    except LookupError:
+        pass
+    if len(text) > 3 and not text.isdigit():
+        try:
+            return str(pycountry.countries.search_fuzzy(text)[0].alpha_2)
+        except LookupError:
+            pass
+    return UNKNOWN
+
+
+def _device_os_browser(raw: dict[str, Any]) -> tuple[str, str, str]:
+    device = normalise_label(raw.get("device"))
+    os_name = normalise_label(raw.get("os"))
+    browser = normalise_label(raw.get("browser"))
+    agent = raw.get("user_agent")
+    if UNKNOWN in (device, os_name, browser) and isinstance(agent, str) and agent:
+        parsed = parse_user_agent(agent)
+        device = parsed[0] if device == UNKNOWN else device
+        os_name = parsed[1] if os_name == UNKNOWN else os_name
+        browser = parsed[2] if browser == UNKNOWN else browser
+    return device, os_name, browser
+
+
+@lru_cache(maxsize=8192)
+def parse_user_agent(agent: str) -> tuple[str, str, str]:
+    """(device, os, browser) families from a user-agent string, canonicalised."""
+    result = ua_parser.parse(agent)
+    families = (
+        result.device.family if result.device else None,
+        result.os.family if result.os else None,
+        result.user_agent.family if result.user_agent else None,
+    )
+    labels = [normalise_label(f) for f in families]
+    return tuple(UNKNOWN if label in _UA_UNKNOWN else label for label in labels)  # type: ignore[return-value]
+
+
+def _local_time(raw: dict[str, Any], country: str, now: float | None) -> tuple[int, int]:
+    given = _given_local_time(raw)
+    if given is not None:
+        return given
+    epoch = parse_timestamp(raw.get("ts"), now=now)
+    zone = zone_for(raw.get("tz"), country)
+    local = datetime.fromtimestamp(epoch, tz=zone)
+    return local.hour, local.weekday()
+
+
+def _given_local_time(raw: dict[str, Any]) -> tuple[int, int] | None:
+    hour, weekday = raw.get("local_hour"), raw.get("local_weekday")
+    if _in_domain(hour, 24) and _in_domain(weekday, 7):
+        return int(hour), int(weekday)  # type: ignore[arg-type]
+    return None
+
+
+def _in_domain(value: Any, size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+def parse_timestamp(value: Any, *, now: float | None = None) -> float:
+    """Epoch seconds from RFC 3339 text or epoch seconds; ``None`` means ``now``."""
+    if value is None or value == "":
+        return now if now is not None else datetime.now(tz=UTC).timestamp()
+    if isinstance(value, bool):
+        raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")
+    if isinstance(value, int | float):
+        return _checked_epoch(float(value), value)
+    if isinstance(value, str):
+        return _parse_text_timestamp(value.strip())
+    raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")
+
+
+def _parse_text_timestamp(text: str) -> float:
+    try:
+        return _checked_epoch(float(text), text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidInput(
+            f"field 'ts': expected RFC 3339 or epoch seconds, got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:  # RFC 3339 requires an offset; read a bare time as UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _checked_epoch(epoch: float, original: Any) -> float:
+    # year 1970 .. 9999: anything else is a unit mistake (ms, us) or garbage
+    if not math.isfinite(epoch) or not 0 <= epoch < 253402300800:
+        raise InvalidInput(f"field 'ts': epoch seconds out of range: {original!r}")
+    return epoch
+
+
+def zone_for(tz_name: Any, country: str) -> ZoneInfo:
+    """The user's zone: an explicit IANA ``tz`` wins, else the country's main zone, else UTC."""
+    if isinstance(tz_name, str) and tz_name:
+        zone = _zone_by_name(tz_name.strip())
+        if zone is not None:
+            return zone
+    return _zone_by_name(country_zone_name(country)) or ZoneInfo("UTC")
+
+
+@lru_cache(maxsize=1024)
+def _zone_by_name(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def country_zone_name(country: str) -> str:
+    """IANA zone of a country's main population centre (``UTC`` when unknown)."""
+    return _POPULOUS_ZONE.get(country) or _country_zones().get(country, ("UTC",))[0]
+
+
+@lru_cache(maxsize=1)
+def _country_zones() -> dict[str, tuple[str, ...]]:
+    """Country -> zones, from the tz database's own ``zone.tab`` (shipped by tzdata)."""
+    text = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text("utf-8")
+    zones: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            code, _coords, name, *_ = line.split("\t")
+            zones.setdefault(code, []).append(name)
+    return {code: tuple(names) for code, names in zones.items()}
+
+
+def country_zones(country: str) -> tuple[str, ...]:
+    """Every IANA zone the tz database lists for a country (empty when unknown)."""
+    return _country_zones().get(country, ())
+
+
+def profile_frame(profiles: list[dict[str, Any]]) -> Any:
+    """The "profile frame" campaign models read: one row per canonical profile.
+
+    Categorical columns hold strings, numeric columns ``int64``; the column
+    order is :data:`CANONICAL_FIELDS`. Returns a ``pandas.DataFrame``.
+    """
+    import pandas as pd
+
+    columns: dict[str, Any] = {f: [p[f] for p in profiles] for f in CATEGORICAL_FIELDS}
+    frame = pd.DataFrame(columns, dtype=object)
+    for field in NUMERIC_FIELDS:
+        frame[field] = pd.array([p[field] for p in profiles], dtype="int64")
+    return frame

@@ -1,0 +1,218 @@
+"""ModelBank: every campaign model of a directory, scored in one pass.
+
+Linear campaign models are compiled (see :mod:`clickrouter.serving.compiler`)
+into one table of shape (n_slots, n_compiled); scoring a request multiplies a
+handful of its rows (:mod:`clickrouter.serving.kernel`). Models that cannot be
+compiled are scored by a :class:`~clickrouter.serving.pool.WorkerPool`. The
+bank knows nothing of HTTP: the HTTP app, the CLI and the tests call the same
+object.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clickrouter.errors import InvalidInput, ModelLoadError, NoEligibleCampaign
+from clickrouter.features import FeatureSpace
+from clickrouter.profile import extract_profile
+from clickrouter.serving import kernel
+from clickrouter.serving.assemble import Assembly, assemble
+from clickrouter.serving.catalog import Campaign
+from clickrouter.serving.directory import read_directory
+from clickrouter.serving.pool import WorkerPool
+from clickrouter.serving.targeting import Eligibility
+
+
+@dataclass(frozen=True)
+class RankedCampaign:
+    campaign_id: str
+    probability: float
+    expected_value: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The best eligible campaign for one request, by expected value = P(sale) x payout."""
+
+    campaign_id: str
+    landing_page: str  # URL template; see landing_page_for
+    probability: float
+    payout: float
+    expected_value: float
+    ranking: tuple[RankedCampaign, ...]
+    n_eligible: int
+    model_version: str
+
+    def landing_page_for(self, click_id: str) -> str:
+        return self.landing_page.replace("{click_id}", click_id)
+
+
+class ModelBank:
+    """All campaign models of one model-directory version, ready to score.
+
+    Build with :meth:`from_directory`. Columns of every result follow
+    :attr:`campaign_ids`.
+    """
+
+    def __init__(self, assembly: Assembly, pool: WorkerPool | None, version: str) -> None:
+        self.assembly_ = assembly
+        self.pool_ = pool
+        self.version = version
+        self.space: FeatureSpace = assembly.space
+        self.campaigns: list[Campaign] = assembly.campaigns
+        self.skipped: list[str] = assembly.skipped
+        self.eligibility_ = Eligibility(self.space, self.campaigns)
+        self.payouts_ = np.array([c.payout for c in self.campaigns], dtype=np.float64)
+        self._index = {c.id: i for i, c in enumerate(self.campaigns)}
+
+    @classmethod
+    def from_directory(
+        cls,
+        path: str | Path,
+        *,
+        strict: bool = True,
+        compile: bool = True,
+        workers: int | None = None,
+    ) -> ModelBank:
+        """Load and compile a model directory.
+
+        strict: raise :class:`ModelLoadError` listing every problem found (the
+            default); with ``strict=False`` load the rest and list what was
+            skipped in :attr:`skipped`.
+        compile: set False to score every model in the worker pool (benchmarks).
+        workers: processes of the generic pool (default: CPU count).
+        """
+        loaded = read_directory(path)
+        if loaded.problems and strict:
+            raise ModelLoadError(
+                f"{path}: {len(loaded.problems)} problem(s): " + "; ".join(loaded.problems[:20]),
+                loaded.problems,
+            )
+        if not loaded.campaigns:
+            raise ModelLoadError(f"{path}: no campaign could be loaded", loaded.problems)
+        assembly = assemble(loaded, compile=compile)
+        pool = None
+        if assembly.generic_paths:
+            pool = WorkerPool(assembly.generic_paths, workers or os.cpu_count() or 1)
+        return cls(assembly, pool, loaded.version)
+
+    @property
+    def campaign_ids(self) -> list[str]:
+        """Campaign ids in column order."""
+        return [c.id for c in self.campaigns]
+
+    @property
+    def n_compiled(self) -> int:
+        return len(self.assembly_.compiled_cols)
+
+    @property
+    def n_generic(self) -> int:
+        return len(self.assembly_.generic_cols)
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        try:
+            return self.campaigns[self._index[campaign_id]]
+        except KeyError:
+            raise InvalidInput(f"unknown campaign {campaign_id!r}", status=404) from None
+
+    def canonical(self, profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Canonical profiles of raw or canonical request dicts."""
+        if isinstance(profiles, dict) or not isinstance(profiles, list | tuple):
+            raise InvalidInput("expected a list of profile objects")
+        return [extract_profile(_as_dict(p)) for p in profiles]
+
+    def predict_proba(self, profiles: list[dict[str, Any]]) -> np.ndarray:
+        """P(sale) of every campaign; shape (n_profiles, n_campaigns), float64."""
+        canonical = self.canonical(profiles)
+        return self._score(canonical, self.space.indices_many(canonical))
+
+    def eligible(self, profiles: list[dict[str, Any]]) -> np.ndarray:
+        """Which campaigns may serve each profile; shape (n_profiles, n_campaigns), bool."""
+        canonical = self.canonical(profiles)
+        return self.eligibility_.many(self.space.indices_many(canonical))
+
+    def decide(self, profile: dict[str, Any], *, top: int = 10) -> Decision:
+        """Best eligible campaign for one request, with the top-``top`` ranking."""
+        canonical = extract_profile(_as_dict(profile))
+        slots = self.space.indices(canonical)
+        proba = self._score([canonical], slots[None, :])[0]
+        return self.decision_from(proba, self.eligibility_.one(slots), top=top)
+
+    def decision_from(self, proba: np.ndarray, mask: np.ndarray, *, top: int = 10) -> Decision:
+        """Rank eligible campaigns by expected value given their probabilities."""
+        value = np.where(mask, proba * self.payouts_, -np.inf)
+        n_eligible = int(mask.sum())
+        if n_eligible == 0:
+            raise NoEligibleCampaign("no active campaign targets this request")
+        order = _top_indices(value, min(max(top, 1), n_eligible))
+        ranking = tuple(
+            RankedCampaign(self.campaigns[i].id, float(proba[i]), float(value[i])) for i in order
+        )
+        best = self.campaigns[order[0]]
+        return Decision(
+            campaign_id=best.id,
+            landing_page=best.landing_page,
+            probability=float(proba[order[0]]),
+            payout=best.payout,
+            expected_value=float(value[order[0]]),
+            ranking=ranking,
+            n_eligible=n_eligible,
+            model_version=self.version,
+        )
+
+    def _score(self, canonical: list[dict[str, Any]], slots: np.ndarray) -> np.ndarray:
+        assembly = self.assembly_
+        out = np.empty((len(slots), len(self.campaigns)), dtype=np.float64)
+        if assembly.all_compiled:
+            kernel.probabilities_many(assembly.table, slots, out)
+            return out
+        if self.n_compiled:
+            compiled = np.empty((len(slots), self.n_compiled), dtype=np.float64)
+            kernel.probabilities_many(assembly.table, slots, compiled)
+            out[:, assembly.compiled_cols] = compiled
+        if self.pool_ is not None:
+            out[:, assembly.generic_cols] = self.pool_.predict(canonical)
+        return out
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the compiled table and the eligibility tables."""
+        tables = sum(t.nbytes for t in self.eligibility_.tables_.values())
+        return int(self.assembly_.table.nbytes + tables + self.payouts_.nbytes)
+
+    def close(self) -> None:
+        """Stop the generic worker processes, if any."""
+        if self.pool_ is not None:
+            self.pool_.close()
+            self.pool_ = None
+
+    def __enter__(self) -> ModelBank:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelBank(version={self.version!r}, campaigns={len(self.campaigns)}, "
+            f"compiled={self.n_compiled}, generic={self.n_generic})"
+        )
+
+
+def _as_dict(profile: Any) -> dict[str, Any]:
+    if not isinstance(profile, dict):
+        raise InvalidInput(f"a profile must be a JSON object, got {type(profile).__name__}")
+    return profile
+
+
+def _top_indices(value: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, best first."""
+    if k >= len(value):
+        return np.argsort(-value, kind="stable")
+    part = np.argpartition(-value, k - 1)[:k]
+    return part[np.argsort(-value[part], kind="stable")]

@@ -1,0 +1,119 @@
+"""The campaign catalogue (``campaigns.json``) of a model directory.
+
+``campaigns.json`` is a JSON list of objects::
+
+    {"id": "c42", "landing_page": "https://shop.example/?cid={click_id}",
+     "payout": 2.5, "active": true,
+     "targeting": {"countries": {"allow": ["FR", "DE"]}, "os": {"deny": ["ios"]}}}
+
+A targeting rule is ``{"allow": [...], "deny": [...]}``, or a bare list as a
+short form of ``allow``. Country values may be any form profile extraction
+accepts ("FRA", "250", "France"); they are canonicalised on load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from clickrouter.errors import ModelLoadError
+from clickrouter.profile import canonical_country, normalise_label
+
+# canonical profile field that each targeting key restricts
+TARGETING_FIELDS = {"countries": "country", "os": "os"}
+
+
+class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Allow/deny lists for one canonical field (canonical values)."""
+
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] = ()
+
+    def admits(self, value: str) -> bool:
+        if value in self.deny:
+            return False
+        return self.allow is None or value in self.allow
+
+
+class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One campaign of the catalogue."""
+
+    id: str
+    landing_page: str
+    payout: float
+    active: bool = True
+    targeting: dict[str, Rule | list[str]] = msgspec.field(default_factory=dict)
+
+    def rules(self) -> dict[str, Rule]:
+        """Targeting rules keyed by canonical profile field, values canonicalised."""
+        return {
+            TARGETING_FIELDS[key]: _canonical_rule(key, rule)
+            for key, rule in self.targeting.items()
+        }
+
+    def landing_page_for(self, click_id: str) -> str:
+        return self.landing_page.replace("{click_id}", click_id)
+
+
+def _canonical_rule(key: str, rule: Rule | list[str]) -> Rule:
+    if isinstance(rule, list):
+        rule = Rule(allow=tuple(rule))
+    canon = canonical_country if key == "countries" else normalise_label
+    allow = None if rule.allow is None else tuple(canon(v) for v in rule.allow)
+    return Rule(allow=allow, deny=tuple(canon(v) for v in rule.deny))
+
+
+def load_catalog(path: Path) -> tuple[list[Campaign], list[str]]:
+    """Campaigns of ``path`` in file order, and the problems of the entries skipped.
+
+    A file that is missing or is not a JSON list raises :class:`ModelLoadError`;
+    an invalid entry is reported (naming its position and field) and skipped.
+    """
+    try:
+        entries = msgspec.json.decode(path.read_bytes())
+    except OSError as exc:
+        raise ModelLoadError(
+            f"{path}: cannot read the campaign catalogue: {exc.strerror}"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise ModelLoadError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise ModelLoadError(f"{path}: expected a JSON list of campaigns")
+    return _validated(path, entries)
+
+
+def _validated(path: Path, entries: list[Any]) -> tuple[list[Campaign], list[str]]:
+    campaigns: list[Campaign] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(entries):
+        try:
+            campaign = _campaign(entry)
+        except (msgspec.ValidationError, ValueError) as exc:
+            problems.append(f"{path}: entry {position}: {exc}")
+            continue
+        if campaign.id in seen:
+            problems.append(f"{path}: entry {position}: duplicate campaign id {campaign.id!r}")
+            continue
+        seen.add(campaign.id)
+        campaigns.append(campaign)
+    return campaigns, problems
+
+
+def _campaign(entry: Any) -> Campaign:
+    campaign = msgspec.convert(entry, Campaign)
+    if not campaign.id or "/" in campaign.id or campaign.id.startswith("."):
+        raise ValueError(f"invalid campaign id {campaign.id!r}")
+    if not campaign.payout >= 0:  # also rejects NaN
+        raise ValueError(f"payout must be >= 0, got {campaign.payout!r} (campaign {campaign.id!r})")
+    unknown = set(campaign.targeting) - set(TARGETING_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown targeting keys {sorted(unknown)} (campaign {campaign.id!r})")
+    return campaign
+
+
+def write_catalog(path: Path, campaigns: list[Campaign]) -> None:
+    """Write ``campaigns.json`` (pretty, stable order)."""
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(campaigns), indent=1))

@@ -1,0 +1,248 @@
+"""Compile a fitted linear sklearn model into per-slot contributions.
+
+A model whose preprocessing acts on each input column separately (one-hot
+encoders, scalers, passthrough) followed by a logistic link is additive in the
+profile fields::
+
+    logit(profile) = L0 + sum_f T_f[profile[f]]
+
+so it is fully described by one number per FeatureSpace slot. Rather than
+re-implement the encoders' rules (unknown handling, infrequent categories,
+dropped columns), we *probe* the fitted model: score a frame that varies one
+field at a time away from a baseline row and read each contribution off the
+model's own ``decision_function``. Whatever sklearn does, the table does too.
+
+Models outside this family get a :class:`NotCompilable` reason and are served
+by the generic worker pool instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    KBinsDiscretizer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+)
+
+from clickrouter.features import OOV, FeatureSpace
+from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS, profile_frame
+
+# transformers whose every output column depends on exactly one input column
+_COLUMNWISE = (
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+    MinMaxScaler,
+    MaxAbsScaler,
+    RobustScaler,
+    KBinsDiscretizer,
+    SimpleImputer,
+)
+# exp(-logit) of a partial product must stay finite: |logit| bound per model
+_MAX_LOGIT_RANGE = 700.0
+_LINK_TOLERANCE = 1e-12
+
+
+class NotCompilable(Exception):
+    """The model is valid but outside the compiled family; the message says why."""
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """Contributions of one model: ``logit = intercept + sum(contrib[active slots])``.
+
+    ``contrib`` has shape (n_slots,) in the FeatureSpace's slot order.
+    """
+
+    intercept: float
+    contrib: np.ndarray
+
+
+def categories_by_field(model: Any) -> dict[str, set[str]]:
+    """Categorical values each profile field's encoders know, across the whole model."""
+    found: dict[str, set[str]] = {}
+    for columns, estimator in _column_scopes(model, None):
+        categories = getattr(estimator, "categories_", None)
+        names = getattr(estimator, "feature_names_in_", None)
+        names = list(names) if names is not None else columns
+        if categories is None or names is None or len(names) != len(categories):
+            continue
+        for name, values in zip(names, categories, strict=True):
+            if name in CATEGORICAL_FIELDS:
+                found.setdefault(str(name), set()).update(str(v) for v in values)
+    return found
+
+
+def _column_scopes(est: Any, columns: list[str] | None) -> Iterator[tuple[list[str] | None, Any]]:
+    """Every estimator in the tree, with the profile columns it is fed when known."""
+    yield columns, est
+    if isinstance(est, Pipeline):
+        for _, step in est.steps:
+            yield from _column_scopes(step, columns)
+    elif isinstance(est, ColumnTransformer):
+        for _, trans, cols in est.transformers_:
+            selected = _selected_names(est, cols)
+            if not isinstance(trans, str):
+                yield from _column_scopes(trans, selected)
+
+
+def _selected_names(ct: ColumnTransformer, cols: Any) -> list[str] | None:
+    names = [str(n) for n in getattr(ct, "feature_names_in_", [])]
+    if isinstance(cols, str):
+        return [cols]
+    if isinstance(cols, slice) or not hasattr(cols, "__iter__"):
+        return None
+    picked = list(cols)
+    if all(isinstance(c, str) for c in picked):
+        return [str(c) for c in picked]
+    if names and all(isinstance(c, int | np.integer) for c in picked):
+        return [names[int(c)] for c in picked]
+    if names and len(picked) == len(names) and all(isinstance(c, bool | np.bool_) for c in picked):
+        return [n for n, keep in zip(names, picked, strict=True) if keep]
+    return None
+
+
+def linear_parts(model: Any) -> tuple[Any | None, Any]:
+    """(preprocessing or None, final linear estimator), or raise NotCompilable."""
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    _check_linear(final)
+    if not isinstance(model, Pipeline) or len(model.steps) == 1:
+        return None, final
+    preprocessing = model[:-1]
+    _check_columnwise(preprocessing)
+    return preprocessing, final
+
+
+def _check_linear(final: Any) -> None:
+    if isinstance(final, LogisticRegression):
+        pass
+    elif isinstance(final, SGDClassifier):
+        if final.loss != "log_loss":
+            raise NotCompilable(f"SGDClassifier(loss={final.loss!r}) is not a logistic model")
+    else:
+        raise NotCompilable(f"{type(final).__name__} is not a supported linear classifier")
+    if np.asarray(final.coef_).shape[0] != 1:
+        raise NotCompilable("linear model is not binary (coef_ has several rows)")
+
+
+def _check_columnwise(est: Any) -> None:
+    if isinstance(est, Pipeline):
+        for _, step in est.steps:
+            _check_columnwise(step)
+    elif isinstance(est, ColumnTransformer):
+        for _, trans, _cols in est.transformers_:
+            if not (isinstance(trans, str) and trans in ("passthrough", "drop")):
+                _check_columnwise(trans)
+    elif isinstance(est, _COLUMNWISE):
+        _check_encoder_options(est)
+    elif isinstance(est, FunctionTransformer) and est.func is None:
+        pass  # identity: how ColumnTransformer stores remainder="passthrough"
+    elif not (isinstance(est, str) and est in ("passthrough", "drop")):
+        raise NotCompilable(
+            f"{type(est).__name__} mixes columns; only per-column transforms compile"
+        )
+
+
+def tolerate_unknown(model: Any) -> None:
+    """Serve unseen values of handle_unknown="error" encoders as all-zero rows.
+
+    sklearn itself would raise on such a value; a request must never fail for
+    an unseen device name, so the bank reads it as "ignore" (documented).
+    """
+    for _, est in _column_scopes(model, None):
+        if isinstance(est, OneHotEncoder) and est.handle_unknown == "error":
+            est.handle_unknown = "ignore"
+
+
+def _check_encoder_options(est: Any) -> None:
+    if isinstance(est, SimpleImputer) and est.add_indicator:
+        raise NotCompilable("SimpleImputer(add_indicator=True) is not supported")
+    if isinstance(est, OrdinalEncoder) and est.handle_unknown == "error":
+        raise NotCompilable("OrdinalEncoder(handle_unknown='error') fails on unseen values")
+
+
+class Prober:
+    """Builds, once per FeatureSpace, the probe frame every model is scored on.
+
+    Row 0 is the baseline (OOV for categorical fields, 0 for numeric ones);
+    every other row differs from it in exactly one field, one row per slot.
+    """
+
+    def __init__(self, space: FeatureSpace) -> None:
+        self.space = space
+        self.sentinel = OOV
+        rows, slots = self._rows()
+        self.frame = profile_frame(rows)
+        self.slots = np.asarray(slots, dtype=np.intp)  # slot of probe row i (row 0: -1)
+
+    def _rows(self) -> tuple[list[dict[str, Any]], list[int]]:
+        baseline: dict[str, Any] = {f: self.sentinel for f in CATEGORICAL_FIELDS}
+        baseline.update({f: 0 for f in NUMERIC_FIELDS})
+        rows, slots = [baseline], [-1]
+        for field in self.space.fields:
+            block = self.space.field_slots(field)
+            for slot, value in zip(block, self.space.vocabularies[field], strict=True):
+                if value == OOV and field in NUMERIC_FIELDS:
+                    continue  # extraction never yields an out-of-domain number
+                rows.append({**baseline, field: value})
+                slots.append(slot)
+        return rows, slots
+
+    def compile(self, model: Any, columns: list[str]) -> CompiledModel:
+        """Contributions of ``model`` over this space; raise NotCompilable."""
+        preprocessing, final = linear_parts(model)
+        self._check_vocabulary(model, columns)
+        frame = self.frame[columns]
+        with warnings.catch_warnings():
+            # probing feeds values on purpose that the encoders have never seen
+            warnings.simplefilter("ignore", UserWarning)
+            tolerate_unknown(model)
+            features = frame if preprocessing is None else preprocessing.transform(frame)
+            decision = np.asarray(final.decision_function(features), dtype=np.float64)
+            scale = self._link_scale(model, frame, decision)
+        logits = scale * decision
+        contrib = np.zeros(self.space.n_slots, dtype=np.float64)
+        contrib[self.slots[1:]] = logits[1:] - logits[0]
+        self._check_range(logits[0], contrib)
+        return CompiledModel(intercept=float(logits[0]), contrib=contrib)
+
+    def _check_vocabulary(self, model: Any, columns: list[str]) -> None:
+        known = categories_by_field(model)
+        for field in columns:
+            if field in CATEGORICAL_FIELDS and field not in known:
+                raise NotCompilable(f"cannot find the categories the model knows for {field!r}")
+
+    def _link_scale(self, model: Any, frame: Any, decision: np.ndarray) -> float:
+        """1.0 for the usual logistic link; 2.0 for a binary multinomial fit."""
+        sample = np.linspace(0, len(frame) - 1, num=min(len(frame), 32)).astype(np.intp)
+        proba = model.predict_proba(frame.iloc[sample])[:, 1]
+        for scale in (1.0, 2.0):
+            if np.allclose(expit(scale * decision[sample]), proba, rtol=0, atol=_LINK_TOLERANCE):
+                return scale
+        raise NotCompilable("predict_proba is not a logistic function of decision_function")
+
+    def _check_range(self, intercept: float, contrib: np.ndarray) -> None:
+        bound = abs(intercept)
+        for field in self.space.fields:
+            block = contrib[
+                self.space.field_slots(field).start : self.space.field_slots(field).stop
+            ]
+            bound += float(np.abs(block).max(initial=0.0))
+        if not np.isfinite(bound) or bound > _MAX_LOGIT_RANGE:
+            raise NotCompilable(f"logit range {bound:.3g} too wide for the compiled path")

@@ -1,0 +1,134 @@
+"""The generic path: models that cannot be compiled, scored by worker processes.
+
+Each worker owns a fixed shard of the models and loads them itself, so no
+model is ever pickled across processes and there is no central queue: a
+request goes to every worker over its own pipe, each scores its shard, and the
+parent merges the columns. This is the design the original talk named as its
+future work ("remove central queue"), and what the C++ version approximated.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import warnings
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clickrouter.errors import ModelLoadError
+
+_READY = "ready"
+
+
+class WorkerPool:
+    """Processes that each score a fixed shard of campaign models.
+
+    Parameters
+    ----------
+    model_paths : list of model files, in the column order of the results.
+    workers : number of processes (at most one per model).
+    """
+
+    def __init__(self, model_paths: list[Path], workers: int) -> None:
+        self.model_paths = list(model_paths)
+        n_workers = max(1, min(workers, len(self.model_paths)))
+        self.shards_ = [list(range(k, len(model_paths), n_workers)) for k in range(n_workers)]
+        self._lock = threading.Lock()  # one request in flight per pipe
+        self._pipes: list[Connection] = []
+        self._procs: list[Any] = []
+        self._start()
+
+    def _start(self) -> None:
+        # A fresh interpreter per worker (not fork: the parent may run threads;
+        # not multiprocessing's spawn: it re-imports the caller's __main__).
+        for shard in self.shards_:
+            parent, child = socket.socketpair()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clickrouter.serving.pool", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+            )
+            child.close()
+            pipe = Connection(parent.detach())
+            pipe.send([str(self.model_paths[i]) for i in shard])
+            self._pipes.append(pipe)
+            self._procs.append(proc)
+        for pipe in self._pipes:
+            try:
+                status = pipe.recv()
+            except EOFError:
+                status = "worker exited during start-up"
+            if status != _READY:
+                self.close()
+                raise ModelLoadError(f"generic worker failed to start: {status}")
+
+    def predict(self, profiles: list[dict[str, Any]]) -> np.ndarray:
+        """P(sale) of every pooled model; shape (n_profiles, n_models)."""
+        out = np.empty((len(profiles), len(self.model_paths)), dtype=np.float64)
+        with self._lock:
+            for pipe in self._pipes:
+                pipe.send(profiles)
+            for pipe, shard in zip(self._pipes, self.shards_, strict=True):
+                reply = pipe.recv()
+                if isinstance(reply, str):
+                    raise RuntimeError(f"generic worker failed: {reply}")
+                out[:, shard] = reply
+        return out
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            try:
+                pipe.send(None)
+                pipe.close()
+            except OSError:
+                pass
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._pipes, self._procs = [], []
+
+    def __del__(self) -> None:
+        if self._procs:
+            self.close()
+
+
+def _serve_shard(pipe: Connection) -> None:
+    """Worker main loop: load the shard sent first, then score each batch until None."""
+    from clickrouter.profile import profile_frame
+    from clickrouter.serving.compiler import tolerate_unknown
+    from clickrouter.serving.loading import load_model, model_columns
+
+    try:
+        models = [load_model(Path(p)) for p in pipe.recv()]
+        for model in models:
+            tolerate_unknown(model)
+    except Exception as exc:
+        pipe.send(f"{type(exc).__name__}: {exc}")
+        return
+    columns = [model_columns(m) for m in models]
+    pipe.send(_READY)
+    while (profiles := pipe.recv()) is not None:
+        try:
+            pipe.send(_score(models, columns, profile_frame(profiles)))
+        except Exception as exc:  # report, keep serving the next request
+            pipe.send(f"{type(exc).__name__}: {exc}")
+
+
+def _score(models: list[Any], columns: list[list[str]], frame: Any) -> np.ndarray:
+    out = np.empty((len(frame), len(models)), dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # unseen categories are expected
+        for j, (model, cols) in enumerate(zip(models, columns, strict=True)):
+            out[:, j] = model.predict_proba(frame[cols])[:, 1]
+    return out
+
+
+if __name__ == "__main__":
+    _serve_shard(Connection(int(sys.argv[1])))

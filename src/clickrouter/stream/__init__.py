@@ -1,0 +1,1 @@
+"""ConsumerManager: event sources, offsets and the click/sale attribution join."""
