@@ -1,0 +1,1 @@
+"""DataManager: labelled records into self-contained, hive-partitioned Parquet datasets."""
