@@ -116,7 +116,8 @@ class FeatureSpace:
         return {
             "format": FORMAT_VERSION,
             "fields": list(self.fields),
-            "vocabularies": {f: list(v) for f, v in self.vocabularies.items()},
+            # slot 0 (OOV) is implicit: the document lists known values only
+            "vocabularies": {f: list(v[1:]) for f, v in self.vocabularies.items()},
         }
 
     @classmethod

@@ -22,6 +22,7 @@ from clickrouter.features import FeatureSpace
 from clickrouter.profile import extract_profile
 from clickrouter.serving import kernel
 from clickrouter.serving.assemble import Assembly, assemble
+from clickrouter.serving.cache import directory_key, load_cached, store_cached
 from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.directory import read_directory
 from clickrouter.serving.pool import WorkerPool
@@ -78,6 +79,7 @@ class ModelBank:
         strict: bool = True,
         compile: bool = True,
         workers: int | None = None,
+        cache_dir: str | Path | None = None,
     ) -> ModelBank:
         """Load and compile a model directory.
 
@@ -86,20 +88,29 @@ class ModelBank:
             skipped in :attr:`skipped`.
         compile: set False to score every model in the worker pool (benchmarks).
         workers: processes of the generic pool (default: CPU count).
+        cache_dir: keep the compiled bank there, keyed by the directory's
+            content, and memory-map it on the next load (shared by processes).
         """
-        loaded = read_directory(path)
-        if loaded.problems and strict:
+        root = Path(path)
+        if not root.is_dir():
+            raise ModelLoadError(f"{root}: not a model directory")
+        key = directory_key(root) if cache_dir is not None and compile else None
+        cached = load_cached(Path(cache_dir), key) if cache_dir is not None and key else None
+        if cached is not None:
+            assembly, version = cached
+        else:
+            assembly, version = _assemble_directory(root, compile=compile)
+            if cache_dir is not None and key:
+                store_cached(Path(cache_dir), key, assembly, version)
+        if assembly.skipped and strict:
             raise ModelLoadError(
-                f"{path}: {len(loaded.problems)} problem(s): " + "; ".join(loaded.problems[:20]),
-                loaded.problems,
+                f"{root}: {len(assembly.skipped)} problem(s): " + "; ".join(assembly.skipped[:20]),
+                assembly.skipped,
             )
-        if not loaded.campaigns:
-            raise ModelLoadError(f"{path}: no campaign could be loaded", loaded.problems)
-        assembly = assemble(loaded, compile=compile)
         pool = None
-        if assembly.generic_paths:
+        if len(assembly.generic_paths):
             pool = WorkerPool(assembly.generic_paths, workers or os.cpu_count() or 1)
-        return cls(assembly, pool, loaded.version)
+        return cls(assembly, pool, version)
 
     @property
     def campaign_ids(self) -> list[str]:
@@ -202,6 +213,13 @@ class ModelBank:
             f"ModelBank(version={self.version!r}, campaigns={len(self.campaigns)}, "
             f"compiled={self.n_compiled}, generic={self.n_generic})"
         )
+
+
+def _assemble_directory(root: Path, *, compile: bool) -> tuple[Assembly, str]:
+    loaded = read_directory(root)
+    if not loaded.campaigns:
+        raise ModelLoadError(f"{root}: no campaign could be loaded", loaded.problems)
+    return assemble(loaded, compile=compile), loaded.version
 
 
 def _as_dict(profile: Any) -> dict[str, Any]:
