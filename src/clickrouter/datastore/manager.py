@@ -1,0 +1,163 @@
+"""DataManager: the one object through which datasets are written and read.
+
+Readers (the TrainingManager, notebooks) open ``DataManager(root)`` and see
+whole commits only: the data files come from the committed manifest, and a
+file that compaction or retention removed between reading the manifest and
+opening it makes the read start over from the new manifest. The consumer
+opens ``DataManager(root, writable=True)``, which takes the writer lock and
+recovers from any interrupted commit (see :mod:`clickrouter.datastore.writer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from clickrouter.datastore.manifest import DataFile, Manifest, load_manifest
+from clickrouter.datastore.partition import FILE_SCHEMA
+from clickrouter.datastore.schema import RECORD_COLUMNS, RECORD_SCHEMA
+from clickrouter.datastore.writer import DatasetWriter
+from clickrouter.errors import ClickrouterError
+
+_READ_ATTEMPTS = 5
+
+
+class NotWritable(ClickrouterError):
+    status = 409
+
+
+class DataManager:
+    """Labelled records of every campaign under ``root`` (hive-partitioned Parquet).
+
+    Parameters
+    ----------
+    root : dataset directory (created when writable).
+    writable : take the single-writer lock and allow commits.
+    durable : fsync files and directories on commit (power-loss safety; a
+        killed process is safe either way).
+    """
+
+    def __init__(self, root: str | Path, *, writable: bool = False, durable: bool = True) -> None:
+        self.root = Path(root)
+        self._writer = DatasetWriter(self.root, durable=durable) if writable else None
+
+    # -- reading ----------------------------------------------------------
+    def manifest(self) -> Manifest:
+        """The last committed manifest (re-read from disk unless this is the writer)."""
+        return self._writer.manifest if self._writer is not None else load_manifest(self.root)
+
+    def campaigns(self) -> list[str]:
+        """Campaigns that have at least one committed record, sorted."""
+        return sorted(self.manifest().campaigns)
+
+    def data_version(self, campaign_id: str) -> str:
+        """Opaque token that changes whenever ``campaign_id``'s records change.
+
+        Compaction keeps it (same records); commits and retention change it.
+        ``"0-0"`` for a campaign without records.
+        """
+        info = self.manifest().campaigns.get(campaign_id)
+        return "0-0" if info is None else f"{info.changed_at}-{info.rows}"
+
+    def read_training_set(
+        self, campaign_id: str, start: float | None = None, end: float | None = None
+    ) -> pd.DataFrame:
+        """Records of one campaign with ``start <= ts < end`` (epoch seconds), by ts.
+
+        Columns are exactly ``RECORD_COLUMNS``; an empty frame has them too.
+        """
+        return self._read(lambda f: f.campaign_id == campaign_id, start, end)
+
+    def read_all(self, start: float | None = None, end: float | None = None) -> pd.DataFrame:
+        """Records of every campaign with ``start <= ts < end``, by ts."""
+        return self._read(lambda f: True, start, end)
+
+    def read_table(self, start: float | None = None, end: float | None = None) -> pa.Table:
+        """Every committed record as an Arrow table (RECORD_SCHEMA)."""
+        return self._read_arrow(lambda f: True, start, end)
+
+    def files(self) -> list[Path]:
+        return [self.root / f.path for f in self.manifest().files]
+
+    def _read(self, keep: Any, start: float | None, end: float | None) -> pd.DataFrame:
+        return self._read_arrow(keep, start, end).to_pandas()
+
+    def _read_arrow(self, keep: Any, start: float | None, end: float | None) -> pa.Table:
+        for _ in range(_READ_ATTEMPTS):
+            files = [f for f in self.manifest().files if keep(f) and _overlaps(f, start, end)]
+            try:
+                return _load(self.root, files, start, end)
+            except FileNotFoundError:
+                continue  # compaction or retention replaced a file: re-read the manifest
+        raise ClickrouterError(f"{self.root}: dataset kept changing while being read")
+
+    # -- writing (writer only) ---------------------------------------------
+    @property
+    def writer(self) -> DatasetWriter:
+        if self._writer is None:
+            raise NotWritable(f"{self.root}: opened read-only")
+        return self._writer
+
+    def commit(
+        self,
+        records: pa.Table,
+        *,
+        source: Mapping[str, Any],
+        state: bytes | None = None,
+        counters: Mapping[str, int] | None = None,
+        sidecars: Mapping[str, Iterable[bytes]] | None = None,
+    ) -> Manifest:
+        """Atomically add ``records`` (RECORD_SCHEMA) with the state that produced them."""
+        return self.writer.commit(
+            records, source=source, state=state, counters=counters, sidecars=sidecars
+        )
+
+    def load_state(self) -> bytes | None:
+        return self.writer.load_state()
+
+    def compact(self, *, small_rows: int = 100_000) -> int:
+        return self.writer.compact(small_rows=small_rows)
+
+    def apply_retention(self, before_ts: float) -> int:
+        return self.writer.apply_retention(before_ts)
+
+    def sidecar_path(self, name: str) -> Path:
+        """``<root>/_<name>.jsonl``: dead letters, late events."""
+        return self.root / f"_{name}.jsonl"
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> DataManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _overlaps(f: DataFile, start: float | None, end: float | None) -> bool:
+    return (start is None or f.max_ts >= start) and (end is None or f.min_ts < end)
+
+
+def _load(root: Path, files: list[DataFile], start: float | None, end: float | None) -> pa.Table:
+    if not files:
+        return RECORD_SCHEMA.empty_table()
+    expr = None
+    if start is not None:
+        expr = pc.field("ts") >= start
+    if end is not None:
+        expr = (pc.field("ts") < end) if expr is None else expr & (pc.field("ts") < end)
+    fragments = []
+    for f in files:
+        table = ds.dataset(root / f.path, schema=FILE_SCHEMA).to_table(filter=expr)
+        cid = pa.array([f.campaign_id] * table.num_rows, pa.string())
+        fragments.append(table.append_column("campaign_id", cid))
+    table = pa.concat_tables(fragments).select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA)
+    return table.sort_by([("ts", "ascending"), ("click_id", "ascending")])

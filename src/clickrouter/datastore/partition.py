@@ -1,0 +1,120 @@
+"""Split a table of labelled records into hive partitions and write them as Parquet.
+
+Every file is self-describing: the Arrow schema travels inside it, and the
+key-value metadata names the record schema, the feature-space version and the
+source offsets of the commit that wrote it. Files are written to a temporary
+name, fsynced, then renamed, so a reader never opens half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clickrouter.datastore.atomic import fsync_dir, tmp_name
+from clickrouter.datastore.manifest import DataFile
+from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.errors import InvalidInput
+from clickrouter.features import FORMAT_VERSION as FEATURE_FORMAT_VERSION
+from clickrouter.profile import CANONICAL_FIELDS
+
+SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+# campaign_id is a partition column: the files hold every other record column
+FILE_SCHEMA = pa.schema([f for f in RECORD_SCHEMA if f.name != "campaign_id"])
+_EPOCH = dt.date(1970, 1, 1)
+SECONDS_PER_DAY = 86400
+
+
+def is_safe_campaign_id(campaign_id: str) -> bool:
+    """Whether ``campaign_id`` can name a partition directory as it is."""
+    return bool(SAFE_ID.fullmatch(campaign_id)) and campaign_id not in (".", "..")
+
+
+def utc_date(ts: float) -> str:
+    """The UTC calendar day of epoch seconds ``ts``, as YYYY-MM-DD."""
+    return (_EPOCH + dt.timedelta(days=int(ts // SECONDS_PER_DAY))).isoformat()
+
+
+def file_metadata(generation: int, source: Mapping[str, Any]) -> dict[bytes, bytes]:
+    meta = {
+        "clickrouter.record_columns": json.dumps(RECORD_SCHEMA.names),
+        "clickrouter.partitioning": "campaign_id=<id>/date=<YYYY-MM-DD UTC of ts>",
+        "clickrouter.feature_format_version": str(FEATURE_FORMAT_VERSION),
+        "clickrouter.canonical_fields": json.dumps(list(CANONICAL_FIELDS)),
+        "clickrouter.generation": str(generation),
+        "clickrouter.source_offsets": json.dumps(source, sort_keys=True),
+    }
+    return {k.encode(): v.encode() for k, v in meta.items()}
+
+
+def split_partitions(records: pa.Table) -> Iterator[tuple[str, str, pa.Table]]:
+    """Yield ``(campaign_id, date, rows)`` per partition, rows sorted by ``ts``."""
+    if records.num_rows == 0:
+        return
+    day = pc.floor(pc.divide(records["ts"], float(SECONDS_PER_DAY))).cast(pa.int64())
+    table = records.append_column("_day", day)
+    table = table.sort_by(
+        [("campaign_id", "ascending"), ("_day", "ascending"), ("ts", "ascending")]
+    )
+    cids = np.asarray(table["campaign_id"].to_pylist(), dtype=object)
+    days = table["_day"].to_numpy()
+    cuts = np.flatnonzero((cids[1:] != cids[:-1]) | (days[1:] != days[:-1])) + 1
+    bounds = [0, *cuts.tolist(), table.num_rows]
+    for lo, hi in itertools.pairwise(bounds):
+        part = table.slice(lo, hi - lo)
+        yield str(cids[lo]), utc_date(float(days[lo]) * SECONDS_PER_DAY), part
+
+
+def write_partition_file(
+    root: Path, rel_path: str, rows: pa.Table, metadata: dict[bytes, bytes], *, durable: bool
+) -> DataFile:
+    """Write ``rows`` (record columns, with or without campaign_id) to ``rel_path``."""
+    final = root / rel_path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    body = rows.select(FILE_SCHEMA.names).cast(FILE_SCHEMA).replace_schema_metadata(metadata)
+    tmp = tmp_name(final)
+    with open(tmp, "wb") as fh:
+        pq.write_table(body, fh, compression="snappy")
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    parts = Path(rel_path).parts
+    ts = body["ts"]
+    return DataFile(
+        path=rel_path,
+        campaign_id=parts[0].split("=", 1)[1],
+        date=parts[1].split("=", 1)[1],
+        rows=body.num_rows,
+        min_ts=float(pc.min(ts).as_py()),
+        max_ts=float(pc.max(ts).as_py()),
+    )
+
+
+def write_records(
+    root: Path, records: pa.Table, generation: int, source: Mapping[str, Any], *, durable: bool
+) -> list[DataFile]:
+    """Write one file per partition touched by ``records``; returns their entries."""
+    metadata = file_metadata(generation, source)
+    written: list[DataFile] = []
+    for k, (campaign_id, date, rows) in enumerate(split_partitions(records)):
+        if not is_safe_campaign_id(campaign_id):
+            raise InvalidInput(f"campaign_id {campaign_id!r} cannot name a partition")
+        rel = f"campaign_id={campaign_id}/date={date}/part-{generation:010d}-{k:05d}.parquet"
+        written.append(write_partition_file(root, rel, rows, metadata, durable=durable))
+    if durable:
+        leaves = {(root / f.path).parent for f in written}
+        for directory in leaves | {d.parent for d in leaves} | {root}:
+            fsync_dir(directory)
+    return written

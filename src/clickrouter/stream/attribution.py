@@ -1,0 +1,228 @@
+"""The click/sale join in event time, with durable, deterministic state.
+
+Event time advances from the events themselves: the *watermark* is the largest
+``ts`` seen minus ``lateness_seconds`` (how late, in event time, an event may
+arrive and still count; it also absorbs clock skew between sources).
+
+* A click waits in ``pending`` until its sale arrives (label 1, written at
+  once) or until the watermark passes ``click.ts + window`` (label 0).
+* A sale is attributed when ``sale.ts - click.ts <= window`` (a negative delay,
+  from a sale source whose clock runs behind, is accepted). A sale that comes
+  before its click waits as an *orphan* until the click arrives or the
+  watermark passes the sale's ``ts``; then it is late ("unknown or closed click").
+* An event older than ``watermark - window`` is late on arrival: its click's
+  window is closed, and its id may no longer be remembered for deduplication.
+* Event ids are remembered while they are younger than that horizon, so a
+  repeated id is dropped; ids are only forgotten once events that old are
+  refused anyway, which keeps the outcome independent of when forgetting runs.
+
+Every decision depends only on the sequence of events, never on wall time or
+batch boundaries, so replaying from a committed snapshot reproduces exactly
+what an uninterrupted run produces.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from typing import Any
+
+import msgspec
+
+from clickrouter.events import ClickEvent, Event, SaleEvent
+
+DEFAULT_LATENESS_SECONDS = 3600.0
+# one labelled click: (click, label, revenue, sale_ts)
+Record = tuple[ClickEvent, int, float, float | None]
+_click_decoder = msgspec.json.Decoder(ClickEvent)
+_sale_decoder = msgspec.json.Decoder(SaleEvent)
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """The attribution state as stored in the dataset's committed state blob."""
+
+    max_ts: float
+    seq: int
+    pending: list[tuple[bytes, int]]  # raw click line, arrival sequence
+    orphans: list[tuple[bytes, int]]  # raw sale line, arrival sequence
+    seen_ids: list[str]
+    seen_ts: list[float]
+
+
+class Attributor:
+    """Joins sales to clicks; emits labelled records and late events.
+
+    Parameters
+    ----------
+    window_seconds : attribution window (event time).
+    lateness_seconds : allowed lateness behind the newest event seen.
+    """
+
+    def __init__(
+        self, window_seconds: float, lateness_seconds: float = DEFAULT_LATENESS_SECONDS
+    ) -> None:
+        if window_seconds <= 0 or lateness_seconds < 0:
+            raise ValueError("window must be > 0 and lateness >= 0 seconds")
+        self.window = float(window_seconds)
+        self.lateness = float(lateness_seconds)
+        self.max_ts = -math.inf
+        self.seq = 0
+        self.pending: dict[str, tuple[ClickEvent, bytes, int]] = {}
+        self.orphans: dict[str, list[tuple[SaleEvent, bytes, int]]] = {}
+        self.seen: dict[str, float] = {}
+        self._closing: list[tuple[float, int, str]] = []  # (close at, seq, click_id)
+        self._expiring: list[tuple[float, int, str]] = []  # (sale ts, seq, click_id)
+        self._swept_at = -math.inf
+        self.records: list[Record] = []
+        self.late_sales: list[bytes] = []
+        self.late_clicks: list[bytes] = []
+        self.duplicates = 0
+
+    @property
+    def watermark(self) -> float:
+        return self.max_ts - self.lateness
+
+    # -- the join -----------------------------------------------------------
+    def add(self, event: Event, raw: bytes) -> None:
+        """Apply one decoded event (``raw`` is its JSON line, kept for the state)."""
+        ts = event.ts
+        if ts > self.max_ts:
+            self.max_ts = ts
+            self._advance(ts - self.lateness)
+        if ts < self.max_ts - self.lateness - self.window:
+            self._late(event, raw, "older than the attribution window behind the watermark")
+            return
+        if event.id in self.seen:
+            self.duplicates += 1
+            return
+        self.seen[event.id] = ts
+        if isinstance(event, ClickEvent):
+            self._click(event, raw)
+        else:
+            self._sale(event, raw)
+
+    def _click(self, click: ClickEvent, raw: bytes) -> None:
+        if click.click_id in self.pending:
+            self._late(click, raw, "click_id already pending under another event id")
+            return
+        waiting = self.orphans.pop(click.click_id, None)
+        if waiting and self._attribute_orphans(click, waiting):
+            return
+        self.seq += 1
+        self.pending[click.click_id] = (click, raw, self.seq)
+        heapq.heappush(self._closing, (click.ts + self.window, self.seq, click.click_id))
+
+    def _attribute_orphans(
+        self, click: ClickEvent, sales: list[tuple[SaleEvent, bytes, int]]
+    ) -> bool:
+        matched = False
+        for sale, raw, _ in sales:
+            if matched:
+                self._late(sale, raw, "click already attributed to an earlier sale")
+            elif sale.ts - click.ts <= self.window:
+                self.records.append((click, 1, sale.revenue, sale.ts))
+                matched = True
+            else:
+                self._late(sale, raw, "sale after the attribution window")
+        return matched
+
+    def _sale(self, sale: SaleEvent, raw: bytes) -> None:
+        entry = self.pending.get(sale.click_id)
+        if entry is not None:
+            click = entry[0]
+            if sale.ts - click.ts <= self.window:
+                del self.pending[sale.click_id]
+                self.records.append((click, 1, sale.revenue, sale.ts))
+            else:
+                self._late(sale, raw, "sale after the attribution window")
+        elif sale.ts < self.watermark:
+            self._late(sale, raw, "unknown or closed click")
+        else:
+            self.seq += 1
+            self.orphans.setdefault(sale.click_id, []).append((sale, raw, self.seq))
+            heapq.heappush(self._expiring, (sale.ts, self.seq, sale.click_id))
+
+    def _advance(self, watermark: float) -> None:
+        closing = self._closing
+        while closing and closing[0][0] < watermark:
+            _, seq, click_id = heapq.heappop(closing)
+            entry = self.pending.get(click_id)
+            if entry is not None and entry[2] == seq:
+                del self.pending[click_id]
+                self.records.append((entry[0], 0, 0.0, None))
+        expiring = self._expiring
+        while expiring and expiring[0][0] < watermark:
+            _, seq, click_id = heapq.heappop(expiring)
+            self._expire_orphan(click_id, seq)
+
+    def _expire_orphan(self, click_id: str, seq: int) -> None:
+        sales = self.orphans.get(click_id)
+        if not sales:
+            return  # its click arrived meanwhile
+        for i, (sale, raw, s) in enumerate(sales):
+            if s == seq:
+                del sales[i]
+                self._late(sale, raw, "unknown or closed click")
+                break
+        if not sales:
+            del self.orphans[click_id]
+
+    def flush_all(self) -> None:
+        """Close every window now (label 0) and give up on every orphan sale."""
+        self._advance(math.inf)
+
+    def _late(self, event: Event, raw: bytes, reason: str) -> None:
+        line = b'{"reason":%s,"watermark":%s,"event":%s}' % (
+            json.dumps(reason).encode(),
+            json.dumps(self.watermark if math.isfinite(self.watermark) else None).encode(),
+            raw.rstrip(b"\r\n"),
+        )
+        (self.late_clicks if isinstance(event, ClickEvent) else self.late_sales).append(line)
+
+    # -- state ----------------------------------------------------------------
+    def sweep_seen(self) -> None:
+        """Forget ids too old to be accepted again (deterministic, see module doc)."""
+        horizon = self.max_ts - self.lateness - self.window
+        if horizon - self._swept_at < 0.01 * self.window:
+            return
+        self.seen = {k: v for k, v in self.seen.items() if v >= horizon}
+        self._swept_at = horizon
+
+    def snapshot(self) -> bytes:
+        self.sweep_seen()
+        orphans = [(raw, seq) for sales in self.orphans.values() for _, raw, seq in sales]
+        return msgspec.msgpack.encode(
+            Snapshot(
+                max_ts=self.max_ts,
+                seq=self.seq,
+                pending=[(raw, seq) for _, raw, seq in self.pending.values()],
+                orphans=sorted(orphans, key=lambda item: item[1]),
+                seen_ids=list(self.seen),
+                seen_ts=list(self.seen.values()),
+            )
+        )
+
+    def restore(self, blob: bytes) -> None:
+        snap = msgspec.msgpack.decode(blob, type=Snapshot)
+        self.max_ts, self.seq = snap.max_ts, snap.seq
+        self.seen = dict(zip(snap.seen_ids, snap.seen_ts, strict=True))
+        for raw, seq in sorted(snap.pending, key=lambda item: item[1]):
+            click = _click_decoder.decode(raw)
+            self.pending[click.click_id] = (click, raw, seq)
+            self._closing.append((click.ts + self.window, seq, click.click_id))
+        for raw, seq in snap.orphans:
+            sale = _sale_decoder.decode(raw)
+            self.orphans.setdefault(sale.click_id, []).append((sale, raw, seq))
+            self._expiring.append((sale.ts, seq, sale.click_id))
+        heapq.heapify(self._closing)
+        heapq.heapify(self._expiring)
+
+    def take_output(self) -> tuple[list[Record], list[bytes], list[bytes]]:
+        """Records, late sales and late clicks produced since the last call."""
+        out = (self.records, self.late_sales, self.late_clicks)
+        self.records, self.late_sales, self.late_clicks = [], [], []
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"pending": len(self.pending), "orphan_sales": sum(map(len, self.orphans.values()))}

@@ -1,0 +1,118 @@
+"""``clickrouter consume``: ingest the event stream into Parquet datasets."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from clickrouter.errors import InvalidInput
+
+SUMMARY_ROWS = (
+    ("events read", "events_read"),
+    ("records written", "records_written"),
+    ("  of which sales (label 1)", "positives_written"),
+    ("pending clicks", "pending"),
+    ("orphan sales (waiting for their click)", "orphan_sales"),
+    ("duplicates dropped", "duplicates"),
+    ("late sales", "late_sales"),
+    ("late clicks", "late_clicks"),
+    ("dead-lettered", "dead_lettered"),
+)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("consume", help="ingest events (log dir or Redis stream) to Parquet")
+    p.add_argument("--source", required=True, help="event log DIR or redis://HOST:PORT/STREAM")
+    p.add_argument("--data", required=True, type=Path, help="dataset directory")
+    p.add_argument("--once", action="store_true", help="drain what is there now, then exit")
+    p.add_argument(
+        "--flush-all", action="store_true", help="with --once: close all windows at the end"
+    )
+    p.add_argument("--window-seconds", type=_positive_float, default=None)
+    p.add_argument("--lateness-seconds", type=_non_negative_float, default=3600.0)
+    p.add_argument("--commit-events", type=_positive_int, default=200_000)
+    p.add_argument("--commit-seconds", type=_positive_float, default=2.0)
+    p.add_argument("--group", default="clickrouter", help="Redis consumer group")
+    p.add_argument("--consumer", default="consumer-1", help="Redis consumer name")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync (tests, benchmarks)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(handler=run_consume)
+
+
+def _number(kind: type, test: Any, what: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_positive_float = _number(float, lambda v: v > 0, "a positive number")
+_non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+
+
+def open_source(spec: str, *, group: str, consumer: str, follow: bool) -> Any:
+    """``redis://HOST:PORT/STREAM`` or an event-log directory."""
+    if spec.startswith("redis://"):
+        import redis
+
+        from clickrouter.stream.redis_stream import RedisStreamSource
+
+        try:
+            source = RedisStreamSource.from_url(
+                spec, group=group, consumer=consumer, block_ms=500 if follow else None
+            )
+        except redis.ConnectionError as exc:
+            raise InvalidInput(f"--source: cannot connect to {spec}: {exc}") from None
+        return source
+    from clickrouter.stream.local_source import LocalLogSource
+
+    return LocalLogSource(spec)
+
+
+def run_consume(args: argparse.Namespace) -> int:
+    from clickrouter.config import Settings
+    from clickrouter.datastore.manager import DataManager
+    from clickrouter.stream.consumer import ConsumerManager
+    from clickrouter.stream.progress import ProgressDisplay, print_summary
+
+    if args.flush_all and not args.once:
+        raise InvalidInput("--flush-all needs --once (a live stream never closes every window)")
+    window = args.window_seconds or Settings.from_env().attribution_window_seconds
+    source = open_source(
+        args.source, group=args.group, consumer=args.consumer, follow=not args.once
+    )
+    with DataManager(args.data, writable=True, durable=not args.no_fsync) as data:
+        display = ProgressDisplay(source.describe(), enabled=not args.quiet)
+        consumer = ConsumerManager(
+            source,
+            data,
+            window_seconds=window,
+            lateness_seconds=args.lateness_seconds,
+            commit_events=args.commit_events,
+            commit_seconds=args.commit_seconds,
+            progress=display.update,
+        )
+        with display:
+            stats = _run(consumer, args)
+        consumer.close()
+    print_summary(stats, SUMMARY_ROWS)
+    return 0
+
+
+def _run(consumer: Any, args: argparse.Namespace) -> dict[str, int]:
+    if args.once:
+        return dict(consumer.run_once(flush_all=args.flush_all))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return dict(consumer.run_forever(stop))
