@@ -20,6 +20,7 @@ from clickrouter.errors import ClickrouterError
 COMMAND_MODULES = (
     "clickrouter.serving.cli",
     "clickrouter.serving.demo_cli",
+    "clickrouter.stream.cli",
 )
 
 
