@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "clickrouter.serving.cli",
     "clickrouter.serving.demo_cli",
     "clickrouter.stream.cli",
+    "clickrouter.serving.http.cli",
 )
 
 

@@ -1,0 +1,243 @@
+"""A thin raw-ASGI application: routing, body limits, JSON errors, timing.
+
+No framework: the hot route (``POST /v1/decide``) costs one dict lookup for
+routing, one msgspec decode and one encode on top of the decision itself.
+Every :class:`~clickrouter.errors.ClickrouterError` becomes a JSON
+``{"error": ...}`` answer with its status; anything else is logged and
+answered 500 (the fuzzing test keeps that path unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
+from clickrouter.serving.http.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+JSON = b"application/json"
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class PayloadTooLarge(ClickrouterError):
+    status = 413
+
+
+class MethodNotAllowed(ClickrouterError):
+    status = 405
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending the whole body."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[bytes, bytes]
+    body: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        if not self.body:
+            raise InvalidInput("request body: expected a JSON document, got an empty body")
+        try:
+            return msgspec.json.decode(self.body)
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"request body: malformed JSON: {exc}") from None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: bytes = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(status, msgspec.json.encode(value))
+
+
+def error_response(status: int, message: str) -> Response:
+    response = Response(status, msgspec.json.encode({"error": message}))
+    if status == 401:
+        response.headers.append((b"www-authenticate", b"Bearer"))
+    return response
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    methods: tuple[str, ...]
+    template: str  # "/v2/models/{name}/infer"; also the metrics label
+    handler: Handler
+
+
+class Router:
+    """Static paths by dict lookup; templated paths by segment match."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.static: dict[str, list[Route]] = {}
+        self.templated: list[tuple[list[str], Route]] = []
+        for route in routes:
+            if "{" in route.template:
+                self.templated.append((route.template.strip("/").split("/"), route))
+            else:
+                self.static.setdefault(route.template, []).append(route)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        candidates: list[tuple[Route, dict[str, str]]] = [
+            (r, {}) for r in self.static.get(path, ())
+        ] or self._templated(path)
+        if not candidates:
+            raise NotFound(f"no route {path!r}")
+        for route, params in candidates:
+            if method in route.methods or (method == "HEAD" and "GET" in route.methods):
+                return route, params
+        allowed = sorted({m for r, _ in candidates for m in r.methods})
+        raise MethodNotAllowed(f"method {method} not allowed on {path!r}; use {allowed}")
+
+    def _templated(self, path: str) -> list[tuple[Route, dict[str, str]]]:
+        parts = path.strip("/").split("/")
+        found = []
+        for pattern, route in self.templated:
+            params = _match_segments(pattern, parts)
+            if params is not None:
+                found.append((route, params))
+        return found
+
+
+def _match_segments(pattern: list[str], parts: list[str]) -> dict[str, str] | None:
+    if len(pattern) != len(parts):
+        return None
+    params = {}
+    for expected, actual in zip(pattern, parts, strict=True):
+        if expected.startswith("{"):
+            if not actual:
+                return None
+            params[expected[1:-1]] = actual
+        elif expected != actual:
+            return None
+    return params
+
+
+class PredictorApp:
+    """The ASGI callable: HTTP requests through the router, lifespan to the hooks."""
+
+    def __init__(
+        self,
+        router: Router,
+        metrics: ServiceMetrics,
+        *,
+        max_body_bytes: int,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.router = router
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+        self._observers: dict[str, Any] = {}
+        self._counters: dict[tuple[str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        label = "unmatched"
+        try:
+            route, params = self.router.match(scope["method"], scope["path"])
+            label = route.template
+            request = await self._request(scope, receive, params)
+            response = await route.handler(request)
+        except ClickrouterError as exc:
+            response = error_response(exc.status, exc.message)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            response = error_response(500, "internal error")
+        await _send(send, response, head=scope["method"] == "HEAD")
+        self._observe(label, response.status, time.perf_counter() - started)
+
+    async def _request(self, scope: Scope, receive: Receive, params: dict[str, str]) -> Request:
+        headers = dict(scope["headers"])
+        body = b""
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            body = await _read_body(receive, headers, self.max_body_bytes)
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        return Request(scope["method"], scope["path"], query, headers, body, params)
+
+    def _observe(self, route: str, status: int, seconds: float) -> None:
+        observer = self._observers.get(route)
+        if observer is None:
+            observer = self._observers[route] = self.metrics.latency.labels(route)
+        observer.observe(seconds)
+        counter = self._counters.get((route, status))
+        if counter is None:
+            counter = self._counters[route, status] = self.metrics.responses.labels(
+                route, str(status)
+            )
+        counter.inc()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.on_startup is not None:
+                    await self.on_startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.on_shutdown is not None:
+                    await self.on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {int(declared)} bytes exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, response: Response, *, head: bool) -> None:
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", str(len(response.body)).encode()),
+        *response.headers,
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})

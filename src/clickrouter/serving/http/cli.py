@@ -1,0 +1,62 @@
+"""``clickrouter serve``: the HTTP predictor over a model directory or a model store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from clickrouter.errors import InvalidInput
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="serve decisions over HTTP (hot-reloads the model store's CURRENT)"
+    )
+    serve.add_argument("--models", required=True, type=Path, help="model directory or model store")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=None, help="TCP port; 0 = any free port")
+    serve.add_argument("--workers", type=_positive_int, default=None, help="worker processes")
+    serve.add_argument("--events", type=Path, default=None, help="event log directory")
+    serve.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="compiled-bank cache shared by the workers (default with --workers > 1: a temp dir)",
+    )
+    serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
+    serve.set_defaults(handler=run_serve)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from clickrouter.config import Settings
+    from clickrouter.modelstore.store import resolve_model_dir
+    from clickrouter.serving.http.server import ServeConfig, default_cache_dir, run_server
+
+    settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers)
+    directory, _ = resolve_model_dir(args.models)  # fails early on a store without CURRENT
+    if not (directory / "campaigns.json").is_file():
+        raise InvalidInput(f"--models {args.models}: no campaigns.json in {directory}")
+    cache_dir = args.cache_dir or (default_cache_dir() if settings.workers > 1 else None)
+    config = ServeConfig(
+        models=str(args.models),
+        events=str(args.events or settings.events_dir),
+        settings=settings,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    run_server(config, workers=settings.workers, port_file=args.port_file)
+    return 0

@@ -1,0 +1,123 @@
+"""Prometheus metrics of one predictor process, in a registry of its own.
+
+Decisions per campaign are counted in a plain dict (one increment per
+decision) and exported for the ``TOP_CAMPAIGNS`` busiest campaigns only, plus
+an ``_other`` series, so 5,000 campaigns never become 5,000 time series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from clickrouter.serving.http.models import LiveBank
+
+TOP_CAMPAIGNS = 50
+OTHER = "_other"
+# request latencies of a healthy predictor sit between 50 us and a few ms
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+)  # fmt: skip
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class DecisionCounts:
+    """Decisions per campaign id; exported for the busiest campaigns only."""
+
+    def __init__(self, top: int = TOP_CAMPAIGNS) -> None:
+        self.top = top
+        self.counts: dict[str, int] = {}
+
+    def add(self, campaign_id: str) -> None:
+        self.counts[campaign_id] = self.counts.get(campaign_id, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "clickrouter_decisions",
+            f"Decisions per campaign (the {self.top} busiest; the rest summed as {OTHER})",
+            labels=["campaign_id"],
+        )
+        ranked = sorted(self.counts.items(), key=lambda kv: kv[1], reverse=True)
+        for campaign_id, count in ranked[: self.top]:
+            family.add_metric([campaign_id], count)
+        family.add_metric([OTHER], sum(count for _, count in ranked[self.top :]))
+        yield family
+
+
+class SinkStats:
+    """Event-sink counters read at scrape time."""
+
+    def __init__(self, lag: Callable[[], int], written: Callable[[], int]) -> None:
+        self.lag = lag
+        self.written = written
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "clickrouter_event_queue_lag", "Events accepted but not yet written", self.lag()
+        )
+        yield CounterMetricFamily(
+            "clickrouter_events_written", "Events written to the event sink", self.written()
+        )
+
+
+class ServiceMetrics:
+    """Every metric the HTTP service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "clickrouter_http_request_duration_seconds",
+            "Time from request start to the last response byte handed to the server",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.responses = Counter(
+            "clickrouter_http_responses",
+            "Responses by route and status code",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.decisions = DecisionCounts()
+        self.registry.register(self.decisions)
+        self.model_info = Gauge(
+            "clickrouter_model_info",
+            "The model version in service (value 1)",
+            ["version", "store_version"],
+            registry=self.registry,
+        )
+        self.model_campaigns = Gauge(
+            "clickrouter_model_campaigns", "Campaigns in the live bank", registry=self.registry
+        )
+        self.model_loaded = Gauge(
+            "clickrouter_model_loaded_timestamp_seconds",
+            "When the live model version was loaded",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "clickrouter_model_reloads",
+            "Model loads by outcome (ok, rejected)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._info_labels: tuple[str, str] | None = None
+
+    def track_sink(self, lag: Callable[[], int], written: Callable[[], int]) -> None:
+        self.registry.register(SinkStats(lag, written))
+
+    def model_swapped(self, new: LiveBank, old: LiveBank | None) -> None:
+        if self._info_labels is not None:
+            self.model_info.remove(*self._info_labels)
+        self._info_labels = (new.version, new.store_version or "")
+        self.model_info.labels(*self._info_labels).set(1)
+        self.model_campaigns.set(len(new.bank.campaigns))
+        self.model_loaded.set(new.loaded_at)
+        self.reloads.labels("ok").inc()
+
+    def model_rejected(self, exc: BaseException) -> None:
+        self.reloads.labels("rejected").inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,248 @@
+"""Composition root and server runners of the HTTP predictor.
+
+:func:`build_app` wires settings, bank holder, policy, event sink, metrics and
+routes into one ASGI app (one per worker process). :class:`PredictorServer`
+runs it in a background thread for in-process use; :func:`run_server` is the
+blocking runner behind ``clickrouter serve`` (N worker processes share one
+listening socket, and the compiled weights through the bank cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import uvicorn
+import uvloop
+from uvicorn.supervisors import Multiprocess
+
+from clickrouter.config import Settings
+from clickrouter.errors import ClickrouterError
+from clickrouter.serving.http.app import PredictorApp, Router
+from clickrouter.serving.http.metrics import ServiceMetrics
+from clickrouter.serving.http.models import BankHolder, ReloadWatcher, load_live_bank
+from clickrouter.serving.http.policy import make_policy
+from clickrouter.serving.http.routes import admin_routes, meta_routes, v1_routes
+from clickrouter.serving.http.service import PredictorService
+from clickrouter.serving.http.sink import open_sink
+from clickrouter.serving.http.v2 import v2_routes
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "CLICKROUTER_HTTP_SERVE_CONFIG"  # how worker processes receive the config
+
+
+class ServeConfig(msgspec.Struct, kw_only=True):
+    """Everything a worker process needs to build its app."""
+
+    models: str
+    events: str | None
+    settings: Settings
+    cache_dir: str | None = None
+
+
+def build_app(config: ServeConfig) -> PredictorApp:
+    """The ASGI app of one worker process (its own sink, watcher and metrics)."""
+    settings = config.settings
+    metrics = ServiceMetrics()
+    holder = BankHolder(
+        config.models,
+        cache_dir=config.cache_dir,
+        on_swap=metrics.model_swapped,
+        on_reject=metrics.model_rejected,
+    )
+    sink = open_sink(config.events, f"predictor-{os.getpid()}")
+    metrics.track_sink(sink.lag, lambda: sink.written)
+    service = PredictorService(
+        holder, make_policy(settings.policy, settings.epsilon), sink, metrics
+    )
+    watcher = ReloadWatcher(holder, settings.reload_poll_seconds)
+    router = Router(
+        v1_routes(service)
+        + v2_routes(service)
+        + admin_routes(holder, settings.admin_token)
+        + meta_routes(service)
+    )
+
+    async def startup() -> None:
+        watcher.start()
+
+    async def shutdown() -> None:
+        await watcher.stop()
+        sink.close()  # drains the queue: every event emitted so far is written
+        holder.close()
+        log.info("predictor %d stopped; %d events written", os.getpid(), sink.written)
+
+    return PredictorApp(
+        router,
+        metrics,
+        max_body_bytes=settings.max_body_bytes,
+        on_startup=startup,
+        on_shutdown=shutdown,
+    )
+
+
+def app_from_env() -> PredictorApp:
+    """uvicorn factory for worker processes: the config comes in :data:`CONFIG_ENV`."""
+    return build_app(msgspec.json.decode(os.environ[CONFIG_ENV], type=ServeConfig))
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port); port 0 picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ClickrouterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app: PredictorApp | str, settings: Settings, workers: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        factory=isinstance(app, str),
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=10,
+        backlog=4096,
+    )
+
+
+def default_cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "clickrouter-bank-cache"
+
+
+def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain every worker's events (blocking)."""
+    settings = config.settings
+    sock = bind_socket(settings.host, settings.port)
+    if workers > 1 and config.cache_dir is not None:
+        _warm_cache(config)  # workers then map one shared copy instead of compiling N
+    if port_file is not None:
+        _write_atomically(port_file, f"{sock.getsockname()[1]}\n")
+    if workers == 1:
+        uvicorn.Server(_uvicorn_config(build_app(config), settings, 1)).run(sockets=[sock])
+        return
+    os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
+    target = "clickrouter.serving.http.server:app_from_env"
+    Multiprocess(_uvicorn_config(target, settings, workers), sockets=[sock]).run()
+
+
+def _warm_cache(config: ServeConfig) -> None:
+    started = time.perf_counter()
+    try:
+        load_live_bank(Path(config.models), Path(config.cache_dir or "")).bank.close()
+    except ClickrouterError as exc:
+        log.warning("could not pre-compile the models (workers will retry): %s", exc)
+        return
+    log.info("models compiled into the shared cache in %.1f s", time.perf_counter() - started)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class PredictorServer:
+    """The predictor on a loopback port, served from a background thread.
+
+    >>> with PredictorServer(settings, "store/", "events/") as server:  # doctest: +SKIP
+    ...     httpx.post(server.url + "/v1/decide", json={"country": "FR"})
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        models_path: str | Path,
+        events_dir: str | Path | None,
+        *,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = ServeConfig(
+            models=str(models_path),
+            events=None if events_dir is None else str(events_dir),
+            settings=settings,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+        self.app: PredictorApp | None = None
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("server not started")
+        return f"http://{self.settings.host}:{self.port}"
+
+    def start(self, *, timeout: float = 120.0, wait_ready: bool = True) -> PredictorServer:
+        """Listen, then wait until requests are served (and the bank is loaded)."""
+        sock = bind_socket(self.settings.host, self.settings.port)
+        self.port = sock.getsockname()[1]
+        self.app = build_app(self.config)
+        self._server = uvicorn.Server(_uvicorn_config(self.app, self.settings, 1))
+        self._thread = threading.Thread(
+            target=self._run, args=(sock,), name="predictor-server", daemon=True
+        )
+        self._thread.start()
+        self._wait(lambda: self._server is not None and self._server.started, timeout)
+        if wait_ready:
+            self._wait(self.is_ready, timeout)
+        return self
+
+    def _run(self, sock: socket.socket) -> None:
+        assert self._server is not None
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self._server.serve(sockets=[sock]))
+
+    def is_ready(self) -> bool:
+        """True when ``/v2/health/ready`` answers 200 (a model version is loaded)."""
+        try:
+            with urllib.request.urlopen(self.url + "/v2/health/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def _wait(self, condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self._thread is None or not self._thread.is_alive():
+                raise ClickrouterError("the predictor server stopped while starting")
+            if time.monotonic() > deadline:
+                raise ClickrouterError(f"the predictor server was not ready within {timeout} s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop serving; in-flight requests finish and queued events are written."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> PredictorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

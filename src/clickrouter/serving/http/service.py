@@ -1,0 +1,237 @@
+"""The predictor's data plane: decide, score and record sales, with no HTTP in sight.
+
+Routes parse a request into plain values and call :class:`PredictorService`;
+tests and embedders can call the same object directly. Every decision is
+logged as a :class:`~clickrouter.events.ClickEvent` with the propensity of the
+choice, every postback as a :class:`~clickrouter.events.SaleEvent`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import numpy as np
+
+from clickrouter.errors import ClickrouterError, InvalidInput
+from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
+from clickrouter.profile import click_id_of, extract_profile, parse_timestamp
+from clickrouter.serving.bank import RankedCampaign
+from clickrouter.serving.http.metrics import ServiceMetrics
+from clickrouter.serving.http.models import BankHolder, LiveBank
+from clickrouter.serving.http.policy import Policy
+from clickrouter.serving.http.sink import EventSink
+
+MAX_TOP = 1000
+MAX_ID_CHARS = 256
+
+
+class ServiceUnavailable(ClickrouterError):
+    """No model version is loaded yet (HTTP 503)."""
+
+    status = 503
+
+
+class Ranked(msgspec.Struct):
+    campaign_id: str
+    probability: float
+    expected_value: float
+
+
+class Outcome(msgspec.Struct, omit_defaults=True):
+    """The answer to one decision request (``ranking`` only when asked for)."""
+
+    click_id: str
+    campaign_id: str
+    landing_page: str
+    probability: float
+    expected_value: float
+    propensity: float
+    payout: float
+    n_eligible: int
+    model_version: str
+    policy: str
+    ranking: list[Ranked] | None = None
+
+
+class PredictorService:
+    """Decisions, scores and postbacks against the live bank of ``holder``."""
+
+    def __init__(
+        self, holder: BankHolder, policy: Policy, sink: EventSink, metrics: ServiceMetrics
+    ) -> None:
+        self.holder = holder
+        self.policy = policy
+        self.sink = sink
+        self.metrics = metrics
+        # event ids: a per-process random prefix and a counter (unique, cheaper than uuid4)
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count()
+
+    def live(self) -> LiveBank:
+        live = self.holder.live
+        if live is None:
+            raise ServiceUnavailable("no model version is loaded yet")
+        return live
+
+    def decide(self, raw: dict[str, Any], top: int | None = None) -> Outcome:
+        """Choose a campaign for one raw profile and log the click event."""
+        live = self.live()
+        bank = live.bank
+        canonical = canonical_profile(raw)
+        click_id = checked_id("click_id", click_id_of(raw))
+        proba = bank.predict_proba([canonical])[0]
+        mask = bank.eligibility_.one(bank.space.indices(canonical))
+        decision = bank.decision_from(proba, mask, top=top or 1)
+        choice = self.policy.choose(live.columns[decision.campaign_id], mask, decision.n_eligible)
+        campaign = bank.campaigns[choice.column]
+        probability = float(proba[choice.column])
+        outcome = Outcome(
+            click_id=click_id,
+            campaign_id=campaign.id,
+            landing_page=landing_page(campaign.landing_page, click_id),
+            probability=probability,
+            expected_value=probability * campaign.payout,
+            propensity=choice.propensity,
+            payout=campaign.payout,
+            n_eligible=decision.n_eligible,
+            model_version=bank.version,
+            policy=self.policy.name,
+            ranking=None if top is None else [_ranked(r) for r in decision.ranking],
+        )
+        self._log_click(outcome, canonical, raw)
+        return outcome
+
+    def _log_click(self, outcome: Outcome, canonical: dict[str, Any], raw: dict[str, Any]) -> None:
+        self.sink.emit(
+            ClickEvent(
+                id=self._event_id(),
+                click_id=outcome.click_id,
+                ts=time.time(),
+                profile=CanonicalProfile(**canonical),
+                campaign_id=outcome.campaign_id,
+                landing_page=outcome.landing_page,
+                propensity=outcome.propensity,
+                model_version=outcome.model_version,
+                raw=raw,
+            )
+        )
+        self.metrics.decisions.add(outcome.campaign_id)
+
+    def score(self, raw: dict[str, Any], top: int | None = None) -> dict[str, Any]:
+        """P(sale) of every campaign (or the ``top`` most likely), best first when ``top``."""
+        bank = self.live().bank
+        proba = bank.predict_proba([canonical_profile(raw)])[0]
+        ids = bank.campaign_ids
+        if top is None:
+            scores = dict(zip(ids, proba.tolist(), strict=True))
+        else:
+            best = np.argsort(-proba, kind="stable")[:top]
+            scores = {ids[i]: float(proba[i]) for i in best}
+        return {"model_version": bank.version, "probabilities": scores}
+
+    def postback(
+        self, click_id: Any, revenue: Any, ts: Any = None, campaign_id: Any = None
+    ) -> SaleEvent:
+        """Record a sale for ``click_id``; ``campaign_id``, when given, must be known."""
+        if campaign_id is not None:
+            self.live().bank.campaign(checked_id("campaign_id", campaign_id))  # 404 if unknown
+        if click_id is None or click_id == "":
+            raise InvalidInput("field 'click_id': required")
+        event = SaleEvent(
+            id=self._event_id(),
+            click_id=checked_id("click_id", click_id),
+            ts=parse_timestamp(ts),
+            revenue=checked_revenue(revenue),
+        )
+        self.sink.emit(event)
+        return event
+
+    def models(self) -> dict[str, Any]:
+        """What is in service: version, origin, load time, sizes, manifest metrics."""
+        live = self.live()
+        bank = live.bank
+        metrics = live.manifest.get("metrics")
+        return {
+            "version": bank.version,
+            "store_version": live.store_version,
+            "directory": str(live.directory),
+            "loaded_at": datetime.fromtimestamp(live.loaded_at, UTC).isoformat(),
+            "load_seconds": round(live.load_seconds, 3),
+            "n_campaigns": len(bank.campaigns),
+            "n_compiled": bank.n_compiled,
+            "n_generic": bank.n_generic,
+            "skipped": bank.skipped,
+            "rejected_version": self.holder.rejected,
+            "policy": self.policy.name,
+            "metrics": metrics if isinstance(metrics, dict) else {},
+        }
+
+    def _event_id(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+def landing_page(template: str, click_id: str) -> str:
+    """The landing page URL; the click id is percent-encoded (no header or URL injection)."""
+    return template.replace("{click_id}", quote(click_id, safe="-._~"))
+
+
+def _ranked(entry: RankedCampaign) -> Ranked:
+    return Ranked(entry.campaign_id, entry.probability, entry.expected_value)
+
+
+def canonical_profile(raw: Any) -> dict[str, Any]:
+    """The canonical profile of a request body; any failure is the caller's bad input."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"a profile must be a JSON object, got {type(raw).__name__}")
+    ts = raw.get("ts")
+    if isinstance(ts, int) and not 0 <= ts < 2**63:  # float() would overflow on huge ints
+        raise InvalidInput(f"field 'ts': epoch seconds out of range: {str(ts)[:40]}")
+    try:
+        return extract_profile(raw)
+    except ClickrouterError:
+        raise
+    except (ValueError, TypeError, OverflowError, LookupError) as exc:
+        raise InvalidInput(f"invalid profile: {exc}") from None
+
+
+def checked_id(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(f"field {name!r}: expected a string, got {value!r}")
+    text = str(value)
+    if not 0 < len(text) <= MAX_ID_CHARS:
+        raise InvalidInput(f"field {name!r}: expected 1 to {MAX_ID_CHARS} characters")
+    return text
+
+
+def checked_revenue(value: Any) -> float:
+    if value is None or value == "":
+        raise InvalidInput("field 'revenue': required")
+    if isinstance(value, bool):
+        raise InvalidInput(f"field 'revenue': expected a number, got {value!r}")
+    try:
+        revenue = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"field 'revenue': expected a number, got {value!r}") from None
+    if not math.isfinite(revenue) or revenue < 0:
+        raise InvalidInput(f"field 'revenue': expected a finite number >= 0, got {value!r}")
+    return revenue
+
+
+def checked_top(value: str | None) -> int | None:
+    """The ``top`` query parameter: None when absent, else an integer 1..MAX_TOP."""
+    if value is None:
+        return None
+    try:
+        top = int(value)
+    except ValueError:
+        raise InvalidInput(f"parameter 'top': expected an integer, got {value!r}") from None
+    if not 1 <= top <= MAX_TOP:
+        raise InvalidInput(f"parameter 'top': expected 1 to {MAX_TOP}, got {value!r}")
+    return top
