@@ -14,6 +14,7 @@ half-written version nor a half-written pointer.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -22,8 +23,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from clickrouter.errors import InvalidInput, NotFound
+from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
+from clickrouter.modelstore.manifest import read_manifest, verify
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -102,6 +105,45 @@ class ModelStore:
         """Make an older published version live again."""
         self.set_current(version)
 
+    def manifest(self, version: str) -> dict[str, Any]:
+        """The manifest of a published version ({} when it has none)."""
+        return read_manifest(self.path_of(version))
+
+    def verify(self, version: str) -> list[str]:
+        """Problems found checking a version's files against its manifest digests."""
+        return verify(self.path_of(version))
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Exclusive right to publish into this store (one trainer at a time).
+
+        The lock is an flock on ``<store>/.lock``: the kernel releases it when
+        its holder dies, so a SIGKILLed trainer never leaves the store locked.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreBusy(f"model store {self.root}: another writer holds the lock") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def clean_staging(self) -> list[str]:
+        """Remove what a writer killed mid-publish left behind (call under writer_lock)."""
+        removed = []
+        tmp_root = self.root / "tmp"
+        if tmp_root.is_dir():
+            for leftover in tmp_root.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(leftover.name)
+        for pointer in self.root.glob(".CURRENT.*.tmp"):
+            pointer.unlink(missing_ok=True)
+            removed.append(pointer.name)
+        return removed
+
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` versions (never the live one)."""
         live = self.current()
@@ -109,6 +151,12 @@ class ModelStore:
         for version in doomed:
             shutil.rmtree(self.versions_dir / version, ignore_errors=True)
         return doomed
+
+
+class StoreBusy(ClickrouterError):
+    """Another process is publishing into the same store (HTTP 409)."""
+
+    status = 409
 
 
 def resolve_model_dir(path: str | Path) -> tuple[Path, str | None]:

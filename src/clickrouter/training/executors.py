@@ -1,0 +1,114 @@
+"""Where per-campaign fits run: inline, local worker processes, or a Dask cluster.
+
+Fits are independent, so an executor only maps :func:`fit_chunk` over chunks
+of campaigns and yields each chunk's results as soon as it is done (for the
+progress bar). The per-cycle settings travel once per chunk (local) or are
+broadcast once to every worker (Dask); the chunks' arrays are pickled as
+contiguous numpy buffers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Protocol
+
+from clickrouter.errors import ClickrouterError
+from clickrouter.training.fitting import CampaignTask, FitResult, FitSettings, fit_chunk
+
+
+class Executor(Protocol):
+    workers: int
+
+    def run(
+        self, settings: FitSettings, chunks: list[list[CampaignTask]]
+    ) -> Iterator[list[FitResult]]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs every chunk in the calling process (workers=0: tests, debugging)."""
+
+    workers = 1
+
+    def run(
+        self, settings: FitSettings, chunks: list[list[CampaignTask]]
+    ) -> Iterator[list[FitResult]]:
+        for chunk in chunks:
+            yield fit_chunk(settings, chunk)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessExecutor:
+    """A pool of local worker processes (forkserver: safe with the caller's threads)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["clickrouter.training.fitting"])
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+
+    def run(
+        self, settings: FitSettings, chunks: list[list[CampaignTask]]
+    ) -> Iterator[list[FitResult]]:
+        futures = [self._pool.submit(fit_chunk, settings, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Per-campaign fits on a Dask distributed cluster at ``address`` (tcp://host:port)."""
+
+    def __init__(self, address: str, *, timeout: float = 30.0) -> None:
+        try:
+            self._client: Any = _distributed().Client(
+                address, timeout=timeout, set_as_default=False
+            )
+        except OSError as exc:
+            raise ClickrouterError(
+                f"cannot reach the Dask scheduler at {address!r}: {exc}", status=503
+            ) from None
+        self.workers = max(1, sum(self._client.nthreads().values()))
+
+    def run(
+        self, settings: FitSettings, chunks: list[list[CampaignTask]]
+    ) -> Iterator[list[FitResult]]:
+        client = self._client
+        shared = client.scatter(settings, broadcast=True)
+        data = client.scatter(chunks)  # straight to workers, not through the scheduler
+        futures = [client.submit(fit_chunk, shared, chunk, pure=False) for chunk in data]
+        try:
+            for future in _distributed().as_completed(futures):
+                yield future.result()
+        finally:
+            client.cancel(futures)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _distributed() -> Any:
+    """The ``distributed`` package, imported only when a cluster is asked for."""
+    return importlib.import_module("distributed")
+
+
+def make_executor(workers: int | None, dask_scheduler: str | None) -> Executor:
+    """Dask when a scheduler is given, else local processes (workers=0: inline)."""
+    if dask_scheduler:
+        return DaskExecutor(dask_scheduler)
+    if workers == 0:
+        return InlineExecutor()
+    return ProcessExecutor(workers)

@@ -1,0 +1,233 @@
+"""One campaign's fit, evaluation and promotion decision (runs in a worker).
+
+Everything here is a pure function of picklable inputs so that any executor
+(inline, local processes, a Dask cluster) can run it. A task carries the
+campaign's records already encoded as feature columns, time-ordered, with
+every positive and a sample of the negatives (rate ``rate``), plus the full,
+unsampled newest slice for evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from clickrouter.features import FeatureSpace
+from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS
+from clickrouter.training.design import decode_columns, design_matrix, restrict, used_columns
+from clickrouter.training.metrics import evaluate, log_loss
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Per-cycle constants shared by every task of the cycle."""
+
+    space: dict[str, Any]  # FeatureSpace.to_dict() of the cycle
+    n_columns: int
+    c_grid: tuple[float, ...]
+    positive_weight: float
+    min_positives: int
+    prior_positives: float
+    pooled_rate: float
+    guard_tolerance: float
+    max_iter: int
+
+
+@dataclass
+class CampaignTask:
+    """One campaign's data. Row arrays are time-ordered.
+
+    cols: (n_kept, n_fields) int32 feature columns (-1 = OOV) of kept rows.
+    labels: (n_kept,) int8. ``split``: first kept row of the holdout slice.
+    hold_cols / hold_labels: every row of the holdout slice (unsampled).
+    rate: probability with which a negative was kept.
+    counts: unsampled (rows, positives) of the whole window and of its
+        training part (before the holdout slice).
+    """
+
+    campaign_id: str
+    cols: np.ndarray
+    labels: np.ndarray
+    split: int
+    hold_cols: np.ndarray
+    hold_labels: np.ndarray
+    rate: float
+    rows: int
+    positives: int
+    train_rows: int
+    train_positives: int
+    served_model: str | None = None
+
+
+@dataclass
+class FitResult:
+    """What the publisher needs: parameters in the cycle's column layout and the verdict."""
+
+    campaign_id: str
+    kind: str  # "logistic" | "base_rate"
+    coef: np.ndarray | None
+    intercept: float
+    C: float | None
+    metrics: dict[str, Any] | None
+    served_metrics: dict[str, Any] | None
+    decision: str  # "promoted" | "kept" | "failed"
+    reason: str
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_chunk(settings: FitSettings, tasks: list[CampaignTask]) -> list[FitResult]:
+    """Fit every task; a failing campaign yields a ``failed`` result, never an exception."""
+    space = FeatureSpace.from_dict(settings.space)
+    # one BLAS thread per fit: the executor already runs one fit per core, and
+    # threaded BLAS on these small problems costs more than it computes
+    with threadpool_limits(limits=1):
+        return [_fit_safely(settings, space, task) for task in tasks]
+
+
+def _fit_safely(settings: FitSettings, space: FeatureSpace, task: CampaignTask) -> FitResult:
+    started = time.perf_counter()
+    try:
+        result = fit_campaign(settings, space, task)
+    except Exception as exc:  # one bad campaign must not end the cycle
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        result = FitResult(
+            task.campaign_id, "failed", None, 0.0, None, None, None, "failed", detail
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def fit_campaign(settings: FitSettings, space: FeatureSpace, task: CampaignTask) -> FitResult:
+    if task.positives < settings.min_positives:
+        result = _base_rate(settings, task)
+    else:
+        result = _logistic(settings, task)
+    result.served_metrics = _served_metrics(task, space)
+    result.decision, result.reason = guard(result.metrics, result.served_metrics, settings)
+    return result
+
+
+def smoothed_rate(positives: float, rows: float, pooled: float, strength: float) -> float:
+    """Posterior mean of a Beta(strength, strength (1 - pooled) / pooled) prior."""
+    beta = strength * (1 - pooled) / pooled
+    return (positives + strength) / (rows + strength + beta)
+
+
+def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
+    smooth = settings.pooled_rate, settings.prior_positives
+    train_rate = smoothed_rate(task.train_positives, task.train_rows, *smooth)
+    metrics = None
+    if len(task.hold_labels):
+        metrics = evaluate(task.hold_labels, np.full(len(task.hold_labels), train_rate))
+    rate = smoothed_rate(task.positives, task.rows, *smooth)
+    intercept = math.log(rate / (1 - rate))
+    details = {"rate": rate, "pooled_rate": settings.pooled_rate}
+    return FitResult(
+        task.campaign_id, "base_rate", None, intercept, None, metrics, None, "", "", 0, details
+    )
+
+
+def _logistic(settings: FitSettings, task: CampaignTask) -> FitResult:
+    used = used_columns(task.cols)
+    X = design_matrix(restrict(task.cols, used), len(used))
+    X_hold = design_matrix(restrict(task.hold_cols, used), len(used))
+    y = task.labels.astype(np.float64)
+    weight = np.where(y > 0, settings.positive_weight, 1.0)
+    # sampling negatives at rate r (or weighting positives by w) multiplies the
+    # odds by 1/r (w); adding log(r / w) to the intercept undoes it exactly
+    shift = math.log(task.rate) - math.log(settings.positive_weight)
+    chosen, metrics, scores = _choose_c(settings, task, X, y, weight, X_hold, shift)
+    final = _fit(X, y, weight, chosen, settings.max_iter)
+    coef = np.zeros(settings.n_columns, dtype=np.float64)
+    coef[used] = final.coef_[0]
+    intercept = float(final.intercept_[0]) + shift
+    details = {"rate": task.rate, "grid_log_loss": scores, "kept_rows": len(y)}
+    return FitResult(
+        task.campaign_id, "logistic", coef, intercept, chosen, metrics, None, "", "", 0, details
+    )
+
+
+def _choose_c(
+    settings: FitSettings,
+    task: CampaignTask,
+    X: Any,
+    y: np.ndarray,
+    weight: np.ndarray,
+    X_hold: Any,
+    shift: float,
+) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
+    """Best C by held-out log loss when the training part has both classes."""
+    part = slice(0, task.split)
+    if len(task.hold_labels) == 0 or len(np.unique(y[part])) < 2:
+        return settings.c_grid[len(settings.c_grid) // 2], None, {}
+    best: tuple[float, float, np.ndarray] | None = None
+    scores: dict[str, float] = {}
+    for C in settings.c_grid:
+        model = _fit(X[part], y[part], weight[part], C, settings.max_iter)
+        proba = expit(X_hold @ model.coef_[0] + model.intercept_[0] + shift)
+        loss = log_loss(task.hold_labels, proba)
+        scores[repr(C)] = loss
+        if best is None or loss < best[1]:
+            best = (C, loss, proba)
+    assert best is not None
+    return best[0], evaluate(task.hold_labels, best[2]), scores
+
+
+def _fit(X: Any, y: np.ndarray, weight: np.ndarray, C: float, max_iter: int) -> LogisticRegression:
+    # Newton steps with a Cholesky solve: few iterations on a few hundred
+    # one-hot columns, and the intercept is not penalised (unlike liblinear),
+    # which the sampling correction relies on
+    model = LogisticRegression(C=C, max_iter=max_iter, solver="newton-cholesky")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y, sample_weight=weight)
+
+
+def _served_metrics(task: CampaignTask, space: FeatureSpace) -> dict[str, Any] | None:
+    """The served model's metrics on the same slice (None when it cannot tell)."""
+    if task.served_model is None or len(task.hold_labels) == 0:
+        return None
+    try:
+        model = joblib.load(task.served_model)
+        frame = profile_frame_of(task.hold_cols, space)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # values it has never seen
+            proba = model.predict_proba(frame[list(model.feature_names_in_)])[:, 1]
+    except Exception:  # an unreadable served model is simply not a baseline
+        return None
+    return evaluate(task.hold_labels, proba)
+
+
+def profile_frame_of(cols: np.ndarray, space: FeatureSpace) -> Any:
+    """Profile frame of encoded rows (out-of-vocabulary values become the OOV name)."""
+    values = decode_columns(cols, space)
+    frame = pd.DataFrame({f: values[f] for f in CATEGORICAL_FIELDS}, dtype=object)
+    for f in NUMERIC_FIELDS:  # the dtypes profile_frame gives
+        frame[f] = np.asarray(values[f], dtype=np.int64)
+    return frame
+
+
+def guard(
+    new: dict[str, Any] | None, served: dict[str, Any] | None, settings: FitSettings
+) -> tuple[str, str]:
+    """("promoted" | "kept", why): keep the served model when the new one is clearly worse."""
+    if served is None or new is None:
+        return "promoted", "no served model to compare on the held-out slice"
+    new_loss, old_loss = new["log_loss"], served["log_loss"]
+    limit = old_loss * (1 + settings.guard_tolerance)
+    if new_loss > limit:
+        return "kept", f"held-out log loss {new_loss:.6g} > served {old_loss:.6g} (+tolerance)"
+    return "promoted", f"held-out log loss {new_loss:.6g} vs served {old_loss:.6g}"

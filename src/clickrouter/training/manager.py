@@ -1,0 +1,353 @@
+"""TrainingManager: one training cycle = read, fit per campaign, judge, publish.
+
+A cycle retrains the catalogue campaigns whose data changed since the live
+version (per ``data_version``; every campaign when the training settings
+changed), carries every other campaign's file over, and
+publishes the result as a new immutable store version before switching
+``CURRENT``. It holds the store's writer lock and first removes whatever a
+killed writer left in staging, so a cycle after a crash starts clean while
+``CURRENT`` never stopped pointing at a complete version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.errors import InvalidInput
+from clickrouter.modelstore import ModelStore
+from clickrouter.serving.catalog import Campaign, load_catalog
+from clickrouter.training.data import TrainingData
+from clickrouter.training.design import build_space, column_offsets, encode_columns
+from clickrouter.training.executors import make_executor
+from clickrouter.training.fitting import FitResult, FitSettings
+from clickrouter.training.models import (
+    base_rate_pipeline,
+    feature_transformer,
+    logistic_pipeline,
+    n_columns,
+)
+from clickrouter.training.publish import Placement, publish, space_spec
+from clickrouter.training.report import CycleReport, progress_bar
+from clickrouter.training.settings import TrainingSettings
+from clickrouter.training.tasks import campaign_tasks, chunked, pooled_rate
+
+# above this share of campaigns to retrain, one scan beats per-campaign reads
+_SCAN_ALL_SHARE = 0.25
+
+
+@dataclass
+class Served:
+    """The live version as the cycle found it."""
+
+    version: str | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
+    catalog: bytes = b""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingManager:
+    """Continuously retrains one model per campaign into a :class:`ModelStore`.
+
+    data: a :class:`~clickrouter.training.data.TrainingData` (the DataManager);
+        None is enough for :meth:`publish_cold_start`.
+    store: the model store (or its directory).
+    catalog: campaigns, or the path of a ``campaigns.json`` re-read every
+        cycle (campaigns come and go), or None for the live version's own.
+    dask_scheduler: run the fits on this Dask cluster instead of local processes.
+    console: where to draw the progress bar (None: silent).
+    """
+
+    def __init__(
+        self,
+        data: TrainingData | None,
+        store: ModelStore | str | Path,
+        catalog: list[Campaign] | str | Path | None = None,
+        settings: TrainingSettings | None = None,
+        *,
+        dask_scheduler: str | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self._data = data
+        self.store = store if isinstance(store, ModelStore) else ModelStore(store)
+        self.catalog = catalog
+        self.settings = settings or TrainingSettings()
+        self.dask_scheduler = dask_scheduler
+        self.console = console
+
+    @property
+    def data(self) -> TrainingData:
+        if self._data is None:
+            raise InvalidInput("no training data given to the TrainingManager")
+        return self._data
+
+    def load_catalog(self) -> list[Campaign]:
+        """The campaigns to have models for this cycle."""
+        source = self.catalog
+        if isinstance(source, list):
+            return source
+        if source is None:
+            live = self.store.current()
+            if live is None:
+                raise InvalidInput("no campaign catalogue: give campaigns.json (store is empty)")
+            source = self.store.path_of(live) / "campaigns.json"
+        campaigns, problems = load_catalog(Path(source))
+        if problems:
+            raise InvalidInput(f"{source}: " + "; ".join(problems[:10]))
+        return campaigns
+
+    def publish_cold_start(self, catalog: list[Campaign] | None = None) -> CycleReport:
+        """Publish base-rate models (``cold_start_rate``) for every campaign; no data needed."""
+        started = time.perf_counter()
+        campaigns = catalog if catalog is not None else self.load_catalog()
+        with self.store.writer_lock():
+            self.store.clean_staging()
+            space = build_space(pd.DataFrame())
+            transformer = feature_transformer(space)
+            rate = self.settings.cold_start_rate
+            placements = [
+                Placement(c.id, _cold_record(rate), model=base_rate_pipeline(transformer, rate))
+                for c in campaigns
+            ]
+            content = self._content(space, None, None, pd.Series(dtype="float64"), None)
+            version = self._go_live(campaigns, placements, content)
+        return CycleReport(
+            version,
+            True,
+            campaigns=len(campaigns),
+            base_rate=len(campaigns),
+            seconds=time.perf_counter() - started,
+        )
+
+    def run_cycle(self, now: float | None = None) -> CycleReport:
+        """Retrain changed campaigns on the window ending at ``now`` and publish."""
+        started = time.perf_counter()
+        with self.store.writer_lock():
+            self.store.clean_staging()
+            report = self._cycle(time.time() if now is None else float(now))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def watch(self, every: float, *, cycles: int | None = None, on_report: Any = None) -> None:
+        """Run a cycle every ``every`` seconds (``cycles`` times, or forever)."""
+        done = 0
+        while cycles is None or done < cycles:
+            began = time.monotonic()
+            report = self.run_cycle()
+            if on_report is not None:
+                on_report(report)
+            done += 1
+            if cycles is None or done < cycles:
+                time.sleep(max(0.0, every - (time.monotonic() - began)))
+
+    # -- one cycle ---------------------------------------------------------
+
+    def _cycle(self, now: float) -> CycleReport:
+        catalog = self.load_catalog()
+        served = self._served()
+        ids = [c.id for c in catalog]
+        versions = self._data_versions(ids)
+        resettled = served.settings != _jsonable(self.settings.to_dict())
+        train = [c for c in ids if resettled or _changed(c, versions, served)]
+        carried = [c for c in ids if c not in train]
+        catalog_bytes = msgspec.json.encode(catalog)
+        if not train and served.version is not None and catalog_bytes == served.catalog:
+            return CycleReport(served.version, False, campaigns=len(ids), unchanged=len(ids))
+        window = self._window(now)
+        frame = self._read(train, versions, *window)
+        space = build_space(frame, min_count=self.settings.min_count)
+        cols = encode_columns(frame, space)
+        tasks = campaign_tasks(frame, cols, train, self.settings, served.files)
+        fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
+        results = self._fit_all(fit_settings, tasks)
+        transformer = feature_transformer(space)
+        placements = [
+            _placement(
+                r, transformer, served, versions.get(r.campaign_id), fit_settings.pooled_rate
+            )
+            for r in results
+        ]
+        placements += [_carried(c, served) for c in carried]
+        content = self._content(space, *window, frame["ts"], served.version)
+        content["pooled_rate"] = fit_settings.pooled_rate
+        version = self._go_live(catalog, placements, content)
+        return _report(version, ids, results, len(carried), len(frame))
+
+    def _served(self) -> Served:
+        version = self.store.current()
+        if version is None:
+            return Served()
+        root = self.store.path_of(version)
+        manifest = self.store.manifest(version)
+        records = manifest.get("campaigns", {}) if isinstance(manifest, dict) else {}
+        files = {p.stem: p for p in root.iterdir() if p.suffix in (".joblib", ".skops")}
+        catalog, _ = load_catalog(root / "campaigns.json")
+        settings = manifest.get("settings", {}) if isinstance(manifest, dict) else {}
+        return Served(version, files, records, msgspec.json.encode(catalog), settings)
+
+    def _data_versions(self, ids: list[str]) -> dict[str, str | None]:
+        available = set(self.data.campaigns())
+        return {c: str(self.data.data_version(c)) if c in available else None for c in ids}
+
+    def _window(self, now: float) -> tuple[float | None, float | None]:
+        if self.settings.window_seconds is None:
+            return None, None
+        return now - self.settings.window_seconds, now
+
+    def _read(
+        self,
+        ids: list[str],
+        versions: dict[str, str | None],
+        start: float | None,
+        end: float | None,
+    ) -> pd.DataFrame:
+        with_data = [c for c in ids if versions.get(c) is not None]
+        if len(with_data) > _SCAN_ALL_SHARE * max(1, len(versions)):
+            frame = self.data.read_all(start, end)
+            return frame[frame["campaign_id"].isin(with_data)].reset_index(drop=True)
+        parts = [self.data.read_training_set(c, start, end) for c in with_data]
+        if not parts:
+            return RECORD_SCHEMA.empty_table().to_pandas()
+        return pd.concat(parts, ignore_index=True)
+
+    def _fit_settings(self, space: Any, pooled: float) -> FitSettings:
+        s = self.settings
+        return FitSettings(
+            space=space_spec(space),
+            n_columns=int(column_offsets(space)[-1]),
+            c_grid=s.c_grid,
+            positive_weight=s.positive_weight,
+            min_positives=s.min_positives,
+            prior_positives=s.prior_positives,
+            pooled_rate=pooled,
+            guard_tolerance=s.guard_tolerance,
+            max_iter=s.max_iter,
+        )
+
+    def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:
+        if not tasks:
+            return []
+        executor = make_executor(self.settings.workers, self.dask_scheduler)
+        results: list[FitResult] = []
+        try:
+            with progress_bar(self.console, len(tasks)) as bar:
+                for chunk in executor.run(fit_settings, chunked(tasks, executor.workers)):
+                    results.extend(chunk)
+                    bar.advance(len(chunk))
+        finally:
+            executor.close()
+        return sorted(results, key=lambda r: r.campaign_id)
+
+    def _content(
+        self,
+        space: Any,
+        start: float | None,
+        end: float | None,
+        ts: pd.Series,
+        parent: str | None,
+    ) -> dict[str, Any]:
+        seen = [float(ts.min()), float(ts.max())] if len(ts) else [None, None]
+        return {
+            "parent": parent,
+            "training_window": {"start": start, "end": end, "first": seen[0], "last": seen[1]},
+            "feature_space": space_spec(space),
+            "settings": self.settings.to_dict(),
+        }
+
+    def _go_live(
+        self, catalog: list[Campaign], placements: list[Placement], content: dict[str, Any]
+    ) -> str:
+        version = publish(self.store, catalog, placements, content)
+        self.store.set_current(version)
+        self.store.prune(self.settings.keep_versions)
+        return version
+
+
+def _jsonable(value: dict[str, Any]) -> Any:
+    """``value`` as it reads back from the manifest (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _changed(cid: str, versions: dict[str, str | None], served: Served) -> bool:
+    if cid not in served.files:
+        return True  # a new campaign needs a model, with or without data
+    if versions.get(cid) is None:
+        return False
+    return bool(served.records.get(cid, {}).get("data_version") != versions[cid])
+
+
+def _placement(
+    result: FitResult, transformer: Any, served: Served, data_version: str | None, pooled: float
+) -> Placement:
+    """A new model, or the served file when the guard kept it or the fit failed."""
+    record = _record(result, data_version)
+    old = served.files.get(result.campaign_id)
+    if result.decision in ("kept", "failed") and old is not None:
+        record["trained_in"] = served.records.get(result.campaign_id, {}).get("trained_in")
+        return Placement(result.campaign_id, record, source=old)
+    if result.kind == "failed":  # nothing to fall back on: the pooled base rate
+        record.update(kind="base_rate", rate=pooled)
+        return Placement(result.campaign_id, record, model=base_rate_pipeline(transformer, pooled))
+    coef = result.coef if result.coef is not None else np.zeros(n_columns(transformer))
+    model = logistic_pipeline(transformer, coef, result.intercept, C=result.C or 1.0)
+    return Placement(result.campaign_id, record, model=model)
+
+
+def _carried(cid: str, served: Served) -> Placement:
+    record = dict(served.records.get(cid, {}))
+    record.update(decision="unchanged", reason="no new data since the served version")
+    record.setdefault("trained_in", served.version)
+    return Placement(cid, record, source=served.files[cid])
+
+
+def _record(result: FitResult, data_version: str | None) -> dict[str, Any]:
+    return {
+        "kind": result.kind,
+        "decision": result.decision,
+        "reason": result.reason,
+        "data_version": data_version,
+        "C": result.C,
+        "metrics": result.metrics,
+        "served_metrics": result.served_metrics,
+        "fit_seconds": round(result.seconds, 4),
+        **result.details,
+    }
+
+
+def _cold_record(rate: float) -> dict[str, Any]:
+    return {
+        "kind": "base_rate",
+        "decision": "cold_start",
+        "reason": "no data yet",
+        "rate": rate,
+        "data_version": None,
+    }
+
+
+def _report(
+    version: str, ids: list[str], results: list[FitResult], carried: int, rows: int
+) -> CycleReport:
+    decisions = [r.decision for r in results]
+    return CycleReport(
+        version,
+        True,
+        campaigns=len(ids),
+        trained=len(results),
+        promoted=decisions.count("promoted"),
+        kept=decisions.count("kept"),
+        base_rate=sum(r.kind == "base_rate" and r.decision == "promoted" for r in results),
+        failed=decisions.count("failed"),
+        unchanged=carried,
+        rows=rows,
+        failures={r.campaign_id: r.reason for r in results if r.decision == "failed"},
+    )

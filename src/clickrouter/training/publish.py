@@ -1,0 +1,94 @@
+"""Publish one cycle as a new immutable store version, then switch CURRENT.
+
+A version directory holds ``<campaign_id>.joblib`` for every catalogue
+campaign, ``campaigns.json`` and ``manifest.json``. The manifest (written last,
+with a sha256 per file) records, besides ``version`` and ``created_at``:
+
+* ``parent``: the version that was live when the cycle started;
+* ``training_window``: ``{"start", "end"}`` epoch seconds (null = unbounded)
+  and the first/last record time actually seen;
+* ``feature_space``: the cycle's FeatureSpace (OOV slots left out, so
+  ``FeatureSpace.from_dict`` reads it back);
+* ``settings``: the TrainingSettings used;
+* ``campaigns``: per campaign ``kind`` (logistic | base_rate), ``decision``
+  (promoted | kept | unchanged | failed | cold_start), ``reason``,
+  ``trained_in`` (version whose cycle produced the file), ``data_version``,
+  ``rows``/``positives``, ``sampling_rate``, ``C``, ``metrics`` and
+  ``served_metrics`` (held-out slice: log_loss, roc_auc, pr_auc, calibration);
+* ``summary``: the cycle's counts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from clickrouter.features import FeatureSpace
+from clickrouter.modelstore import ModelStore, write_manifest
+from clickrouter.serving.catalog import Campaign, write_catalog
+
+
+@dataclass
+class Placement:
+    """One campaign's file in the new version: a new model or a carried-over file."""
+
+    campaign_id: str
+    record: dict[str, Any]
+    model: Any | None = None
+    source: Path | None = None
+
+
+def publish(
+    store: ModelStore,
+    catalog: list[Campaign],
+    placements: list[Placement],
+    content: dict[str, Any],
+) -> str:
+    """Stage, fsync and rename the version into the store; return its name (not yet live)."""
+    with store.staging() as (version, stage):
+        records = {}
+        for placement in placements:
+            placement.record["file"] = _place(stage, placement)
+            placement.record.setdefault("trained_in", version)
+            records[placement.campaign_id] = placement.record
+        write_catalog(stage / "campaigns.json", catalog)
+        write_manifest(
+            stage,
+            {
+                "version": version,
+                "created_at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+                **content,
+                "campaigns": records,
+            },
+        )
+    return version
+
+
+def _place(stage: Path, placement: Placement) -> str:
+    if placement.model is not None:
+        name = f"{placement.campaign_id}.joblib"
+        joblib.dump(placement.model, stage / name)
+        return name
+    if placement.source is None:
+        raise ValueError(f"campaign {placement.campaign_id!r}: nothing to publish")
+    name = f"{placement.campaign_id}{placement.source.suffix}"
+    try:  # versions are immutable, so sharing the inode is safe and free
+        os.link(placement.source, stage / name)
+    except OSError:
+        shutil.copy2(placement.source, stage / name)
+    return name
+
+
+def space_spec(space: FeatureSpace) -> dict[str, Any]:
+    """FeatureSpace document without OOV slots (``FeatureSpace.from_dict`` round-trips it)."""
+    return {
+        "format": 1,
+        "fields": list(space.fields),
+        "vocabularies": {f: list(v[1:]) for f, v in space.vocabularies.items()},
+    }

@@ -1,0 +1,66 @@
+"""Tunables of a training cycle (one frozen object; the CLI and the demo build it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from clickrouter.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How campaigns are fitted, judged and published.
+
+    negative_rate: fraction of negatives kept for fitting (positives are all
+        kept); the intercept is corrected by ``log(rate)``. A campaign keeps at
+        least ``min_negatives`` negatives (rate raised up to 1 for small ones).
+    positive_weight: optional class weight on positives (corrected exactly like
+        sampling negatives at ``1 / positive_weight``).
+    min_positives: fewer sales than this -> smoothed base-rate model.
+    prior_positives: strength of the Beta prior (in sales) centred on the
+        pooled rate of the thin campaigns.
+    c_grid: inverse L2 strengths tried on the time-ordered validation split.
+    holdout_fraction: newest share of each campaign's rows held out.
+    guard_tolerance: keep the served model when the new log loss exceeds its
+        log loss by more than this relative margin.
+    window_seconds: train on records of the last ``window_seconds`` (None = all).
+    """
+
+    negative_rate: float = 0.1
+    min_negatives: int = 2000
+    positive_weight: float = 1.0
+    min_positives: int = 20
+    prior_positives: float = 2.0
+    cold_start_rate: float = 1e-4
+    c_grid: tuple[float, ...] = (0.1, 1.0, 10.0)
+    holdout_fraction: float = 0.2
+    guard_tolerance: float = 0.02
+    min_count: int = 1
+    window_seconds: float | None = None
+    keep_versions: int = 5
+    workers: int | None = None
+    max_iter: int = 300
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check("negative_rate", self.negative_rate, 0 < self.negative_rate <= 1)
+        _check("positive_weight", self.positive_weight, self.positive_weight > 0)
+        _check("min_positives", self.min_positives, self.min_positives >= 1)
+        _check("prior_positives", self.prior_positives, self.prior_positives > 0)
+        _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
+        _check("c_grid", self.c_grid, bool(self.c_grid) and all(c > 0 for c in self.c_grid))
+        _check("holdout_fraction", self.holdout_fraction, 0 < self.holdout_fraction < 1)
+        _check("guard_tolerance", self.guard_tolerance, self.guard_tolerance >= 0)
+        _check("keep_versions", self.keep_versions, self.keep_versions >= 1)
+        window = self.window_seconds
+        _check("window_seconds", window, window is None or window > 0)
+        _check("workers", self.workers, self.workers is None or self.workers >= 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(name: str, value: Any, ok: bool) -> None:
+    if not ok:
+        raise InvalidInput(f"training setting {name!r}: invalid value {value!r}")

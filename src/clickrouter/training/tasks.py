@@ -1,0 +1,105 @@
+"""Cut one cycle's records into per-campaign fitting tasks, and tasks into chunks.
+
+Per campaign, rows are put in time order; the newest ``holdout_fraction`` of
+them form the evaluation slice (kept whole); every positive and a random
+``rate`` share of the negatives are kept for fitting. The draw is seeded by
+the campaign id, so a cycle is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clickrouter.training.fitting import CampaignTask
+from clickrouter.training.settings import TrainingSettings
+
+
+def campaign_tasks(
+    frame: pd.DataFrame,
+    cols: np.ndarray,
+    campaign_ids: list[str],
+    settings: TrainingSettings,
+    served: dict[str, Path],
+) -> list[CampaignTask]:
+    """One task per id of ``campaign_ids`` (an id without rows gets an empty task)."""
+    ids = pd.Index(campaign_ids, dtype=object)
+    codes = ids.get_indexer(frame["campaign_id"].astype(object)).astype(np.int64)
+    ts = frame["ts"].to_numpy(dtype=np.float64)
+    labels = frame["label"].to_numpy(dtype=np.int8)
+    order = np.lexsort((ts, codes))
+    order = order[codes[order] >= 0]
+    bounds = np.searchsorted(codes[order], np.arange(len(campaign_ids) + 1))
+    tasks = []
+    for k, cid in enumerate(campaign_ids):
+        rows = order[bounds[k] : bounds[k + 1]]
+        served_path = served.get(cid)
+        tasks.append(_task(cid, rows, cols, labels, settings, served_path))
+    return tasks
+
+
+def _task(
+    cid: str,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    labels: np.ndarray,
+    settings: TrainingSettings,
+    served: Path | None,
+) -> CampaignTask:
+    y = labels[rows]
+    split = len(rows) - math.ceil(len(rows) * settings.holdout_fraction) if len(rows) > 1 else 0
+    rate = sampling_rate(int((y == 0).sum()), settings)
+    rng = np.random.default_rng([settings.seed, zlib.crc32(cid.encode())])
+    keep = (y == 1) | (rng.random(len(rows)) < rate)
+    kept = rows[keep]
+    hold = rows[split:]
+    return CampaignTask(
+        campaign_id=cid,
+        cols=np.ascontiguousarray(cols[kept]),
+        labels=np.ascontiguousarray(y[keep]),
+        split=int(keep[:split].sum()),
+        hold_cols=np.ascontiguousarray(cols[hold]),
+        hold_labels=np.ascontiguousarray(labels[hold]),
+        rate=rate,
+        rows=len(rows),
+        positives=int(y.sum()),
+        train_rows=split,
+        train_positives=int(y[:split].sum()),
+        served_model=str(served) if served is not None else None,
+    )
+
+
+def sampling_rate(negatives: int, settings: TrainingSettings) -> float:
+    """Negative keep rate: the configured one, raised so at least min_negatives remain."""
+    if negatives <= settings.min_negatives:
+        return 1.0
+    return min(1.0, max(settings.negative_rate, settings.min_negatives / negatives))
+
+
+def pooled_rate(tasks: list[CampaignTask], settings: TrainingSettings) -> float:
+    """Sale rate pooled over the thin campaigns (the ones that get a base-rate model)."""
+    thin = [t for t in tasks if t.positives < settings.min_positives] or tasks
+    rows = sum(t.rows for t in thin)
+    if rows == 0:
+        return settings.cold_start_rate
+    return (sum(t.positives for t in thin) + 0.5) / (rows + 1.0)
+
+
+def chunked(tasks: list[CampaignTask], workers: int) -> list[list[CampaignTask]]:
+    """Chunks of similar total size, biggest campaigns first (keeps workers busy)."""
+    size = [len(t.labels) + len(t.hold_labels) + 50 for t in tasks]
+    order = np.argsort(size)[::-1]
+    target = max(2_000, sum(size) // max(1, 4 * workers))
+    chunks: list[list[CampaignTask]] = [[]]
+    load = 0
+    for i in order:
+        if load and load + size[i] > target:
+            chunks.append([])
+            load = 0
+        chunks[-1].append(tasks[i])
+        load += size[i]
+    return [c for c in chunks if c]

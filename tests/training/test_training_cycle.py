@@ -1,0 +1,133 @@
+"""End-to-end training cycles on a small logistic world with known truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from clickrouter.modelstore import ModelStore
+from clickrouter.profile import CANONICAL_FIELDS, profile_frame
+from clickrouter.serving.bank import ModelBank
+from clickrouter.training import ParquetTrainingData, TrainingManager, TrainingSettings
+
+DAY = 86400.0
+
+
+def canonical(frame: Any) -> list[dict[str, Any]]:
+    rows = frame[list(CANONICAL_FIELDS)].to_dict("records")
+    for r in rows:
+        r["local_hour"], r["local_weekday"] = int(r["local_hour"]), int(r["local_weekday"])
+    return rows
+
+
+@pytest.fixture
+def trained(tmp_path: Path, world: Any, write_dataset: Any, catalog_file: Any) -> dict[str, Any]:
+    data = tmp_path / "data"
+    sizes = {"big1": (0.05, 20_000), "big2": (0.03, 20_000), "thin1": (2e-3, 3000)}
+    sizes["thin2"] = (5e-4, 4000)
+    for cid, (rate, n) in sizes.items():
+        world.add_campaign(cid, rate)
+        write_dataset(data, cid, world.records(cid, n))
+    catalog = catalog_file(tmp_path / "campaigns.json", [*sizes, "nodata"])
+    manager = TrainingManager(
+        ParquetTrainingData(data),
+        tmp_path / "store",
+        catalog,
+        TrainingSettings(workers=0, min_positives=20),
+    )
+    return {"manager": manager, "report": manager.run_cycle(), "data": data, "world": world}
+
+
+def test_first_cycle_publishes_a_model_for_every_campaign(trained: dict[str, Any]) -> None:
+    report, store = trained["report"], trained["manager"].store
+    assert report.published and store.current() == report.version
+    assert (report.campaigns, report.trained, report.promoted) == (5, 5, 5)
+    assert report.base_rate == 3 and report.failed == 0
+    assert store.verify(report.version) == []
+    records = store.manifest(report.version)["campaigns"]
+    assert {c: r["kind"] for c, r in records.items()} == {
+        "big1": "logistic",
+        "big2": "logistic",
+        "thin1": "base_rate",
+        "thin2": "base_rate",
+        "nodata": "base_rate",
+    }
+    big = records["big1"]["metrics"]
+    assert big["roc_auc"] > 0.6 and 0.5 < big["calibration"] < 2.0
+    assert set(big) >= {"log_loss", "roc_auc", "pr_auc", "calibration"}
+
+
+def test_bank_compiles_every_published_model_exactly(trained: dict[str, Any]) -> None:
+    store: ModelStore = trained["manager"].store
+    profiles = canonical(trained["world"].traffic(200, 0.0))
+    with ModelBank.from_directory(store.current_path()) as bank:
+        assert bank.n_generic == 0 and bank.n_compiled == 5
+        proba = bank.predict_proba(profiles)
+        for j, cid in enumerate(bank.campaign_ids):
+            model = joblib.load(store.current_path() / f"{cid}.joblib")
+            expected = model.predict_proba(profile_frame(profiles))[:, 1]
+            np.testing.assert_allclose(proba[:, j], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_quality_against_the_truth_on_fresh_traffic(trained: dict[str, Any]) -> None:
+    world, store = trained["world"], trained["manager"].store
+    for cid in ("big1", "big2"):
+        fresh = world.records(cid, 40_000, start=1.8e9)
+        truth = world.truths[cid].proba(fresh)
+        model = joblib.load(store.current_path() / f"{cid}.joblib")
+        proba = model.predict_proba(profile_frame(canonical(fresh)))[:, 1]
+        oracle_auc = roc_auc_score(fresh["label"], truth)
+        assert roc_auc_score(fresh["label"], proba) > oracle_auc - 0.05
+        assert 0.8 <= proba.sum() / truth.sum() <= 1.25
+
+
+def test_unchanged_data_publishes_nothing(trained: dict[str, Any]) -> None:
+    again = trained["manager"].run_cycle()
+    assert not again.published and again.version == trained["report"].version
+    assert again.unchanged == 5 and again.trained == 0
+
+
+def test_only_campaigns_with_new_data_are_retrained(
+    trained: dict[str, Any], write_dataset: Any
+) -> None:
+    manager, first = trained["manager"], trained["report"]
+    world = trained["world"]
+    write_dataset(trained["data"], "big2", world.records("big2", 5000, start=1.78e9), tag="1")
+    report = manager.run_cycle()
+    assert report.published and report.trained == 1 and report.unchanged == 4
+    new, old = manager.store.path_of(report.version), manager.store.path_of(first.version)
+    assert os.path.samefile(new / "big1.joblib", old / "big1.joblib")  # carried over
+    records = manager.store.manifest(report.version)["campaigns"]
+    assert records["big2"]["trained_in"] == report.version
+    assert records["big1"]["trained_in"] == first.version
+    assert records["big1"]["decision"] == "unchanged"
+    assert records["big2"]["served_metrics"] is not None
+    assert manager.store.manifest(report.version)["parent"] == first.version
+
+
+def test_a_campaign_that_leaves_the_catalogue_leaves_the_version(
+    trained: dict[str, Any], catalog_file: Any, tmp_path: Path
+) -> None:
+    manager = trained["manager"]
+    manager.catalog = catalog_file(tmp_path / "smaller.json", ["big1", "thin1", "fresh"])
+    report = manager.run_cycle()
+    assert report.published and report.trained == 1 and report.unchanged == 2
+    files = sorted(p.name for p in manager.store.current_path().glob("*.joblib"))
+    assert files == ["big1.joblib", "fresh.joblib", "thin1.joblib"]
+
+
+def test_window_limits_training_to_recent_records(trained: dict[str, Any]) -> None:
+    manager = trained["manager"]
+    manager.settings = TrainingSettings(workers=0, window_seconds=3 * DAY)
+    manager.catalog = manager.load_catalog()[:2]  # catalogue change forces a cycle
+    end = float(manager.store.manifest(trained["report"].version)["training_window"]["last"])
+    report = manager.run_cycle(now=end)
+    window = manager.store.manifest(report.version)["training_window"]
+    assert window["start"] == pytest.approx(end - 3 * DAY)
+    assert window["first"] >= window["start"]

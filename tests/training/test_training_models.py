@@ -1,0 +1,73 @@
+"""Published models: plain sklearn pipelines equal to the trainer's own fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from clickrouter.features import FeatureSpace
+from clickrouter.profile import CANONICAL_FIELDS, profile_frame
+from clickrouter.training.design import (
+    build_space,
+    column_offsets,
+    design_matrix,
+    encode_columns,
+)
+from clickrouter.training.models import base_rate_pipeline, feature_transformer, logistic_pipeline
+from clickrouter.training.publish import space_spec
+
+
+def _canonical(frame: pd.DataFrame) -> list[dict[str, object]]:
+    rows = frame[list(CANONICAL_FIELDS)].to_dict("records")
+    return [
+        {**r, "local_hour": int(r["local_hour"]), "local_weekday": int(r["local_weekday"])}
+        for r in rows
+    ]
+
+
+def test_pipeline_output_equals_the_design_matrix_fit(world: Any) -> None:
+    world.add_campaign("a", 0.05)
+    train = world.records("a", 3000)
+    space = build_space(train.iloc[:2000])  # some later values are out of vocabulary
+    n = int(column_offsets(space)[-1])
+    coef = np.random.default_rng(1).normal(size=n)
+    pipeline = logistic_pipeline(feature_transformer(space), coef, -2.5)
+    fresh = train.iloc[2000:]
+    mine = expit(design_matrix(encode_columns(fresh, space), n) @ coef - 2.5)
+    theirs = pipeline.predict_proba(profile_frame(_canonical(fresh)))[:, 1]
+    np.testing.assert_allclose(theirs, mine, rtol=0, atol=1e-12)
+    assert list(pipeline.feature_names_in_) == list(CANONICAL_FIELDS)
+
+
+def test_unseen_values_fall_into_no_column() -> None:
+    space = FeatureSpace({"country": ["FR"], "device": ["x"]})
+    frame = pd.DataFrame(
+        {
+            "country": ["FR", "ZZ"],
+            "device": ["x", "y"],
+            "os": ["a", "b"],
+            "browser": ["c", "d"],
+            "provider": ["e", "f"],
+            "local_hour": [3, 4],
+            "local_weekday": [0, 6],
+        }
+    )
+    cols = encode_columns(frame, space)
+    assert cols[1, 0] == -1 and cols[0, 0] >= 0
+    assert (cols[:, 5:] >= 0).all()
+
+
+def test_base_rate_model_predicts_its_rate_everywhere(world: Any) -> None:
+    space = build_space(pd.DataFrame())
+    model = base_rate_pipeline(feature_transformer(space), 3e-6)
+    frame = world.traffic(50, 0.0)
+    proba = model.predict_proba(profile_frame(_canonical(frame)))[:, 1]
+    np.testing.assert_allclose(proba, 3e-6, rtol=1e-12)
+
+
+def test_space_spec_round_trips() -> None:
+    space = FeatureSpace({"country": ["FR", "unknown"], "os": ["ios"]})
+    assert FeatureSpace.from_dict(space_spec(space)) == space
