@@ -1,0 +1,11 @@
+"""A synthetic ad world with known ground truth: traffic, campaigns, delayed sales.
+
+``World`` is the oracle (true P(sale), eligibility, request sampling, delays);
+``generate_events`` writes a logged click/sale stream; ``TrafficDriver`` sends
+the world's traffic to a running predictor over HTTP and posts the sales back.
+"""
+
+from clickrouter.sim.config import DelayConfig, WorldConfig
+from clickrouter.sim.world import World
+
+__all__ = ["DelayConfig", "World", "WorldConfig"]

@@ -1,0 +1,249 @@
+"""Traffic driver: the world's requests to a running predictor, its sales posted back.
+
+Closes the loop over HTTP: each raw request goes to ``POST /v1/decide``; the
+oracle decides whether the chosen campaign converts; the sale's postback
+(``GET /v1/postback?click_id=...&revenue=...``) is sent when its delay has
+elapsed on a simulated clock that runs ``speedup`` times faster than the wall
+clock (a day of delay is 24 s at speedup 3600). Request ``i`` is stamped with
+the simulated time of its planned send slot, so the traffic a run sends is
+deterministic for a seed whatever the server's latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+import http.client
+import json
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clickrouter.errors import InvalidInput
+from clickrouter.profile import parse_timestamp
+from clickrouter.sim.world import World
+
+_SAMPLE_BATCH = 256
+
+
+@dataclass
+class DriverReport:
+    """Outcome of a driver run; revenues in payout units, expected values from the oracle."""
+
+    requests: int = 0
+    decisions: int = 0
+    no_fill: int = 0  # 404: no eligible campaign
+    errors: int = 0  # any other failed decision request
+    sales: int = 0
+    revenue: float = 0.0
+    postbacks_sent: int = 0
+    postback_errors: int = 0
+    postbacks_pending: int = 0  # due after the drain budget ran out (not sent)
+    expected_revenue: float = 0.0  # sum of true P(sale) x payout of the chosen campaigns
+    oracle_revenue: float = 0.0  # same for the best eligible campaign of each request
+    wall_seconds: float = 0.0
+    sim_seconds: float = 0.0
+
+    @property
+    def efficiency(self) -> float:
+        """Expected revenue of the predictor's choices / the oracle's (1 = optimal)."""
+        return self.expected_revenue / self.oracle_revenue if self.oracle_revenue else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "efficiency": self.efficiency}
+
+
+class SimClock:
+    """Simulated time running ``speedup`` times faster than ``wall`` from ``start_ts``."""
+
+    def __init__(
+        self, start_ts: float, speedup: float, wall: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not speedup > 0:
+            raise InvalidInput(f"speedup must be > 0, got {speedup!r}")
+        self.start_ts = start_ts
+        self.speedup = speedup
+        self._wall = wall
+        self.wall_start = wall()
+
+    def now(self) -> float:
+        return self.start_ts + (self._wall() - self.wall_start) * self.speedup
+
+    def wall_at(self, sim_ts: float) -> float:
+        """Wall-clock (monotonic) time at which the simulated clock reads ``sim_ts``."""
+        return self.wall_start + (sim_ts - self.start_ts) / self.speedup
+
+    def wall(self) -> float:
+        return self._wall()
+
+
+class PredictorClient:
+    """A keep-alive HTTP/1.1 connection to the predictor (stdlib only)."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise InvalidInput(f"target: expected http://HOST:PORT, got {base_url!r}")
+        self.host, self.port = parsed.hostname, parsed.port or 80
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        """(status, decoded JSON body or None); one reconnect on a dropped connection."""
+        for attempt in (0, 1):
+            try:
+                return self._once(method, path, body)
+            except (ConnectionError, http.client.HTTPException):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _once(self, method: str, path: str, body: bytes | None) -> tuple[int, Any]:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        headers = {"content-type": "application/json"} if body is not None else {}
+        self._conn.request(method, path, body=body, headers=headers)
+        response = self._conn.getresponse()
+        data = response.read()
+        try:
+            return response.status, json.loads(data) if data else None
+        except ValueError:
+            return response.status, None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class TrafficDriver:
+    """Sends ``n`` requests at ``rate`` per second and posts the resulting sales back."""
+
+    def __init__(
+        self,
+        world: World,
+        base_url: str,
+        *,
+        rate: float = 50.0,
+        speedup: float = 3600.0,
+        seed: int = 0,
+        start_ts: float | None = None,
+        drain_seconds: float = 10.0,
+        timeout: float = 5.0,
+        postback_sim_ts: bool = False,
+    ) -> None:
+        if not rate > 0:
+            raise InvalidInput(f"rate must be > 0 requests/s, got {rate!r}")
+        self.world = world
+        self.client = PredictorClient(base_url, timeout)
+        self.rate = rate
+        self.speedup = speedup
+        self.seed = seed
+        self.start_ts = world.start_ts if start_ts is None else start_ts
+        self.drain_seconds = drain_seconds
+        self.postback_sim_ts = postback_sim_ts  # else the server stamps the arrival time
+        self.rng = np.random.default_rng([world.seed, seed, 4])
+        self._pending: list[tuple[float, int, str, float, float]] = []
+
+    def run(self, n_requests: int) -> DriverReport:
+        """Send ``n_requests`` decisions, then wait (up to ``drain_seconds``) for postbacks."""
+        report = DriverReport()
+        clock = SimClock(self.start_ts, self.speedup)
+        try:
+            for i, (raw, canonical) in enumerate(self._requests(n_requests)):
+                self._send_due(clock, report, until=clock.wall_start + i / self.rate)
+                self._decide(clock, raw, canonical, report)
+            self._send_due(clock, report, until=clock.wall() + self.drain_seconds, drain=True)
+        finally:
+            self.client.close()
+        report.postbacks_pending = len(self._pending)
+        report.wall_seconds = clock.wall() - clock.wall_start
+        report.sim_seconds = report.wall_seconds * self.speedup
+        return report
+
+    def _requests(self, n: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Request i at the simulated time of its send slot, sampled in small batches."""
+        step_ms = 1000.0 * self.speedup / self.rate
+        for lo in range(0, n, _SAMPLE_BATCH):
+            slots = np.arange(lo, min(n, lo + _SAMPLE_BATCH))
+            ts_ms = (self.start_ts * 1000 + slots * step_ms).astype(np.int64)
+            ids = [f"drv{self.seed}-{i:09d}" for i in slots.tolist()]
+            yield from self.world.render(self.rng, self.world.draw_at(self.rng, ts_ms), ids)
+
+    def _decide(
+        self, clock: SimClock, raw: dict[str, Any], canonical: dict[str, Any], report: DriverReport
+    ) -> None:
+        report.requests += 1
+        try:
+            status, body = self.client.request("POST", "/v1/decide", json.dumps(raw).encode())
+        except OSError:
+            report.errors += 1
+            return
+        if status == 404:
+            report.no_fill += 1
+            return
+        index = self.world.campaign_index.get(body.get("campaign_id")) if status == 200 else None
+        if index is None:
+            report.errors += 1
+            return
+        report.decisions += 1
+        self._score(raw, canonical, index, body.get("click_id", raw["click_id"]), report)
+
+    def _score(
+        self,
+        raw: dict[str, Any],
+        canonical: dict[str, Any],
+        index: int,
+        click_id: str,
+        report: DriverReport,
+    ) -> None:
+        proba = self.world.true_proba([canonical])[0]
+        value = proba * self.world.payouts
+        eligible = self.world.eligible([canonical])[0]
+        report.expected_revenue += float(value[index])
+        report.oracle_revenue += float(value[eligible].max()) if eligible.any() else 0.0
+        if self.rng.random() < proba[index]:
+            sale_ts = parse_timestamp(raw["ts"]) + float(self.world.delays.sample(self.rng, 1)[0])
+            revenue = float(self.world.payouts[index])
+            heapq.heappush(self._pending, (sale_ts, report.sales, click_id, revenue, sale_ts))
+            report.sales += 1
+            report.revenue += revenue
+
+    def _send_due(
+        self, clock: SimClock, report: DriverReport, *, until: float, drain: bool = False
+    ) -> None:
+        """Post every sale due by wall time ``until``, sleeping until then."""
+        while True:
+            next_due = clock.wall_at(self._pending[0][0]) if self._pending else None
+            if next_due is not None and next_due <= until:
+                _sleep_until(clock, next_due)
+                self._post(heapq.heappop(self._pending), report)
+            elif drain:  # nothing more is due within the drain budget
+                return
+            else:
+                _sleep_until(clock, until)
+                return
+
+    def _post(self, sale: tuple[float, int, str, float, float], report: DriverReport) -> None:
+        _, _, click_id, revenue, sale_ts = sale
+        query = {"click_id": click_id, "revenue": f"{revenue:.2f}"}
+        if self.postback_sim_ts:
+            query["ts"] = f"{sale_ts:.3f}"
+        try:
+            status, _ = self.client.request("GET", "/v1/postback?" + urllib.parse.urlencode(query))
+        except OSError:
+            status = 0
+        if status == 200:
+            report.postbacks_sent += 1
+        else:
+            report.postback_errors += 1
+
+
+def _sleep_until(clock: SimClock, wall_time: float) -> None:
+    delay = wall_time - clock.wall()
+    if delay > 0:
+        time.sleep(delay)

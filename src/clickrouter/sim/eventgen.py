@@ -1,0 +1,274 @@
+"""Write a logged click/sale event stream from a world, fast and in event-time order.
+
+Requests are drawn in vectorised chunks; a logging policy (uniform over the
+eligible campaigns, the default) assigns each click a campaign with a known
+propensity; the oracle decides which clicks convert and the delay model when
+their postbacks arrive. Pending sales wait in a heap and are merged into the
+click stream when their time comes, so the log reads like a live stream.
+Memory holds one chunk plus the pending sales, whatever the number of clicks.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from clickrouter.events import CanonicalProfile, SaleEvent
+from clickrouter.profile import CATEGORICAL_FIELDS
+from clickrouter.sim.population import Draw
+from clickrouter.sim.world import World
+from clickrouter.stream.eventlog import EventLogWriter
+
+LOGGING_MODEL_VERSION = "logging-uniform"
+_WRITE_BLOCK = 5000  # events per write_raw call: bounded buffers, timely rotation
+
+
+@dataclass
+class GenerationReport:
+    """What a run wrote."""
+
+    clicks: int = 0
+    sales: int = 0
+    revenue: float = 0.0
+    skipped_requests: int = 0  # requests no campaign was eligible for
+    pending_sales_dropped: int = 0  # sales beyond the horizon
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    segments: list[str] = field(default_factory=list)
+
+
+class RawLine(msgspec.Struct, omit_defaults=True, gc=False):
+    """A raw request as the log stores it; absent fields are omitted, not null."""
+
+    click_id: str
+    ts: Any = None
+    country: str | None = None
+    tz: str | None = None
+    device: str | None = None
+    os: str | None = None
+    browser: str | None = None
+    user_agent: str | msgspec.Raw | None = None
+    provider: str | None = None
+
+
+class ClickLine(msgspec.Struct, tag="click", tag_field="type", gc=False):
+    """Encodes exactly like :class:`~clickrouter.events.ClickEvent`, built faster.
+
+    Same tag and fields in the same order (a test checks it); untracked by the
+    garbage collector and with a struct for ``raw``, so building a chunk of
+    them costs a fraction of building the validated event objects.
+    """
+
+    id: str
+    click_id: str
+    ts: float
+    profile: CanonicalProfile
+    campaign_id: str
+    landing_page: str
+    propensity: float
+    model_version: str
+    raw: RawLine | None = None
+
+
+class UniformLoggingPolicy:
+    """Uniform choice among the eligible campaigns; propensity = 1 / #eligible.
+
+    Eligibility depends only on (country, os), so each combination's eligible
+    list is computed once and a choice is an index into it.
+    """
+
+    def __init__(self, world: World) -> None:
+        n_os = world.sizes["os"]
+        combos = np.arange(world.sizes["country"] * n_os)
+        table = world.eligible_slots({"country": combos // n_os, "os": combos % n_os})
+        self.n_os = n_os
+        self.count = table.sum(axis=1)
+        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        self.flat = np.flatnonzero(table.ravel()) % table.shape[1]
+
+    def choose(
+        self, rng: np.random.Generator, slots: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(campaign index or -1 when none is eligible, propensity) per request."""
+        combo = slots["country"] * self.n_os + slots["os"]
+        count = self.count[combo]
+        pick = np.minimum((rng.random(len(combo)) * count).astype(np.int64), count - 1)
+        campaign = np.where(count > 0, self.flat[self.start[combo] + np.maximum(pick, 0)], -1)
+        return campaign, 1.0 / np.maximum(count, 1)
+
+
+class EventGenerator:
+    """Generates ``n_clicks`` logged clicks and their sales into an event log."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        seed: int = 0,
+        start_ts: float | None = None,
+        chunk: int = 50_000,
+        include_raw: bool = True,
+        horizon_seconds: float | None = None,
+        model_version: str = LOGGING_MODEL_VERSION,
+    ) -> None:
+        self.world = world
+        self.seed = seed
+        self.rng = np.random.default_rng([world.seed, seed, 3])
+        self.start_ts = world.start_ts if start_ts is None else start_ts
+        self.chunk = chunk
+        self.include_raw = include_raw
+        self.horizon_seconds = (
+            world.delays.max_seconds if horizon_seconds is None else horizon_seconds
+        )
+        self.model_version = model_version
+        self.policy = UniformLoggingPolicy(world)
+        # landing page = prefix + click_id + suffix, or the page as is without a placeholder
+        self._pages = [_page_parts(c.landing_page) for c in world.campaigns]
+        self._pending: list[tuple[int, int, str, float]] = []  # (ts_ms, seq, click_id, revenue)
+        self._encoder = msgspec.json.Encoder()
+
+    def run(self, writer: EventLogWriter, n_clicks: int) -> GenerationReport:
+        """Write ``n_clicks`` clicks (and every sale due within the horizon after them)."""
+        # chunks are built from many small objects that hold no reference cycles;
+        # a collection pass every few thousand allocations would only cost time
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(writer, n_clicks)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _run(self, writer: EventLogWriter, n_clicks: int) -> GenerationReport:
+        report = GenerationReport(first_ts=self.start_ts)
+        cursor = self.start_ts
+        while report.clicks < n_clicks:
+            draw = self.world.draw(self.rng, min(self.chunk, n_clicks - report.clicks), cursor)
+            cursor = (int(draw.ts_ms[-1]) + 1) / 1000.0
+            events = self._chunk_events(draw, report)
+            self._write(writer, events)
+        end_ms = round((report.last_ts + self.horizon_seconds) * 1000)
+        self._write(writer, self._due_sales(end_ms, report))
+        report.pending_sales_dropped = len(self._pending)
+        writer.flush()
+        report.segments = sorted(
+            p.name for p in writer.directory.glob(f"{writer.writer_id}.*.jsonl")
+        )
+        return report
+
+    def _chunk_events(self, draw: Draw, report: GenerationReport) -> list[Any]:
+        slots = self.world.audience.slots(draw)
+        campaign, propensity = self.policy.choose(self.rng, slots)
+        keep = campaign >= 0
+        report.skipped_requests += int((~keep).sum())
+        draw, campaign, propensity = _subset(draw, keep), campaign[keep], propensity[keep]
+        slots = {f: v[keep] for f, v in slots.items()}
+        ids = [f"s{self.seed}-{i:010d}" for i in range(report.clicks, report.clicks + len(draw))]
+        self._schedule_sales(draw, slots, campaign, ids)
+        clicks = self._click_events(draw, campaign, propensity, ids)
+        report.clicks += len(clicks)
+        report.last_ts = clicks[-1].ts if clicks else report.last_ts
+        sales = self._due_sales(int(draw.ts_ms[-1]), report) if len(draw) else []
+        return _merge(clicks, sales)
+
+    def _schedule_sales(
+        self, draw: Draw, slots: dict[str, np.ndarray], campaign: np.ndarray, ids: list[str]
+    ) -> None:
+        p = self.world.true_proba_slots(slots, campaign)
+        sold = np.flatnonzero(self.rng.random(len(p)) < p)
+        delay_ms = np.round(self.world.delays.sample(self.rng, len(sold)) * 1000).astype(np.int64)
+        for row, delay in zip(sold.tolist(), delay_ms.tolist(), strict=True):
+            revenue = float(self.world.payouts[campaign[row]])
+            heapq.heappush(self._pending, (int(draw.ts_ms[row]) + delay, row, ids[row], revenue))
+
+    def _due_sales(self, until_ms: int, report: GenerationReport) -> list[SaleEvent]:
+        sales = []
+        while self._pending and self._pending[0][0] <= until_ms:
+            ts_ms, _, click_id, revenue = heapq.heappop(self._pending)
+            sales.append(SaleEvent(f"{click_id}.sale", click_id, ts_ms / 1000.0, revenue))
+            report.sales += 1
+            report.revenue += revenue
+        return sales
+
+    def _click_events(
+        self, draw: Draw, campaign: np.ndarray, propensity: np.ndarray, ids: list[str]
+    ) -> list[ClickLine]:
+        canon = self.world.renderer.canonical_columns(draw)
+        columns = [canon[f] for f in (*CATEGORICAL_FIELDS, "local_hour", "local_weekday")]
+        profiles = [CanonicalProfile(*values) for values in zip(*columns, strict=True)]
+        raws = self._raw_lines(draw, ids) if self.include_raw else [None] * len(draw)
+        cids = [self.world.campaign_ids[c] for c in campaign.tolist()]
+        pages = [self._pages[c] for c in campaign.tolist()]
+        version = self.model_version
+        return [
+            ClickLine(
+                cid,
+                cid,
+                ts,
+                profile,
+                camp,
+                page[0] + cid + page[1] if page[2] else page[0],
+                prop,
+                version,
+                raw,
+            )
+            for cid, ts, profile, camp, page, prop, raw in zip(
+                ids,
+                (draw.ts_ms / 1000.0).tolist(),
+                profiles,
+                cids,
+                pages,
+                propensity.tolist(),
+                raws,
+                strict=True,
+            )
+        ]
+
+    def _raw_lines(self, draw: Draw, ids: list[str]) -> list[RawLine]:
+        cols = self.world.renderer.raw_columns(self.rng, draw, encoded=True)
+        return [RawLine(*row) for row in zip(ids, *cols.values(), strict=True)]
+
+    def _write(self, writer: EventLogWriter, events: list[Any]) -> None:
+        for lo in range(0, len(events), _WRITE_BLOCK):
+            writer.write_raw(self._encoder.encode_lines(events[lo : lo + _WRITE_BLOCK]))
+
+
+def _page_parts(template: str) -> tuple[str, str, bool]:
+    prefix, placeholder, suffix = template.partition("{click_id}")
+    return prefix, suffix, bool(placeholder)
+
+
+def _subset(draw: Draw, keep: np.ndarray) -> Draw:
+    if keep.all():
+        return draw
+    return Draw(**{name: getattr(draw, name)[keep] for name in draw.__dataclass_fields__})
+
+
+def _merge(clicks: list[ClickLine], sales: list[SaleEvent]) -> list[Any]:
+    """Clicks (time-ordered) with due sales inserted after every click at or before them."""
+    if not sales:
+        return list(clicks)
+    click_ts = np.array([c.ts for c in clicks])
+    positions = np.searchsorted(click_ts, [s.ts for s in sales], side="right").tolist()
+    merged: list[Any] = []
+    prev = 0
+    for pos, sale in zip(positions, sales, strict=True):
+        merged.extend(clicks[prev:pos])
+        merged.append(sale)
+        prev = pos
+    merged.extend(clicks[prev:])
+    return merged
+
+
+def generate_events(
+    world: World, out: str | Path, n_clicks: int, *, writer_id: str = "sim", **options: Any
+) -> GenerationReport:
+    """Write ``n_clicks`` clicks and their sales to ``out/events`` (see :class:`EventGenerator`)."""
+    with EventLogWriter(Path(out) / "events", writer_id=writer_id) as writer:
+        return EventGenerator(world, **options).run(writer, n_clicks)

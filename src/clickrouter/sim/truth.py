@@ -1,0 +1,177 @@
+"""The hidden conversion functions: one sparse logistic model per campaign.
+
+``logit P(sale | profile, c) = intercept[c] + sum over fields f of T_f[value_f, c]``
+
+Each campaign has a handful of effects (Poisson-many) on particular countries,
+carriers, devices, browsers, the OS or weekday, and optionally a smooth bump
+over the local hour; values are picked by (square-rooted) popularity so the
+effects touch traffic that exists. The intercept is calibrated so that the
+campaign's mean P(sale) over its eligible traffic equals its base rate, which
+is log-uniform between ``base_rate_min`` and ``base_rate_max``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from clickrouter.profile import CANONICAL_FIELDS, NUMERIC_DOMAINS
+from clickrouter.sim.config import WorldConfig
+
+# how a campaign's sparse effects spread over the fields (local_hour: see bumps)
+EFFECT_FIELDS = {
+    "country": 0.25,
+    "provider": 0.2,
+    "device": 0.25,
+    "browser": 0.1,
+    "os": 0.1,
+    "local_weekday": 0.1,
+}
+HOUR_BUMP_SHARE = 0.4  # share of campaigns whose conversion depends on the hour
+_CLIP = 2.5
+
+
+class TruthSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Serialisable hidden truth, effects stored column-wise.
+
+    Effect k adds ``effect_coef[k]`` to the logit of campaign
+    ``effect_campaign[k]`` when field ``effect_field[k]`` has the value of index
+    ``effect_value[k]`` in the world's vocabulary (numeric fields: the value).
+    """
+
+    base_rate: list[float]
+    intercept: list[float]
+    effect_campaign: list[int]
+    effect_field: list[str]
+    effect_value: list[int]
+    effect_coef: list[float]
+
+
+class Truth:
+    """Dense effect tables compiled from a :class:`TruthSpec`.
+
+    ``tables[f]`` has shape (vocabulary size of f, n_campaigns); row 0 of a
+    categorical field is its "unknown" value, which carries no effect.
+    """
+
+    def __init__(self, spec: TruthSpec, sizes: dict[str, int]) -> None:
+        self.spec = spec
+        self.n_campaigns = len(spec.intercept)
+        self.intercept = np.array(spec.intercept, dtype=np.float64)
+        self.tables = {f: np.zeros((sizes[f], self.n_campaigns)) for f in CANONICAL_FIELDS}
+        fields = np.array(spec.effect_field, dtype=object)
+        campaign, value = np.array(spec.effect_campaign), np.array(spec.effect_value)
+        coef = np.array(spec.effect_coef, dtype=np.float64)
+        for field, table in self.tables.items():
+            rows = np.flatnonzero(fields == field)
+            np.add.at(table, (value[rows], campaign[rows]), coef[rows])
+
+    def logits(self, slots: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for every campaign; slots (n,) per field -> (n, n_campaigns)."""
+        out = self.intercept[None, :] + self.tables["country"][slots["country"]]
+        for field, table in self.tables.items():
+            if field != "country":
+                out += table[slots[field]]
+        return out
+
+    def logits_for(self, slots: dict[str, np.ndarray], campaign: np.ndarray) -> np.ndarray:
+        """Logit of one campaign per row; ``campaign`` (n,) -> (n,)."""
+        out = self.intercept[campaign].copy()
+        for field, table in self.tables.items():
+            out += table[slots[field], campaign]
+        return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def generate_truth(
+    rng: np.random.Generator,
+    config: WorldConfig,
+    sample: dict[str, np.ndarray],
+    eligible: np.ndarray,
+    sizes: dict[str, int],
+) -> TruthSpec:
+    """Draw sparse effects and calibrate intercepts on a traffic ``sample``.
+
+    ``sample`` holds vocabulary indices per field (m,); ``eligible`` is the
+    (m, n_campaigns) eligibility of those rows.
+    """
+    n = eligible.shape[1]
+    base = np.exp(rng.uniform(np.log(config.base_rate_min), np.log(config.base_rate_max), n))
+    columns = _concat(_sparse_effects(rng, n, config, sample, sizes), _hour_bumps(rng, n, config))
+    draft = Truth(TruthSpec(base.tolist(), [0.0] * n, *columns), sizes)
+    intercept = np.log(base) - np.log(_mean_exp_effects(draft, sample, eligible))
+    return TruthSpec(base.tolist(), intercept.tolist(), *columns)
+
+
+EffectColumns = tuple[list[int], list[str], list[int], list[float]]
+
+
+def _sparse_effects(
+    rng: np.random.Generator,
+    n: int,
+    config: WorldConfig,
+    sample: dict[str, np.ndarray],
+    sizes: dict[str, int],
+) -> EffectColumns:
+    """Poisson-many effects per campaign, on values picked by popularity."""
+    names = list(EFFECT_FIELDS)
+    share = np.array(list(EFFECT_FIELDS.values()))
+    campaign = np.repeat(np.arange(n), rng.poisson(config.effects_per_campaign, n))
+    field = rng.choice(len(names), size=len(campaign), p=share / share.sum())
+    value = np.zeros(len(campaign), dtype=np.int64)
+    for f, name in enumerate(names):
+        rows = np.flatnonzero(field == f)
+        p = _popularity(sample[name], sizes[name], name in NUMERIC_DOMAINS)
+        value[rows] = rng.choice(len(p), size=len(rows), p=p)
+    coef = np.clip(
+        rng.normal(config.effect_mean, config.effect_scale, len(campaign)), -_CLIP, _CLIP
+    )
+    return campaign.tolist(), [names[f] for f in field], value.tolist(), coef.tolist()
+
+
+def _hour_bumps(rng: np.random.Generator, n: int, config: WorldConfig) -> EffectColumns:
+    """A smooth daily cycle of conversion for some campaigns (24 effects each)."""
+    campaign = np.flatnonzero(rng.random(n) < HOUR_BUMP_SHARE)
+    amplitude = rng.uniform(0.2, 1.0, len(campaign)) * config.hour_effect_amplitude
+    peak = rng.uniform(0, 24, len(campaign))
+    hours = np.arange(24)
+    coef = amplitude[:, None] * np.cos(2 * np.pi * (hours[None, :] - peak[:, None]) / 24)
+    return (
+        np.repeat(campaign, 24).tolist(),
+        ["local_hour"] * (24 * len(campaign)),
+        np.tile(hours, len(campaign)).tolist(),
+        coef.ravel().tolist(),
+    )
+
+
+def _concat(a: EffectColumns, b: EffectColumns) -> EffectColumns:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]
+
+
+def _popularity(observed: np.ndarray, size: int, numeric: bool) -> np.ndarray:
+    """P(an effect lands on each value): square root of the value's traffic share."""
+    weights = np.sqrt(np.bincount(observed, minlength=size).astype(float))
+    if not numeric:
+        weights[0] = 0.0  # "unknown" never carries an effect
+    return weights / weights.sum()
+
+
+def _mean_exp_effects(
+    truth: Truth, sample: dict[str, np.ndarray], eligible: np.ndarray, chunk: int = 2000
+) -> np.ndarray:
+    """Per campaign: mean of exp(effects) over its eligible sample rows (all rows if none)."""
+    total = np.zeros(truth.n_campaigns)
+    count = np.zeros(truth.n_campaigns)
+    total_all = np.zeros(truth.n_campaigns)
+    for lo in range(0, len(eligible), chunk):
+        rows = {f: v[lo : lo + chunk] for f, v in sample.items()}
+        weight = np.exp(truth.logits(rows))  # intercepts are zero in the draft
+        mask = eligible[lo : lo + chunk]
+        total += (weight * mask).sum(axis=0)
+        count += mask.sum(axis=0)
+        total_all += weight.sum(axis=0)
+    fallback = total_all / len(eligible)
+    return np.where(count > 0, total / np.maximum(count, 1), fallback)
