@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "clickrouter.serving.demo_cli",
     "clickrouter.stream.cli",
     "clickrouter.serving.http.cli",
+    "clickrouter.sim.cli",
     "clickrouter.training.cli",
 )
 
