@@ -70,7 +70,7 @@ def test_fit_counts_values_and_round_trips_through_json(tmp_path) -> None:
 def test_invalid_documents_and_fields_are_rejected() -> None:
     with pytest.raises(InvalidInput, match="unknown feature fields"):
         FeatureSpace({"shoe_size": ["42"]})
-    with pytest.raises(InvalidInput, match="outside 0..23"):
+    with pytest.raises(InvalidInput, match=r"outside 0\.\.23"):
         FeatureSpace({"local_hour": [24]})
     with pytest.raises(InvalidInput, match="not a FeatureSpace"):
         FeatureSpace.from_dict({"format": 99})

@@ -121,6 +121,22 @@ def _selected_names(ct: ColumnTransformer, cols: Any) -> list[str] | None:
     return None
 
 
+def consumed_fields(model: Any, columns: list[str]) -> set[str]:
+    """Profile columns the model actually reads (a ColumnTransformer may drop some)."""
+    first = model.steps[0][1] if isinstance(model, Pipeline) else model
+    if not isinstance(first, ColumnTransformer):
+        return set(columns)
+    used: set[str] = set()
+    for _, trans, cols in first.transformers_:
+        if isinstance(trans, str) and trans == "drop":
+            continue
+        names = _selected_names(first, cols)
+        if names is None:
+            return set(columns)
+        used.update(names)
+    return used
+
+
 def linear_parts(model: Any) -> tuple[Any | None, Any]:
     """(preprocessing or None, final linear estimator), or raise NotCompilable."""
     final = model.steps[-1][1] if isinstance(model, Pipeline) else model
@@ -244,7 +260,7 @@ class Prober:
 
     def _check_vocabulary(self, model: Any, columns: list[str]) -> None:
         known = categories_by_field(model)
-        for field in columns:
+        for field in consumed_fields(model, columns):
             if field in CATEGORICAL_FIELDS and field not in known:
                 raise NotCompilable(f"cannot find the categories the model knows for {field!r}")
 
