@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -24,6 +23,9 @@ from clickrouter.datastore.partition import FILE_SCHEMA
 from clickrouter.datastore.schema import RECORD_COLUMNS, RECORD_SCHEMA
 from clickrouter.datastore.writer import DatasetWriter
 from clickrouter.errors import ClickrouterError
+
+if TYPE_CHECKING:  # pandas loads only when a frame is asked for (the consumer never does)
+    import pandas as pd
 
 _READ_ATTEMPTS = 5
 

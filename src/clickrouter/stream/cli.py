@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clickrouter.errors import InvalidInput
+from clickrouter.errors import ClickrouterError, InvalidInput
 
 SUMMARY_ROWS = (
     ("events read", "events_read"),
@@ -116,3 +118,20 @@ def _run(consumer: Any, args: argparse.Namespace) -> dict[str, int]:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     return dict(consumer.run_forever(stop))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m clickrouter.stream.cli consume ...``: the same command without
+    importing every other stage's CLI (fast start for fault tests and scripts)."""
+    parser = argparse.ArgumentParser(prog="clickrouter")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ClickrouterError as exc:
+        print(f"clickrouter {args.command}: error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

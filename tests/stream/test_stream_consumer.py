@@ -1,0 +1,119 @@
+"""ConsumerManager in-process and the ``consume`` CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from clickrouter.datastore import DataManager
+from clickrouter.stream.consumer import ConsumerManager
+from clickrouter.stream.eventlog import EventLogWriter
+from clickrouter.stream.local_source import LocalLogSource
+from clickrouter.stream.sample import sample_lines
+
+DAY = 86400.0
+
+
+def write_log(directory: Path, lines: list[bytes], writers: int = 2) -> None:
+    outs = [EventLogWriter(directory, f"w{i}", segment_bytes=64_000) for i in range(writers)]
+    for i, line in enumerate(lines):
+        outs[i % writers].write_raw(line)
+    for out in outs:
+        out.close()
+
+
+def consume(log: Path, data: Path, **kwargs: float) -> dict[str, int]:
+    with DataManager(data, writable=True, durable=False) as dm:
+        consumer = ConsumerManager(LocalLogSource(log), dm, window_seconds=DAY, **kwargs)
+        return consumer.run_once()
+
+
+def test_restart_continues_where_the_last_commit_ended(tmp_path: Path) -> None:
+    lines = list(sample_lines(3000, seed=7, span_seconds=DAY / 2))
+    log, data, ref = tmp_path / "log", tmp_path / "data", tmp_path / "ref"
+    log.mkdir()
+    write_log(log, lines[:1700], writers=1)
+    consume(log, data, commit_events=250)
+    with EventLogWriter(log, "w0") as late_writer:  # the writer restarts: a new segment
+        late_writer.write_raw(b"".join(lines[1700:]))
+    stats = consume(log, data, commit_events=250)
+    reference = consume(log, ref)
+    assert stats["events_read"] == len(lines)
+    assert {k: v for k, v in stats.items() if k != "commits"} == {
+        k: v for k, v in reference.items() if k != "commits"
+    }
+    assert DataManager(data).read_all().equals(DataManager(ref).read_all())
+
+
+def test_dead_letters_and_late_sales_are_recorded_with_reasons(tmp_path: Path) -> None:
+    log, data = tmp_path / "log", tmp_path / "data"
+    log.mkdir()
+    good = list(sample_lines(200, seed=2, bad_rate=0.0))
+    write_log(log, [*good[:10], b"{broken\n", b'{"type":"click","id":"x"}\n', *good[10:]], 1)
+    stats = consume(log, data)
+    assert stats["dead_lettered"] == 2
+    dead = [json.loads(line) for line in (data / "_dead_letters.jsonl").read_text().splitlines()]
+    assert dead[0]["reason"].startswith("malformed JSON")
+    assert dead[0]["position"].startswith("w0.00000000.jsonl:") and dead[0]["line"] == "{broken"
+    assert "missing required field" in dead[1]["reason"]
+
+
+def test_run_forever_follows_new_events_until_stopped(tmp_path: Path) -> None:
+    log, data = tmp_path / "log", tmp_path / "data"
+    log.mkdir()
+    lines = list(sample_lines(500, seed=4, bad_rate=0.0, duplicate_rate=0.0))
+    stop = threading.Event()
+    with DataManager(data, writable=True, durable=False) as dm:
+        consumer = ConsumerManager(
+            LocalLogSource(log), dm, window_seconds=600.0, lateness_seconds=0
+        )
+        thread = threading.Thread(
+            target=consumer.run_forever, args=(stop,), kwargs={"idle_seconds": 0.05}
+        )
+        thread.start()
+        with EventLogWriter(log, "live") as writer:
+            writer.write_raw(b"".join(lines))
+            writer.flush()
+            deadline = time.monotonic() + 30
+            while dm.manifest().counters.get("events_read", 0) < len(lines):
+                assert time.monotonic() < deadline, "consumer did not catch up"
+                time.sleep(0.05)
+        stop.set()
+        thread.join(timeout=30)
+    assert DataManager(data).read_all().shape[0] > 400
+
+
+def run_cli(*args: str, module: str = "clickrouter.stream.cli") -> subprocess.CompletedProcess[str]:
+    """``consume`` in a subprocess; the stream module's own entry skips other stages'
+    imports (the full ``clickrouter`` entry is exercised once, below)."""
+    command = [sys.executable, "-m", module, "consume", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_prints_a_summary(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    write_log(log, list(sample_lines(300, seed=1)))
+    data = str(tmp_path / "d")
+    done = run_cli(
+        "--source", str(log), "--data", data, "--once", "--flush-all", module="clickrouter.cli"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "events read" in done.stdout and "dead-lettered" in done.stdout
+    assert len(DataManager(tmp_path / "d").read_all()) > 250
+
+
+def test_cli_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
+    missing = run_cli("--source", str(tmp_path / "nope"), "--data", str(tmp_path / "d"), "--once")
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    flush = run_cli("--source", str(tmp_path), "--data", str(tmp_path / "d"), "--flush-all")
+    assert flush.returncode == 2 and "--flush-all needs --once" in flush.stderr
+    url = run_cli("--source", "redis://127.0.0.1:1/a/b", "--data", str(tmp_path / "d"))
+    assert url.returncode == 2 and "redis://HOST" in url.stderr
+    bad = run_cli("--source", str(tmp_path), "--data", "d", "--commit-events", "zero")
+    assert bad.returncode == 2 and "expected a positive integer" in bad.stderr
