@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import http.client
+import itertools
 import json
 import time
 import urllib.parse
@@ -152,9 +153,13 @@ class TrafficDriver:
     def run(self, n_requests: int) -> DriverReport:
         """Send ``n_requests`` decisions, then wait (up to ``drain_seconds``) for postbacks."""
         report = DriverReport()
+        requests = self._requests(n_requests)
+        first = next(requests, None)  # sample the first batch before the clock starts
         clock = SimClock(self.start_ts, self.speedup)
         try:
-            for i, (raw, canonical) in enumerate(self._requests(n_requests)):
+            for i, (raw, canonical) in enumerate(
+                itertools.chain([first] if first else [], requests)
+            ):
                 self._send_due(clock, report, until=clock.wall_start + i / self.rate)
                 self._decide(clock, raw, canonical, report)
             self._send_due(clock, report, until=clock.wall() + self.drain_seconds, drain=True)
