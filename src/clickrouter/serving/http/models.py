@@ -53,6 +53,7 @@ def load_live_bank(models_path: Path, cache_dir: Path | None) -> LiveBank:
     directory, store_version = resolve_model_dir(models_path)
     started = time.perf_counter()
     bank = _load_bank(directory, cache_dir)
+    bank.predict_proba([{}])  # warm up (JIT, caches) here rather than on the first request
     return LiveBank(
         bank=bank,
         directory=directory,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -134,6 +135,9 @@ def default_cache_dir() -> Path:
 def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain every worker's events (blocking)."""
     settings = config.settings
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; end with status 0 then
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_quietly)
     sock = bind_socket(settings.host, settings.port)
     if workers > 1 and config.cache_dir is not None:
         _warm_cache(config)  # workers then map one shared copy instead of compiling N
@@ -145,6 +149,10 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
     target = "clickrouter.serving.http.server:app_from_env"
     Multiprocess(_uvicorn_config(target, settings, workers), sockets=[sock]).run()
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _warm_cache(config: ServeConfig) -> None:

@@ -1,0 +1,125 @@
+"""`clickrouter serve` as a real process: SIGTERM drains every event; workers share weights."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clickrouter.events import ClickEvent, SaleEvent
+from serving.http.http_support import PROFILE, read_events
+
+
+class Served:
+    """`python -m clickrouter.cli serve ...` on a free port, waited on until ready."""
+
+    def __init__(self, tmp_path: Path, models: Path, *extra: str) -> None:
+        self.port_file = tmp_path / "port"
+        self.events = tmp_path / "events"
+        command = [sys.executable, "-m", "clickrouter.cli", "serve", "--models", str(models)]
+        command += ["--port", "0", "--port-file", str(self.port_file), "--events", str(self.events)]
+        env = {**os.environ, "CLICKROUTER_RELOAD_POLL_SECONDS": "0.2"}
+        self.process = subprocess.Popen([*command, *extra], env=env, stderr=subprocess.PIPE)
+        self.url = f"http://127.0.0.1:{self._port()}"
+        self._wait_ready()
+
+    def _port(self) -> int:
+        deadline = time.monotonic() + 60
+        while not self.port_file.exists():
+            assert self.process.poll() is None, self.process.stderr.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no port file"
+            time.sleep(0.05)
+        return int(self.port_file.read_text())
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/v2/health/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, "server exited while starting"
+            assert time.monotonic() < deadline, "server not ready"
+            time.sleep(0.05)
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self.process.stderr.close()  # type: ignore[union-attr]
+        return code
+
+
+def decide_until(url: str, stop: threading.Event, answered: list[str]) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while not stop.is_set():
+            try:
+                answer = client.post("/v1/decide", json=PROFILE)
+            except httpx.TransportError:
+                return  # the server went away: expected during shutdown
+            if answer.status_code == 200:
+                answered.append(answer.json()["click_id"])
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_under_load_loses_no_event(tmp_path: Path, sample_models: Path, workers: str):
+    cache = tmp_path / "cache"
+    served = Served(tmp_path, sample_models, "--workers", workers, "--cache-dir", str(cache))
+    if workers == "2":
+        assert_workers_share_one_table(served.process.pid, cache)
+    sales = [f"sale-{i}" for i in range(50)]
+    with httpx.Client(base_url=served.url) as client:
+        for click_id in sales:
+            client.get("/v1/postback", params={"click_id": click_id, "revenue": "1.5"})
+    answered: list[str] = []
+    stop = threading.Event()
+    clients = [
+        threading.Thread(target=decide_until, args=(served.url, stop, answered)) for _ in range(4)
+    ]
+    for thread in clients:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while len(answered) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served.terminate() == 0  # SIGTERM while the clients are still sending
+    stop.set()
+    for thread in clients:
+        thread.join()
+    events = read_events(served.events)
+    logged_clicks = {e.click_id for e in events if isinstance(e, ClickEvent)}
+    assert len(answered) >= 100
+    assert set(answered) <= logged_clicks  # every answered decision was logged
+    assert sorted(e.click_id for e in events if isinstance(e, SaleEvent)) == sorted(sales)
+    segments = list(served.events.glob("*.jsonl"))
+    assert len({s.name.split(".")[0] for s in segments}) == int(workers)  # one writer per worker
+    assert all(Path(f"{s}.done").exists() for s in segments)  # sealed on shutdown
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def mapped_tables(pid: int) -> set[str]:
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[-1] for line in maps if line.endswith("table.npy")}
+
+
+def assert_workers_share_one_table(parent: int, cache: Path) -> None:
+    """Both worker processes memory-map the same compiled table file from the cache."""
+    deadline = time.monotonic() + 60
+    while True:  # ready means one worker answered; the other may still be loading
+        tables = [mapped_tables(pid) for pid in worker_pids(parent)]
+        tables = [t for t in tables if t]  # multiprocessing helpers map nothing
+        if len(tables) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(tables) == 2 and tables[0] == tables[1]
+    assert next(iter(tables[0])).startswith(str(cache))
