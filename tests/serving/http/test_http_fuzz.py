@@ -32,7 +32,7 @@ def test_no_input_produces_a_server_error(server: PredictorServer, mode: Generat
         )
         @given(case=operation.as_strategy(generation_mode=mode))
         def exercise(case: schemathesis.Case) -> None:
-            exercised.add(operation.label)
+            exercised.add(case.operation.label)
             response = case.call(base_url=server.url, timeout=10)
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path}: {response.status_code}")

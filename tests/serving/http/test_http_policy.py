@@ -46,9 +46,11 @@ def test_unknown_policy_or_bad_epsilon_is_refused():
 
 def test_served_epsilon_greedy_logs_the_true_propensity(sample_models: Path, events_dir: Path):
     config = settings(policy="epsilon-greedy", epsilon=0.5)
-    with PredictorServer(config, sample_models, events_dir) as server:
-        with httpx.Client(base_url=server.url) as client:
-            answers = [client.post("/v1/decide?top=1", json=PROFILE).json() for _ in range(200)]
+    with (
+        PredictorServer(config, sample_models, events_dir) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        answers = [client.post("/v1/decide?top=1", json=PROFILE).json() for _ in range(200)]
     n = answers[0]["n_eligible"]
     best = answers[0]["ranking"][0]["campaign_id"]
     for answer in answers:
