@@ -105,7 +105,15 @@ def fill_stream(url: str, n_clicks: int, seed: int) -> None:
         sink.write_raw(b"".join(sample_lines(n_clicks, seed=seed, span_seconds=DAY)))
 
 
-FAST = ("--no-fsync", "--commit-events", "400")
+FAST = (
+    "--no-fsync",
+    "--commit-events",
+    "400",
+    "--min-file-rows",
+    "60",
+    "--max-hold-seconds",
+    "0.3",
+)
 
 
 def test_sigkill_local_log_yields_the_uninterrupted_dataset(tmp_path: Path) -> None:
@@ -146,7 +154,16 @@ def test_sigkill_many_times_with_fsync(tmp_path: Path, redis_url: str, source: s
         fill_stream(spec, 60_000, seed=22)
     assert_fault_run_matches(
         consume_command(spec, tmp_path / "ref", "--group", "ref"),
-        consume_command(spec, tmp_path / "data", "--group", "live", "--commit-events", "1500"),
+        consume_command(
+            spec,
+            tmp_path / "data",
+            "--group",
+            "live",
+            "--commit-events",
+            "1500",
+            "--min-file-rows",
+            "200",
+        ),
         tmp_path / "ref",
         tmp_path / "data",
         kills=12,

@@ -64,4 +64,4 @@ def test_consumer_ingests_a_redis_stream(redis_url: str, tmp_path: Path) -> None
         stats = ConsumerManager(source, data, window_seconds=86400.0).run_once(flush_all=True)
         assert stats["records_written"] == 2000 - stats["late_clicks"]
         assert len(data.read_all()) == stats["records_written"] > 1900
-        assert stats["dead_lettered"] > 0 and stats["positives_written"] > 0
+        assert stats["dead_lettered"] > 0 and stats["positives_labelled"] > 0

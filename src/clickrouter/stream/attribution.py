@@ -86,21 +86,35 @@ class Attributor:
     # -- the join -----------------------------------------------------------
     def add(self, event: Event, raw: bytes) -> None:
         """Apply one decoded event (``raw`` is its JSON line, kept for the state)."""
-        ts = event.ts
-        if ts > self.max_ts:
-            self.max_ts = ts
-            self._advance(ts - self.lateness)
-        if ts < self.max_ts - self.lateness - self.window:
-            self._late(event, raw, "older than the attribution window behind the watermark")
-            return
-        if event.id in self.seen:
-            self.duplicates += 1
-            return
-        self.seen[event.id] = ts
-        if isinstance(event, ClickEvent):
-            self._click(event, raw)
-        else:
-            self._sale(event, raw)
+        self.add_all([(event, raw)])
+
+    def add_all(self, items: list[tuple[Event, bytes]]) -> None:
+        """Apply events in order; the common click path is inlined (hot loop)."""
+        seen, pending, orphans, closing = self.seen, self.pending, self.orphans, self._closing
+        window, lateness, horizon = self.window, self.lateness, self.window + self.lateness
+        push, expiring = heapq.heappush, self._expiring
+        for event, raw in items:
+            ts = event.ts
+            if ts > self.max_ts:
+                self.max_ts = ts
+                mark = ts - lateness
+                if (closing and closing[0][0] < mark) or (expiring and expiring[0][0] < mark):
+                    self._advance(mark)
+            if ts < self.max_ts - horizon:
+                self._late(event, raw, "older than the attribution window behind the watermark")
+                continue
+            if event.id in seen:
+                self.duplicates += 1
+                continue
+            seen[event.id] = ts
+            if event.__class__ is not ClickEvent:
+                self._sale(event, raw)  # type: ignore[arg-type]
+            elif event.click_id in pending or event.click_id in orphans:
+                self._click(event, raw)
+            else:
+                self.seq += 1
+                pending[event.click_id] = (event, raw, self.seq)
+                push(closing, (ts + window, self.seq, event.click_id))
 
     def _click(self, click: ClickEvent, raw: bytes) -> None:
         if click.click_id in self.pending:
@@ -144,14 +158,17 @@ class Attributor:
             heapq.heappush(self._expiring, (sale.ts, self.seq, sale.click_id))
 
     def _advance(self, watermark: float) -> None:
-        closing = self._closing
+        closing, expiring = self._closing, self._expiring
+        if not (
+            (closing and closing[0][0] < watermark) or (expiring and expiring[0][0] < watermark)
+        ):
+            return
         while closing and closing[0][0] < watermark:
             _, seq, click_id = heapq.heappop(closing)
             entry = self.pending.get(click_id)
             if entry is not None and entry[2] == seq:
                 del self.pending[click_id]
                 self.records.append((entry[0], 0, 0.0, None))
-        expiring = self._expiring
         while expiring and expiring[0][0] < watermark:
             _, seq, click_id = heapq.heappop(expiring)
             self._expire_orphan(click_id, seq)

@@ -14,8 +14,10 @@ from clickrouter.errors import ClickrouterError, InvalidInput
 
 SUMMARY_ROWS = (
     ("events read", "events_read"),
-    ("records written", "records_written"),
-    ("  of which sales (label 1)", "positives_written"),
+    ("records labelled", "records_labelled"),
+    ("  of which sales (label 1)", "positives_labelled"),
+    ("records written to Parquet", "records_written"),
+    ("records held for fuller files", "records_held"),
     ("pending clicks", "pending"),
     ("orphan sales (waiting for their click)", "orphan_sales"),
     ("duplicates dropped", "duplicates"),
@@ -36,7 +38,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--window-seconds", type=_positive_float, default=None)
     p.add_argument("--lateness-seconds", type=_non_negative_float, default=3600.0)
     p.add_argument("--commit-events", type=_positive_int, default=200_000)
-    p.add_argument("--commit-seconds", type=_positive_float, default=2.0)
+    p.add_argument("--commit-seconds", type=_positive_float, default=5.0)
+    p.add_argument(
+        "--min-file-rows",
+        type=_positive_int,
+        default=20_000,
+        help="hold records per partition until",
+    )
+    p.add_argument(
+        "--max-hold-seconds", type=_non_negative_float, default=60.0, help="... or for at most"
+    )
     p.add_argument("--group", default="clickrouter", help="Redis consumer group")
     p.add_argument("--consumer", default="consumer-1", help="Redis consumer name")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (tests, benchmarks)")
@@ -84,6 +95,7 @@ def open_source(spec: str, *, group: str, consumer: str, follow: bool) -> Any:
 def run_consume(args: argparse.Namespace) -> int:
     from clickrouter.config import Settings
     from clickrouter.datastore.manager import DataManager
+    from clickrouter.stream.buffer import RecordBuffer
     from clickrouter.stream.consumer import ConsumerManager
     from clickrouter.stream.progress import ProgressDisplay, print_summary
 
@@ -102,6 +114,9 @@ def run_consume(args: argparse.Namespace) -> int:
             lateness_seconds=args.lateness_seconds,
             commit_events=args.commit_events,
             commit_seconds=args.commit_seconds,
+            buffer=RecordBuffer(
+                min_file_rows=args.min_file_rows, max_hold_seconds=args.max_hold_seconds
+            ),
             progress=display.update,
         )
         with display:

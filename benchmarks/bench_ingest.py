@@ -1,0 +1,184 @@
+"""Ingest throughput: event stream -> labelled, hive-partitioned Parquet.
+
+Measures, in one run on the same synthetic events (clicks, delayed sales,
+duplicates, out-of-order postbacks, malformed lines):
+
+* baseline: ``json.loads`` per line, a dict join, one pandas ``to_parquet``
+  with partition columns at the end (no dead letters, no state, no fsync);
+* ConsumerManager, local event log -> Parquet (the CLI's code path: atomic
+  commits with fsync, durable attribution state, dead letters, compaction);
+* ConsumerManager, Redis Streams -> Parquet (consumer group, XACK), against a
+  redis-server started here on a free loopback port.
+
+Run: ``.venv/bin/python benchmarks/bench_ingest.py [--clicks 300000]``.
+Fails loudly (exit 1) if redis-server is missing or any stage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import redis
+
+from clickrouter.datastore import DataManager
+from clickrouter.stream.consumer import ConsumerManager
+from clickrouter.stream.eventlog import EventLogWriter
+from clickrouter.stream.local_source import LocalLogSource
+from clickrouter.stream.redis_stream import RedisStreamSink, RedisStreamSource
+from clickrouter.stream.sample import sample_lines
+
+WINDOW = 7 * 86400.0
+TARGET = 100_000
+
+
+def write_log(directory: Path, lines: list[bytes], writers: int = 2) -> None:
+    outs = [EventLogWriter(directory, f"w{i}") for i in range(writers)]
+    for i, out in enumerate(outs):
+        out.write_raw(b"".join(lines[i::writers]))
+        out.close()
+
+
+def naive_ingest(log: Path, out: Path) -> int:
+    """The obvious script: json.loads per line, dict join, pandas partitioned write."""
+    clicks: dict[str, dict[str, Any]] = {}
+    sales: dict[str, dict[str, Any]] = {}
+    n = 0
+    for path in sorted(log.glob("*.jsonl")):
+        with path.open("rb") as fh:
+            for line in fh:
+                n += 1
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("type") == "click" and isinstance(event.get("profile"), dict):
+                    clicks.setdefault(event["click_id"], event)
+                elif event.get("type") == "sale":
+                    sales.setdefault(event.get("click_id"), event)
+    rows = []
+    for click_id, c in clicks.items():
+        sale = sales.get(click_id)
+        hit = sale is not None and sale["ts"] - c["ts"] <= WINDOW
+        rows.append(
+            {
+                "click_id": click_id,
+                "campaign_id": c["campaign_id"],
+                "ts": c["ts"],
+                **c["profile"],
+                "label": int(hit),
+                "revenue": sale["revenue"] if hit else 0.0,
+                "sale_ts": sale["ts"] if hit else None,
+                "propensity": c["propensity"],
+                "model_version": c["model_version"],
+                "date": dt.datetime.fromtimestamp(c["ts"], dt.UTC).date().isoformat(),
+            }
+        )
+    pd.DataFrame(rows).to_parquet(out, partition_cols=["campaign_id", "date"], index=False)
+    return n
+
+
+def timed(label: str, fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    print(f"  {label}: {elapsed:.2f} s", flush=True)
+    return elapsed, result
+
+
+def consume(source: Any, data: Path) -> dict[str, int]:
+    with DataManager(data, writable=True) as dm:
+        return ConsumerManager(source, dm, window_seconds=WINDOW).run_once()
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("bench_ingest: redis-server not found (make services installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    proc.kill()
+    sys.exit("bench_ingest: redis-server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=300_000)
+    parser.add_argument("--redis-clicks", type=int, default=100_000)
+    parser.add_argument("--campaigns", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        lines = list(
+            sample_lines(args.clicks, seed=1, campaigns=args.campaigns, span_seconds=86400)
+        )
+        write_log(work / "log", lines)
+        mb = sum(map(len, lines)) / 1e6
+        print(f"{len(lines):,} events ({mb:.0f} MB) in 2 writers' segments, {args.campaigns} "
+              "campaigns", flush=True)  # fmt: skip
+        t_naive, _ = timed(
+            "baseline json.loads + pandas", lambda: naive_ingest(work / "log", work / "naive")
+        )
+        t_local, stats = timed(
+            "ConsumerManager local log",
+            lambda: consume(LocalLogSource(work / "log"), work / "data"),
+        )
+        assert stats["events_read"] == len(lines), stats
+        proc, port = start_redis(work)
+        try:
+            url = f"redis://127.0.0.1:{port}/events"
+            rlines = lines[: int(len(lines) * args.redis_clicks / args.clicks)]
+            with RedisStreamSink.from_url(url, batch_size=2000) as sink:
+                t_xadd, _ = timed(
+                    "XADD (sink)", lambda: sink.write_raw(b"".join(rlines)) or sink.flush()
+                )
+            source = RedisStreamSource.from_url(url, count=10_000)
+            t_redis, rstats = timed(
+                "ConsumerManager redis", lambda: consume(source, work / "rdata")
+            )
+            assert rstats["events_read"] == len(rlines), rstats
+        finally:
+            proc.terminate()
+            proc.wait()
+    report(len(lines), t_naive, t_local, stats, len(rlines), t_redis, t_xadd)
+
+
+def report(n: int, t_naive: float, t_local: float, stats: dict[str, int], rn: int,
+           t_redis: float, t_xadd: float) -> None:  # fmt: skip
+    local_rate, naive_rate = n / t_local, n / t_naive
+    print("\nresults (events/s)")
+    print(f"  baseline (json.loads + pandas)   {naive_rate:>10,.0f}")
+    print(f"  local log -> Parquet             {local_rate:>10,.0f}   "
+          f"x{local_rate / naive_rate:.2f} vs baseline, target {TARGET:,}: "
+          f"{'met' if local_rate >= TARGET else 'NOT met'}")  # fmt: skip
+    print(f"  Redis Streams -> Parquet         {rn / t_redis:>10,.0f}   ({rn:,} events)")
+    print(f"  Redis XADD (sink, pipelined)     {rn / t_xadd:>10,.0f}")
+    print(f"  records {stats['records_written']:,}, commits {stats['commits']}, "
+          f"dead letters {stats['dead_lettered']}, late {stats['late_sales']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
