@@ -140,3 +140,21 @@ def test_weekly_seasonality(week: tuple[World, dict]) -> None:  # type: ignore[t
     share = np.bincount(cols["local_weekday"], minlength=7) / N
     assert np.abs(share - weights / weights.sum()).max() < 0.006
     assert share[5] > share[0] * 1.08
+
+
+def test_spread_sample_has_the_traffic_mix(week: tuple[World, dict]) -> None:  # type: ignore[type-arg]
+    world, cols = week
+    spread = world.draw_spread(np.random.default_rng(12), 60_000)
+    span = (spread.ts_ms.max() - spread.ts_ms.min()) / 86_400_000
+    assert span > 6.9
+    curve = np.array(world.config.diurnal_curve)
+    expected = curve / curve.sum()
+    z = world.population.zones.index("Asia/Kolkata")
+    hours = spread.local_hour[spread.zone == z]
+    hist = np.bincount(hours, minlength=24) / len(hours)
+    sd = np.sqrt(expected * (1 - expected) / len(hours))
+    assert np.all(np.abs(hist - expected) < 5 * sd)
+    countries = Counter(world.renderer.canonical_columns(spread)["country"])
+    arrivals = Counter(cols["country"])
+    for code in ("IN", "US", "ID", "BR"):
+        assert countries[code] / 60_000 == pytest.approx(arrivals[code] / N, rel=0.08), code

@@ -113,9 +113,7 @@ def test_base_rates_are_log_uniform_and_calibrated(world: World) -> None:
     decades = np.histogram(np.log10(base), bins=[-6, -5, -4, -3])[0] / len(base)
     assert np.all(np.abs(decades - 1 / 3) < 0.1)
     # mean true P(sale) over a campaign's eligible traffic (a whole week) is its base rate
-    rng = np.random.default_rng(5)
-    week_ms = 7 * 86_400_000
-    draw = world.draw_at(rng, world.start_ts * 1000 + rng.integers(0, week_ms, 20_000))
+    draw = world.draw_spread(np.random.default_rng(5), 20_000)
     slots = world.audience.slots(draw)
     proba, eligible = sigmoid(world.truth.logits(slots)), world.eligible_slots(slots)
     enough = eligible.sum(axis=0) > 2000

@@ -253,7 +253,7 @@ def _subset(draw: Draw, keep: np.ndarray) -> Draw:
 def _merge(clicks: list[ClickLine], sales: list[SaleEvent]) -> list[Any]:
     """Clicks (time-ordered) with due sales inserted after every click at or before them."""
     if not sales:
-        return list(clicks)
+        return clicks
     click_ts = np.array([c.ts for c in clicks])
     positions = np.searchsorted(click_ts, [s.ts for s in sales], side="right").tolist()
     merged: list[Any] = []

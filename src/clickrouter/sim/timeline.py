@@ -86,6 +86,18 @@ class Timeline:
         ts, zone, off = (np.concatenate(cols) for cols in zip(*parts, strict=True))
         return ts[:n], zone[:n], off[:n]
 
+    @property
+    def max_intensity(self) -> float:
+        """Upper bound of the relative intensity (every zone at its peak hour and day)."""
+        return float(self.diurnal.max() * self.weekly.max())
+
+    def intensity(self, ts_ms: np.ndarray) -> np.ndarray:
+        """Relative traffic intensity at each time (ms); mean about 1 over a week."""
+        bins = np.asarray(ts_ms, dtype=np.int64) // (BIN_SECONDS * 1000)
+        distinct, which = np.unique(bins, return_inverse=True)
+        values = np.array([self.bin_mix(int(b))[0] for b in distinct])
+        return values[which]
+
     def zones_at(
         self, rng: np.random.Generator, ts_ms: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

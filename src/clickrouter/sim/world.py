@@ -90,9 +90,7 @@ class World:
 
     def _draw_truth(self) -> TruthSpec:
         rng = np.random.default_rng([self.seed, 2])
-        week_ms = 7 * 86400 * 1000
-        ts = int(self.start_ts * 1000) + rng.integers(0, week_ms, _CALIBRATION_ROWS)
-        sample = self.audience.slots(self.draw_at(rng, ts))
+        sample = self.audience.slots(self.draw_spread(rng, _CALIBRATION_ROWS))
         eligible = self.eligible_slots(sample)
         return generate_truth(rng, self.config, sample, eligible, self.sizes)
 
@@ -137,6 +135,23 @@ class World:
         ts_ms = np.asarray(ts_ms, dtype=np.int64)
         zone, offset = self.timeline.zones_at(rng, ts_ms)
         return self.audience.draw(rng, ts_ms, zone, offset)
+
+    def draw_spread(self, rng: np.random.Generator, n: int, days: float = 7.0) -> Draw:
+        """``n`` requests spread over ``days`` from the start, distributed like the traffic.
+
+        The arrival process thinned to ``n`` points: uniform times accepted with
+        probability proportional to the traffic intensity at that time, so both
+        the time of day and the zone mix match what :meth:`draw` produces over
+        the same span (time order is not kept).
+        """
+        span_ms = int(days * 86_400_000)
+        start_ms = int(self.start_ts * 1000)
+        kept: list[np.ndarray] = []
+        while sum(len(k) for k in kept) < n:
+            ts = start_ms + rng.integers(0, span_ms, 2 * n)
+            intensity = self.timeline.intensity(ts)
+            kept.append(ts[rng.random(len(ts)) * self.timeline.max_intensity < intensity])
+        return self.draw_at(rng, np.concatenate(kept)[:n])
 
     def render(
         self, rng: np.random.Generator, draw: Draw, click_ids: list[str] | None = None
