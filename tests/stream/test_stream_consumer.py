@@ -117,3 +117,18 @@ def test_cli_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
     assert url.returncode == 2 and "redis://HOST" in url.stderr
     bad = run_cli("--source", str(tmp_path), "--data", "d", "--commit-events", "zero")
     assert bad.returncode == 2 and "expected a positive integer" in bad.stderr
+
+
+def test_retention_drops_data_older_than_the_event_time_horizon(tmp_path: Path) -> None:
+    log, data = tmp_path / "log", tmp_path / "data"
+    log.mkdir()
+    write_log(log, list(sample_lines(2000, seed=9, span_seconds=6 * DAY, max_delay_seconds=DAY)))
+    with DataManager(data, writable=True, durable=False) as dm:
+        consumer = ConsumerManager(
+            LocalLogSource(log), dm, window_seconds=DAY, retention_seconds=2 * DAY
+        )
+        consumer.run_once()
+        newest = consumer.attributor.max_ts
+        frame = dm.read_all()
+    assert len(frame) > 0
+    assert frame["ts"].min() >= newest - 3 * DAY  # whole days older than 2 days are gone

@@ -48,6 +48,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--max-hold-seconds", type=_non_negative_float, default=60.0, help="... or for at most"
     )
+    p.add_argument(
+        "--retention-days", type=_positive_float, default=None, help="drop older data (event time)"
+    )
     p.add_argument("--group", default="clickrouter", help="Redis consumer group")
     p.add_argument("--consumer", default="consumer-1", help="Redis consumer name")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (tests, benchmarks)")
@@ -114,6 +117,7 @@ def run_consume(args: argparse.Namespace) -> int:
             lateness_seconds=args.lateness_seconds,
             commit_events=args.commit_events,
             commit_seconds=args.commit_seconds,
+            retention_seconds=args.retention_days * 86400 if args.retention_days else None,
             buffer=RecordBuffer(
                 min_file_rows=args.min_file_rows, max_hold_seconds=args.max_hold_seconds
             ),

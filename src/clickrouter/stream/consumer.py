@@ -71,6 +71,8 @@ class ConsumerManager:
         (event time; see :mod:`clickrouter.stream.attribution`).
     commit_events, commit_seconds : commit after this many events or seconds.
     compact_every : compact small files every this many commits (0 = never).
+    retention_seconds : on compaction, drop files whose records are all older
+        than this, in event time behind the newest event seen (None = keep all).
     progress : called with :meth:`stats` after every batch.
     """
 
@@ -84,12 +86,14 @@ class ConsumerManager:
         commit_events: int = 200_000,
         commit_seconds: float = 5.0,
         compact_every: int = 100,
+        retention_seconds: float | None = None,
         buffer: RecordBuffer | None = None,
         progress: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self.source, self.data = source, data
         self.commit_events, self.commit_seconds = commit_events, commit_seconds
         self.compact_every, self.progress = compact_every, progress
+        self.retention_seconds = retention_seconds
         self.attributor = Attributor(window_seconds, lateness_seconds)
         self.decoder = ChunkDecoder()
         self.buffer = buffer or RecordBuffer()
@@ -119,7 +123,7 @@ class ConsumerManager:
                 self.attributor.flush_all()
             self.commit(final=True)
         if compact:
-            self.data.compact()
+            self.maintain()
         return self.stats()
 
     def run_forever(self, stop: threading.Event, *, idle_seconds: float = 0.2) -> dict[str, int]:
@@ -178,7 +182,14 @@ class ConsumerManager:
         self._uncommitted = 0
         self._last_commit = time.monotonic()
         if self.compact_every and manifest.generation % self.compact_every == 0:
-            self.data.compact()
+            self.maintain()
+
+    def maintain(self) -> None:
+        """Compact small files; apply retention (event time) when configured."""
+        newest = self.attributor.max_ts
+        if self.retention_seconds is not None and newest > float("-inf"):
+            self.data.apply_retention(newest - self.retention_seconds)
+        self.data.compact()
 
     def _count(
         self,
