@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,11 @@ class EventGenerator:
         self.model_version = model_version
         self.policy = UniformLoggingPolicy(world)
         # landing page = prefix + click_id + suffix, or the page as is without a placeholder
-        self._pages = [_page_parts(c.landing_page) for c in world.campaigns]
+        parts = [c.landing_page.partition("{click_id}") for c in world.campaigns]
+        self._page_prefix = np.array([p[0] for p in parts], dtype=object)
+        self._page_has_id = np.array([bool(p[1]) for p in parts])
+        self._page_suffix = np.array([p[2] for p in parts], dtype=object)
+        self._campaign_ids = np.array(world.campaign_ids, dtype=object)
         self._pending: list[tuple[int, int, str, float]] = []  # (ts_ms, seq, click_id, revenue)
         self._encoder = msgspec.json.Encoder()
 
@@ -169,7 +174,8 @@ class EventGenerator:
         report.skipped_requests += int((~keep).sum())
         draw, campaign, propensity = _subset(draw, keep), campaign[keep], propensity[keep]
         slots = {f: v[keep] for f, v in slots.items()}
-        ids = [f"s{self.seed}-{i:010d}" for i in range(report.clicks, report.clicks + len(draw))]
+        first = report.clicks
+        ids = list(map(f"s{self.seed}-%010d".__mod__, range(first, first + len(draw))))
         self._schedule_sales(draw, slots, campaign, ids)
         clicks = self._click_events(draw, campaign, propensity, ids)
         report.clicks += len(clicks)
@@ -203,30 +209,25 @@ class EventGenerator:
         columns = [canon[f] for f in (*CATEGORICAL_FIELDS, "local_hour", "local_weekday")]
         profiles = [CanonicalProfile(*values) for values in zip(*columns, strict=True)]
         raws = self._raw_lines(draw, ids) if self.include_raw else [None] * len(draw)
-        cids = [self.world.campaign_ids[c] for c in campaign.tolist()]
-        pages = [self._pages[c] for c in campaign.tolist()]
-        version = self.model_version
+        id_column = np.array(ids, dtype=object)
+        # landing pages assembled column-wise (object arrays concatenate in C)
+        pages = (
+            self._page_prefix[campaign]
+            + np.where(self._page_has_id[campaign], id_column, "")
+            + self._page_suffix[campaign]
+        )
         return [
-            ClickLine(
-                cid,
-                cid,
-                ts,
-                profile,
-                camp,
-                page[0] + cid + page[1] if page[2] else page[0],
-                prop,
-                version,
-                raw,
-            )
-            for cid, ts, profile, camp, page, prop, raw in zip(
+            ClickLine(*row)
+            for row in zip(
+                ids,
                 ids,
                 (draw.ts_ms / 1000.0).tolist(),
                 profiles,
-                cids,
-                pages,
+                self._campaign_ids[campaign].tolist(),
+                pages.tolist(),
                 propensity.tolist(),
+                itertools.repeat(self.model_version),
                 raws,
-                strict=True,
             )
         ]
 
@@ -237,11 +238,6 @@ class EventGenerator:
     def _write(self, writer: EventLogWriter, events: list[Any]) -> None:
         for lo in range(0, len(events), _WRITE_BLOCK):
             writer.write_raw(self._encoder.encode_lines(events[lo : lo + _WRITE_BLOCK]))
-
-
-def _page_parts(template: str) -> tuple[str, str, bool]:
-    prefix, placeholder, suffix = template.partition("{click_id}")
-    return prefix, suffix, bool(placeholder)
 
 
 def _subset(draw: Draw, keep: np.ndarray) -> Draw:
