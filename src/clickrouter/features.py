@@ -55,6 +55,10 @@ class FeatureSpace:
             vocab = self.vocabularies[field]
             self._slot_of.append({value: j for j, value in enumerate(vocab)})
             self.offsets[i + 1] = self.offsets[i] + len(vocab)
+        # (field, block offset, value -> local index): the per-request lookup
+        self._lookup = [
+            (f, int(self.offsets[i]), self._slot_of[i]) for i, f in enumerate(self.fields)
+        ]
 
     @property
     def n_slots(self) -> int:
@@ -72,10 +76,11 @@ class FeatureSpace:
 
     def indices(self, profile: Mapping[str, Any]) -> np.ndarray:
         """Active global slot per field for one canonical profile; shape (n_fields,)."""
-        out = np.empty(len(self.fields), dtype=np.intp)
-        for i, field in enumerate(self.fields):
-            out[i] = self.offsets[i] + self._slot_of[i].get(profile.get(field), 0)
-        return out
+        get = profile.get
+        return np.array(
+            [offset + slots.get(get(field), 0) for field, offset, slots in self._lookup],
+            dtype=np.intp,
+        )
 
     def indices_many(self, profiles: Iterable[Mapping[str, Any]]) -> np.ndarray:
         """Active slots for many canonical profiles; shape (n_profiles, n_fields)."""

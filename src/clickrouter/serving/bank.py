@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,8 +29,9 @@ from clickrouter.serving.pool import WorkerPool
 from clickrouter.serving.targeting import Eligibility
 
 
-@dataclass(frozen=True)
-class RankedCampaign:
+class RankedCampaign(NamedTuple):
+    """One campaign of a decision's ranking (a tuple: cheap to build per request)."""
+
     campaign_id: str
     probability: float
     expected_value: float
@@ -69,7 +70,8 @@ class ModelBank:
         self.skipped: list[str] = assembly.skipped
         self.eligibility_ = Eligibility(self.space, self.campaigns)
         self.payouts_ = np.array([c.payout for c in self.campaigns], dtype=np.float64)
-        self._index = {c.id: i for i, c in enumerate(self.campaigns)}
+        self._ids = [c.id for c in self.campaigns]
+        self._index = {cid: i for i, cid in enumerate(self._ids)}
 
     @classmethod
     def from_directory(
@@ -115,7 +117,7 @@ class ModelBank:
     @property
     def campaign_ids(self) -> list[str]:
         """Campaign ids in column order."""
-        return [c.id for c in self.campaigns]
+        return list(self._ids)
 
     @property
     def n_compiled(self) -> int:
@@ -156,21 +158,22 @@ class ModelBank:
 
     def decision_from(self, proba: np.ndarray, mask: np.ndarray, *, top: int = 10) -> Decision:
         """Rank eligible campaigns by expected value given their probabilities."""
-        value = np.where(mask, proba * self.payouts_, -np.inf)
-        n_eligible = int(mask.sum())
+        order_array, n_eligible = kernel.top_expected_value(proba, self.payouts_, mask, max(top, 1))
         if n_eligible == 0:
             raise NoEligibleCampaign("no active campaign targets this request")
-        order = _top_indices(value, min(max(top, 1), n_eligible))
+        order = order_array.tolist()
+        probs = proba[order_array].tolist()
+        values = (proba[order_array] * self.payouts_[order_array]).tolist()
         ranking = tuple(
-            RankedCampaign(self.campaigns[i].id, float(proba[i]), float(value[i])) for i in order
+            RankedCampaign(self._ids[i], p, v) for i, p, v in zip(order, probs, values, strict=True)
         )
         best = self.campaigns[order[0]]
         return Decision(
             campaign_id=best.id,
             landing_page=best.landing_page,
-            probability=float(proba[order[0]]),
+            probability=probs[0],
             payout=best.payout,
-            expected_value=float(value[order[0]]),
+            expected_value=values[0],
             ranking=ranking,
             n_eligible=n_eligible,
             model_version=self.version,
@@ -180,7 +183,10 @@ class ModelBank:
         assembly = self.assembly_
         out = np.empty((len(slots), len(self.campaigns)), dtype=np.float64)
         if assembly.all_compiled:
-            kernel.probabilities_many(assembly.table, slots, out)
+            if len(slots) == 1:  # the per-request path: skip the batch loop's dispatch
+                kernel.probabilities_one(assembly.table, slots[0], out[0])
+            else:
+                kernel.probabilities_many(assembly.table, slots, out)
             return out
         if self.n_compiled:
             compiled = np.empty((len(slots), self.n_compiled), dtype=np.float64)
@@ -226,11 +232,3 @@ def _as_dict(profile: Any) -> dict[str, Any]:
     if not isinstance(profile, dict):
         raise InvalidInput(f"a profile must be a JSON object, got {type(profile).__name__}")
     return profile
-
-
-def _top_indices(value: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, best first."""
-    if k >= len(value):
-        return np.argsort(-value, kind="stable")
-    part = np.argpartition(-value, k - 1)[:k]
-    return part[np.argsort(-value[part], kind="stable")]

@@ -41,3 +41,35 @@ def probabilities_many(table: np.ndarray, slots: np.ndarray, out: np.ndarray) ->
     """P(sale) for many requests: slots (n_requests, n_fields) -> out (n_requests, n_campaigns)."""
     for i in range(slots.shape[0]):
         probabilities_one(table, slots[i], out[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def top_expected_value(
+    proba: np.ndarray, payouts: np.ndarray, mask: np.ndarray, k: int
+) -> tuple[np.ndarray, int]:
+    """Indices of the k eligible campaigns of highest P(sale) x payout, best first.
+
+    Returns (indices, n_eligible); fewer than k indices when fewer are eligible.
+    One pass with a small sorted buffer: no temporaries the size of the catalogue.
+    """
+    best = np.empty(k, dtype=np.intp)
+    best_value = np.full(k, -np.inf)
+    filled = 0
+    n_eligible = 0
+    for c in range(proba.shape[0]):
+        if not mask[c]:
+            continue
+        n_eligible += 1
+        value = proba[c] * payouts[c]
+        if filled == k and value <= best_value[k - 1]:
+            continue
+        j = filled if filled < k else k - 1
+        while j > 0 and best_value[j - 1] < value:  # ties keep the earlier campaign first
+            best_value[j] = best_value[j - 1]
+            best[j] = best[j - 1]
+            j -= 1
+        best_value[j] = value
+        best[j] = c
+        if filled < k:
+            filled += 1
+    return best[:filled], n_eligible
