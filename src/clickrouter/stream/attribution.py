@@ -92,29 +92,34 @@ class Attributor:
         """Apply events in order; the common click path is inlined (hot loop)."""
         seen, pending, orphans, closing = self.seen, self.pending, self.orphans, self._closing
         window, lateness, horizon = self.window, self.lateness, self.window + self.lateness
-        push, expiring = heapq.heappush, self._expiring
+        push, expiring, click_type = heapq.heappush, self._expiring, ClickEvent
+        oldest = self.max_ts - horizon  # events before this are late on arrival
         for event, raw in items:
             ts = event.ts
             if ts > self.max_ts:
                 self.max_ts = ts
+                oldest = ts - horizon
                 mark = ts - lateness
                 if (closing and closing[0][0] < mark) or (expiring and expiring[0][0] < mark):
                     self._advance(mark)
-            if ts < self.max_ts - horizon:
+            if ts < oldest:
                 self._late(event, raw, "older than the attribution window behind the watermark")
                 continue
-            if event.id in seen:
+            event_id = event.id
+            if event_id in seen:
                 self.duplicates += 1
                 continue
-            seen[event.id] = ts
-            if event.__class__ is not ClickEvent:
+            seen[event_id] = ts
+            if event.__class__ is not click_type:
                 self._sale(event, raw)  # type: ignore[arg-type]
-            elif event.click_id in pending or event.click_id in orphans:
+                continue
+            click_id = event.click_id
+            if click_id in pending or click_id in orphans:
                 self._click(event, raw)
             else:
-                self.seq += 1
-                pending[event.click_id] = (event, raw, self.seq)
-                push(closing, (ts + window, self.seq, event.click_id))
+                seq = self.seq = self.seq + 1
+                pending[click_id] = (event, raw, seq)
+                push(closing, (ts + window, seq, click_id))
 
     def _click(self, click: ClickEvent, raw: bytes) -> None:
         if click.click_id in self.pending:
