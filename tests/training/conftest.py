@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.special import expit, logit
 
+from clickrouter.datastore import RECORD_SCHEMA, DataManager
 from clickrouter.training.data import FILE_SCHEMA
 
 VALUES = {
@@ -90,7 +91,20 @@ class World:
 
 
 def write_records(root: Path, cid: str, frame: pd.DataFrame, tag: str = "0") -> None:
-    """Append ``frame`` to the dataset at ``root`` in the hive layout."""
+    """Commit ``frame`` as campaign ``cid``'s records through the real DataManager."""
+    write_many(root, {cid: frame}, tag)
+
+
+def write_many(root: Path, frames: dict[str, pd.DataFrame], tag: str = "0") -> None:
+    """One DataManager commit holding several campaigns' records."""
+    parts = [frame.assign(campaign_id=cid) for cid, frame in frames.items()]
+    table = pa.Table.from_pandas(pd.concat(parts)[RECORD_SCHEMA.names], preserve_index=False)
+    with DataManager(root, writable=True, durable=False) as manager:
+        manager.commit(table.cast(RECORD_SCHEMA), source={"test": tag})
+
+
+def write_raw_layout(root: Path, cid: str, frame: pd.DataFrame, tag: str = "0") -> None:
+    """``frame`` as bare hive-partitioned files (no DataManager manifest)."""
     days = pd.to_datetime(frame["ts"], unit="s", utc=True).dt.strftime("%Y-%m-%d")
     for day, part in frame.groupby(days.to_numpy()):
         folder = root / f"campaign_id={cid}" / f"date={day}"
@@ -116,6 +130,16 @@ def world() -> World:
 @pytest.fixture
 def write_dataset() -> Any:
     return write_records
+
+
+@pytest.fixture
+def write_datasets() -> Any:
+    return write_many
+
+
+@pytest.fixture
+def write_raw() -> Any:
+    return write_raw_layout
 
 
 @pytest.fixture

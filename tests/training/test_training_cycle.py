@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from clickrouter.datastore import DataManager
 from clickrouter.modelstore import ModelStore
 from clickrouter.profile import CANONICAL_FIELDS, profile_frame
 from clickrouter.serving.bank import ModelBank
-from clickrouter.training import ParquetTrainingData, TrainingManager, TrainingSettings
+from clickrouter.training import TrainingManager, TrainingSettings
 
 DAY = 86400.0
 
@@ -36,7 +37,7 @@ def trained(tmp_path: Path, world: Any, write_dataset: Any, catalog_file: Any) -
         write_dataset(data, cid, world.records(cid, n))
     catalog = catalog_file(tmp_path / "campaigns.json", [*sizes, "nodata"])
     manager = TrainingManager(
-        ParquetTrainingData(data),
+        DataManager(data),
         tmp_path / "store",
         catalog,
         TrainingSettings(workers=0, min_positives=20),

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from clickrouter.datastore import DataManager
 from clickrouter.modelstore.manifest import sha256_file
-from clickrouter.training import ParquetTrainingData, TrainingManager, TrainingSettings
+from clickrouter.training import TrainingManager, TrainingSettings
 from clickrouter.training.fitting import FitSettings, guard
 
 
@@ -16,7 +17,7 @@ def test_worse_model_is_not_promoted(
     world.add_campaign("c", 0.05, strength=1.5)
     write_dataset(tmp_path / "data", "c", world.records("c", 20_000))
     catalog = catalog_file(tmp_path / "campaigns.json", ["c"])
-    data = ParquetTrainingData(tmp_path / "data")
+    data = DataManager(tmp_path / "data")
     good = TrainingManager(data, tmp_path / "store", catalog, TrainingSettings(workers=0))
     first = good.run_cycle()
     served_digest = sha256_file(good.store.current_path() / "c.joblib")

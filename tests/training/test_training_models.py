@@ -71,3 +71,34 @@ def test_base_rate_model_predicts_its_rate_everywhere(world: Any) -> None:
 def test_space_spec_round_trips() -> None:
     space = FeatureSpace({"country": ["FR", "unknown"], "os": ["ios"]})
     assert FeatureSpace.from_dict(space_spec(space)) == space
+
+
+def test_served_fast_path_equals_predict_proba(world: Any) -> None:
+    from clickrouter.training.served import _generic, one_hot_logistic_tables, served_proba
+
+    world.add_campaign("a", 0.05)
+    frame = world.records("a", 3000)
+    old_space = build_space(frame.iloc[:300])  # the served model knows fewer values
+    new_space = build_space(frame.iloc[300:])
+    n = int(column_offsets(old_space)[-1])
+    coef = np.random.default_rng(3).normal(size=n)
+    served = logistic_pipeline(feature_transformer(old_space), coef, -3.0)
+    cols = encode_columns(frame.iloc[2000:], new_space)
+    assert one_hot_logistic_tables(served, new_space) is not None
+    np.testing.assert_allclose(
+        served_proba(served, cols, new_space), _generic(served, cols, new_space), atol=1e-12
+    )
+
+
+def test_other_served_models_are_scored_generically(world: Any) -> None:
+    from clickrouter.serving.sample import template_models
+    from clickrouter.training.served import one_hot_logistic_tables, served_proba
+
+    world.add_campaign("a", 0.05)
+    frame = world.records("a", 500)
+    space = build_space(frame)
+    model = template_models(np.random.default_rng(0))[0]  # one-hot + StandardScaler
+    assert one_hot_logistic_tables(model, space) is None
+    proba = served_proba(model, encode_columns(frame, space), space)
+    expected = model.predict_proba(profile_frame(_canonical(frame)))[:, 1]
+    np.testing.assert_allclose(proba, expected, atol=1e-12)

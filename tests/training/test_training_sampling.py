@@ -10,8 +10,9 @@ import joblib
 import numpy as np
 from scipy.special import logit
 
+from clickrouter.datastore import DataManager
 from clickrouter.profile import CANONICAL_FIELDS, profile_frame
-from clickrouter.training import ParquetTrainingData, TrainingManager, TrainingSettings
+from clickrouter.training import TrainingManager, TrainingSettings
 from clickrouter.training.fitting import smoothed_rate
 from clickrouter.training.tasks import sampling_rate
 
@@ -19,7 +20,7 @@ from clickrouter.training.tasks import sampling_rate
 def _train(tmp_path: Path, catalog: Path, name: str, **settings: Any) -> Any:
     base = {"workers": 0, "c_grid": (1.0,), "min_negatives": 0}
     manager = TrainingManager(
-        ParquetTrainingData(tmp_path / "data"),
+        DataManager(tmp_path / "data"),
         tmp_path / name,
         catalog,
         TrainingSettings(**{**base, **settings}),

@@ -146,7 +146,8 @@ def run_models(args: argparse.Namespace) -> int:
 def _versions_table(store: Any) -> Table:
     live = store.current()
     table = Table(title=f"model store {store.root}")
-    for name in ("version", "live", "created", "campaigns", "promoted", "kept", "base-rate"):
+    table.add_column("version", no_wrap=True, min_width=24)  # names must stay copyable
+    for name in ("live", "created", "campaigns", "promoted", "kept", "base-rate"):
         table.add_column(name)
     for version in reversed(store.versions()):
         manifest = store.manifest(version)

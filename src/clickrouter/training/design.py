@@ -55,7 +55,7 @@ def _local_index(values: pd.Series, field: str, space: FeatureSpace) -> np.ndarr
         inside = (numbers >= 0) & (numbers < NUMERIC_DOMAINS[field])
         return np.where(inside, numbers + 1, 0)
     categories = pd.Index(list(space.vocabularies[field][1:]), dtype=object)
-    return categories.get_indexer(values.astype(object)).astype(np.int64) + 1
+    return categories.get_indexer(pd.Index(values.astype(object))).astype(np.int64) + 1
 
 
 def design_matrix(cols: np.ndarray, n_columns: int) -> sp.csr_matrix:

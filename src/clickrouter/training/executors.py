@@ -91,7 +91,7 @@ class DaskExecutor:
         data = client.scatter(chunks)  # straight to workers, not through the scheduler
         futures = [client.submit(fit_chunk, shared, chunk, pure=False) for chunk in data]
         try:
-            for future in _distributed().as_completed(futures):
+            for future in _distributed().as_completed(futures, loop=client.loop):
                 yield future.result()
         finally:
             client.cancel(futures)
@@ -105,10 +105,12 @@ def _distributed() -> Any:
     return importlib.import_module("distributed")
 
 
-def make_executor(workers: int | None, dask_scheduler: str | None) -> Executor:
+def make_executor(
+    workers: int | None, dask_scheduler: str | None, dask_timeout: float = 30.0
+) -> Executor:
     """Dask when a scheduler is given, else local processes (workers=0: inline)."""
     if dask_scheduler:
-        return DaskExecutor(dask_scheduler)
+        return DaskExecutor(dask_scheduler, timeout=dask_timeout)
     if workers == 0:
         return InlineExecutor()
     return ProcessExecutor(workers)

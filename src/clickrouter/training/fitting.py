@@ -16,18 +16,17 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import joblib
 import numpy as np
-import pandas as pd
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from clickrouter.features import FeatureSpace
-from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS
-from clickrouter.training.design import decode_columns, design_matrix, restrict, used_columns
+from clickrouter.training.design import design_matrix, restrict, used_columns
 from clickrouter.training.metrics import evaluate, log_loss
+from clickrouter.training.publish import read_model
+from clickrouter.training.served import served_proba
 
 
 @dataclass(frozen=True)
@@ -201,23 +200,10 @@ def _served_metrics(task: CampaignTask, space: FeatureSpace) -> dict[str, Any] |
     if task.served_model is None or len(task.hold_labels) == 0:
         return None
     try:
-        model = joblib.load(task.served_model)
-        frame = profile_frame_of(task.hold_cols, space)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # values it has never seen
-            proba = model.predict_proba(frame[list(model.feature_names_in_)])[:, 1]
+        proba = served_proba(read_model(task.served_model), task.hold_cols, space)
     except Exception:  # an unreadable served model is simply not a baseline
         return None
     return evaluate(task.hold_labels, proba)
-
-
-def profile_frame_of(cols: np.ndarray, space: FeatureSpace) -> Any:
-    """Profile frame of encoded rows (out-of-vocabulary values become the OOV name)."""
-    values = decode_columns(cols, space)
-    frame = pd.DataFrame({f: values[f] for f in CATEGORICAL_FIELDS}, dtype=object)
-    for f in NUMERIC_FIELDS:  # the dtypes profile_frame gives
-        frame[f] = np.asarray(values[f], dtype=np.int64)
-    return frame
 
 
 def guard(

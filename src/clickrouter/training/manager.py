@@ -64,7 +64,8 @@ class TrainingManager:
     store: the model store (or its directory).
     catalog: campaigns, or the path of a ``campaigns.json`` re-read every
         cycle (campaigns come and go), or None for the live version's own.
-    dask_scheduler: run the fits on this Dask cluster instead of local processes.
+    dask_scheduler: run the fits on this Dask cluster instead of local processes
+        (``dask_timeout``: seconds to wait for it).
     console: where to draw the progress bar (None: silent).
     """
 
@@ -76,6 +77,7 @@ class TrainingManager:
         settings: TrainingSettings | None = None,
         *,
         dask_scheduler: str | None = None,
+        dask_timeout: float = 30.0,
         console: Console | None = None,
     ) -> None:
         self._data = data
@@ -83,6 +85,7 @@ class TrainingManager:
         self.catalog = catalog
         self.settings = settings or TrainingSettings()
         self.dask_scheduler = dask_scheduler
+        self.dask_timeout = dask_timeout
         self.console = console
 
     @property
@@ -197,7 +200,9 @@ class TrainingManager:
 
     def _data_versions(self, ids: list[str]) -> dict[str, str | None]:
         available = set(self.data.campaigns())
-        return {c: str(self.data.data_version(c)) if c in available else None for c in ids}
+        bulk = getattr(self.data, "data_versions", None)  # one read for all, when offered
+        known = bulk() if callable(bulk) else {c: self.data.data_version(c) for c in ids}
+        return {c: str(known[c]) if c in available and c in known else None for c in ids}
 
     def _window(self, now: float) -> tuple[float | None, float | None]:
         if self.settings.window_seconds is None:
@@ -237,7 +242,7 @@ class TrainingManager:
     def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:
         if not tasks:
             return []
-        executor = make_executor(self.settings.workers, self.dask_scheduler)
+        executor = make_executor(self.settings.workers, self.dask_scheduler, self.dask_timeout)
         results: list[FitResult] = []
         try:
             with progress_bar(self.console, len(tasks)) as bar:

@@ -28,7 +28,7 @@ def campaign_tasks(
 ) -> list[CampaignTask]:
     """One task per id of ``campaign_ids`` (an id without rows gets an empty task)."""
     ids = pd.Index(campaign_ids, dtype=object)
-    codes = ids.get_indexer(frame["campaign_id"].astype(object)).astype(np.int64)
+    codes = ids.get_indexer(pd.Index(frame["campaign_id"].astype(object))).astype(np.int64)
     ts = frame["ts"].to_numpy(dtype=np.float64)
     labels = frame["label"].to_numpy(dtype=np.int8)
     order = np.lexsort((ts, codes))
