@@ -1,10 +1,12 @@
-"""`clickrouter simulate` as a user runs it: files written, bad flags rejected cleanly."""
+"""`clickrouter simulate` as a user runs it: files written, bad flags rejected cleanly.
+
+In-process through ``clickrouter.cli.main`` (the console script's entry point):
+a subprocess per case would spend its time importing every stage's CLI.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +17,12 @@ from clickrouter.serving.catalog import load_catalog
 from clickrouter.sim import World
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "clickrouter.cli", "simulate", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-
-
-def test_simulate_writes_world_catalogue_and_event_log(tmp_path: Path) -> None:
-    done = _run("--campaigns", "40", "--clicks", "3000", "--seed", "2", "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
+def test_simulate_writes_world_catalogue_and_event_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--campaigns", "40", "--clicks", "3000", "--seed", "2", "--out", str(tmp_path)]
+    assert main(["simulate", *args]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["clicks"] == 3000 and summary["events_per_second"] > 0
     campaigns, problems = load_catalog(tmp_path / "campaigns.json")
     assert len(campaigns) == 40 and problems == []
@@ -32,12 +31,25 @@ def test_simulate_writes_world_catalogue_and_event_log(tmp_path: Path) -> None:
     events = [decode_event(line) for p in lines for line in p.read_bytes().splitlines()]
     assert sum(isinstance(e, ClickEvent) for e in events) == 3000
     # a saved world can be reused for a second, identical run
-    again = _run(
-        "--world", str(tmp_path), "--clicks", "3000", "--seed", "2", "--out", str(tmp_path / "b")
+    out = tmp_path / "b"
+    assert (
+        main(
+            [
+                "simulate",
+                "--world",
+                str(tmp_path),
+                "--clicks",
+                "3000",
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
     )
-    assert again.returncode == 0, again.stderr
     first = sorted((tmp_path / "events").glob("*.jsonl"))[0].read_bytes()
-    assert sorted((tmp_path / "b" / "events").glob("*.jsonl"))[0].read_bytes() == first
+    assert sorted((out / "events").glob("*.jsonl"))[0].read_bytes() == first
 
 
 @pytest.mark.parametrize(
