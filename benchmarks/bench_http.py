@@ -1,0 +1,410 @@
+"""HTTP predictor benchmark: /v1/decide over loopback with 5,000 campaigns.
+
+Measures, in one run:
+
+* the baseline: a server that loops sklearn ``predict_proba`` over every campaign
+  model per request (the original system), a handful of requests;
+* the HTTP stack choice: ``clickrouter serve`` on uvicorn with uvloop + httptools
+  against uvicorn's pure-Python defaults (asyncio + h11), one worker;
+* saturated throughput and p50/p99 of ``clickrouter serve`` with 1 and 2 workers
+  (load from ``wrk`` when installed, else a raw-socket asyncio client in its own
+  process);
+* p50/p99 at a fixed 1,000 requests/s (open loop: latency counted from each
+  request's scheduled send time, so a stalled server cannot hide its queue).
+
+The sample model directory and the compiled-bank cache are built once under
+``--out`` and reused. Every server is a real subprocess on 127.0.0.1.
+
+    .venv/bin/python benchmarks/bench_http.py [--campaigns 5000] [--duration 8] [--out bench-out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HOST = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- load client
+
+
+def _request_bytes(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+    return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
+    writer.write(data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return int(head[9:12])
+
+
+async def _closed_loop(
+    port: int, requests: list[bytes], connections: int, duration: float, count: int | None
+):
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + duration
+
+    async def client(k: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        i = k
+        while time.perf_counter() < deadline and (count is None or len(latencies) < count):
+            start = time.perf_counter()
+            status = await _exchange(reader, writer, requests[i % len(requests)])
+            latencies.append(time.perf_counter() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+            i += connections
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(connections)))
+    return latencies, statuses, time.perf_counter() - started
+
+
+async def _open_loop(port: int, requests: list[bytes], connections: int, rate: float, n: int):
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await asyncio.open_connection(HOST, port))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def one(scheduled: float, data: bytes) -> None:
+        reader, writer = await idle.get()  # waiting for a free connection counts as latency
+        status = await _exchange(reader, writer, data)
+        latencies.append(time.perf_counter() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+        idle.put_nowait((reader, writer))
+
+    tasks = []
+    started = time.perf_counter() + 0.05
+    for i in range(n):
+        scheduled = started + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled, requests[i % len(requests)])))
+    await asyncio.gather(*tasks)
+    return latencies, statuses, time.perf_counter() - started
+
+
+def client_main(spec: dict[str, Any]) -> None:
+    """Runs in its own process; prints one JSON line of results."""
+    import uvloop
+
+    requests = [_request_bytes(spec["path"], b.encode()) for b in spec["bodies"]]
+    if spec["mode"] == "closed":
+        coro = _closed_loop(
+            spec["port"], requests, spec["connections"], spec["duration"], spec.get("count")
+        )
+    else:
+        coro = _open_loop(spec["port"], requests, spec["connections"], spec["rate"], spec["n"])
+    latencies, statuses, seconds = uvloop.run(coro)
+    print(json.dumps({"latencies": latencies, "statuses": statuses, "seconds": seconds}))
+
+
+def run_client(spec: dict[str, Any]) -> dict[str, Any]:
+    answer = subprocess.run(
+        [sys.executable, __file__, "--client"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if answer.returncode != 0:
+        raise SystemExit(f"load client failed:\n{answer.stderr}")
+    raw = json.loads(answer.stdout)
+    return summarise(raw["latencies"], raw["statuses"], raw["seconds"])
+
+
+def summarise(latencies: list[float], statuses: dict[Any, int], seconds: float) -> dict[str, Any]:
+    lat = np.asarray(latencies) * 1e3
+    ok = sum(n for s, n in statuses.items() if int(s) == 200)
+    return {
+        "requests": len(latencies),
+        "non_200": len(latencies) - ok,
+        "rps": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+    }
+
+
+# ------------------------------------------------------------------------ wrk
+
+_WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+bodies = %s
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, bodies[(counter %% #bodies) + 1])
+end
+"""
+
+
+def run_wrk(port: int, bodies: list[str], connections: int, duration: float) -> dict[str, Any]:
+    lua_bodies = "{" + ",".join(json.dumps(b) for b in bodies) + "}"  # JSON strings are Lua strings
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_LUA % lua_bodies)
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "-s",
+        script.name,
+    ]
+    out = subprocess.run(
+        [*command, f"http://{HOST}:{port}/v1/decide"], capture_output=True, text=True, check=True
+    ).stdout
+    os.unlink(script.name)
+    total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": total,
+        "non_200": int(bad[1]) if bad else 0,
+        "socket_errors": errors[1] if errors else "",
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        "p50_ms": _wrk_ms(out, "50%"),
+        "p99_ms": _wrk_ms(out, "99%"),
+    }
+
+
+def _wrk_ms(out: str, label: str) -> float:
+    value, unit = re.search(rf"\s{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+# -------------------------------------------------------------------- servers
+
+
+class Server:
+    """A server subprocess on a free loopback port, ready when /v2/health/ready is 200."""
+
+    def __init__(self, command: list[str], work: Path, ready_path: str) -> None:
+        self.port_file = work / f"port-{time.monotonic_ns()}"
+        self.log = open(work / "server.log", "ab")  # noqa: SIM115 - closed in stop()
+        command = [*command, "--port-file", str(self.port_file)]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log)
+        self.port = self._wait(ready_path)
+
+    def _wait(self, ready_path: str, timeout: float = 900) -> int:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server exited with {self.process.returncode}; see server.log")
+            if self.port_file.exists():
+                port = int(self.port_file.read_text())
+                try:
+                    with urllib.request.urlopen(f"http://{HOST}:{port}{ready_path}", timeout=5):
+                        return port
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        raise SystemExit("server not ready in time")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=120)
+        self.log.close()
+
+
+def predictor(
+    models: Path, cache: Path, work: Path, workers: int, stack: tuple[str, str]
+) -> Server:
+    events = Path(tempfile.mkdtemp(prefix="events-", dir=work))
+    command = [sys.executable, "-m", "clickrouter.cli", "serve", "--models", str(models)]
+    command += ["--port", "0", "--workers", str(workers), "--cache-dir", str(cache)]
+    command += ["--events", str(events), "--loop", stack[0], "--http", stack[1]]
+    return Server(command, work, "/v2/health/ready")
+
+
+def baseline_server_main(models: str, port_file: str) -> None:
+    """The original system: one sklearn predict_proba per campaign per request."""
+    import msgspec
+    import uvicorn
+
+    from clickrouter.profile import extract_profile, profile_frame
+    from clickrouter.serving.catalog import load_catalog
+    from clickrouter.serving.loading import load_model
+
+    campaigns, _ = load_catalog(Path(models) / "campaigns.json")
+    loaded = [(c, load_model(Path(models) / f"{c.id}.joblib")) for c in campaigns]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        answer = b"{}"
+        if scope["path"] == "/v1/decide":
+            frame = profile_frame([extract_profile(msgspec.json.decode(body))])
+            values = [m.predict_proba(frame)[0, 1] * c.payout for c, m in loaded]
+            best = int(np.argmax(values))
+            answer = msgspec.json.encode({"campaign_id": loaded[best][0].id})
+        headers = [(b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    config = uvicorn.Config(app, host=HOST, port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    sock = config.bind_socket()
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    server.run(sockets=[sock])
+
+
+# ---------------------------------------------------------------------- main
+
+
+def sample_directory(out: Path, n: int) -> Path:
+    from clickrouter.serving.sample import make_sample_directory
+
+    path = out / f"models-{n}"
+    if not (path / "campaigns.json").exists():  # written last: its presence means complete
+        started = time.perf_counter()
+        make_sample_directory(path, n, seed=n)
+        print(f"built {n} campaign models in {time.perf_counter() - started:.0f} s", flush=True)
+    return path
+
+
+def request_bodies(n: int = 64) -> list[str]:
+    from clickrouter.serving.sample import random_profiles
+
+    rng = np.random.default_rng(1)
+    profiles = random_profiles(rng, n)
+    for profile in profiles:  # raw requests: a timestamp to localise, not local fields
+        del profile["local_hour"], profile["local_weekday"]
+        profile["ts"] = 1780000000 + int(rng.integers(0, 7 * 86400))
+    return [json.dumps(p) for p in profiles]
+
+
+def saturate(port: int, bodies: list[str], duration: float, connections: int) -> dict[str, Any]:
+    if shutil.which("wrk"):
+        return {"client": "wrk", **run_wrk(port, bodies, connections, duration)}
+    spec = {"mode": "closed", "port": port, "path": "/v1/decide", "bodies": bodies}
+    spec |= {"connections": connections, "duration": duration}
+    return {"client": "asyncio", **run_client(spec)}
+
+
+def fixed_rate(port: int, bodies: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    spec = {"mode": "open", "port": port, "path": "/v1/decide", "bodies": bodies}
+    spec |= {"connections": 32, "rate": rate, "n": int(rate * seconds)}
+    return {"client": "asyncio open loop", **run_client(spec)}
+
+
+def measure_baseline(models: Path, work: Path, bodies: list[str], n: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    command = [sys.executable, __file__, "--baseline-server", str(models)]
+    server = Server(command, work, "/")
+    print(f"baseline server loaded in {time.perf_counter() - started:.0f} s", flush=True)
+    try:
+        spec = {"mode": "closed", "port": server.port, "path": "/v1/decide", "bodies": bodies}
+        spec |= {"connections": 1, "duration": 3600.0, "count": n}  # n sequential requests
+        return run_client(spec)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--campaigns", type=int, default=5000)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per saturated run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--baseline-requests", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        return client_main(json.loads(sys.stdin.read()))
+    if args.baseline_server:
+        return baseline_server_main(args.baseline_server, args.port_file)
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = sample_directory(args.out, args.campaigns)
+    cache = args.out / "bank-cache"
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    bodies = request_bodies()
+    results: dict[str, Any] = {"campaigns": args.campaigns, "cpus": os.cpu_count()}
+    results["baseline"] = measure_baseline(models, work, bodies, args.baseline_requests)
+    report("baseline (sklearn loop)", results["baseline"])
+    runs = [
+        ("uvicorn asyncio+h11, 1 worker", 1, ("asyncio", "h11")),
+        ("uvicorn uvloop+httptools, 1 worker", 1, ("uvloop", "httptools")),
+        ("uvicorn uvloop+httptools, 2 workers", 2, ("uvloop", "httptools")),
+    ]
+    for name, workers, stack in runs:
+        server = predictor(models, cache, work, workers, stack)
+        try:
+            saturate(server.port, bodies, 2.0, args.connections)  # warm-up, discarded
+            results[name] = {
+                "saturated": saturate(server.port, bodies, args.duration, args.connections),
+                "at_1000_rps": fixed_rate(server.port, bodies, 1000.0, 5.0),
+            }
+        finally:
+            server.stop()
+        report(name + ", saturated", results[name]["saturated"], results["baseline"])
+        report(name + ", 1,000 req/s", results[name]["at_1000_rps"], results["baseline"])
+    (args.out / "bench_http.json").write_text(json.dumps(results, indent=1))
+    check(results)
+
+
+def report(name: str, r: dict[str, Any], baseline: dict[str, Any] | None = None) -> None:
+    ratio = f"  {r['rps'] / baseline['rps']:>9,.0f}x baseline" if baseline else ""
+    errors = f"  non-200: {r.get('non_200', 0)}" if r.get("non_200") else ""
+    p99 = f"  p99 {r['p99_ms']:7.2f} ms" if "p99_ms" in r else ""
+    print(f"{name:<50} {r['rps']:>9,.1f} req/s  p50 {r['p50_ms']:7.2f} ms{p99}{ratio}{errors}")
+
+
+def check(results: dict[str, Any]) -> None:
+    """Fail loudly on any failed request; report the targets."""
+    failed = [
+        name
+        for name, r in results.items()
+        if isinstance(r, dict) and any(m.get("non_200") for m in r.values() if isinstance(m, dict))
+    ]
+    if failed:
+        raise SystemExit(f"requests failed in: {failed}")
+    best = max(results[k]["saturated"]["rps"] for k in results if "worker" in k)
+    p99 = results["uvicorn uvloop+httptools, 1 worker"]["at_1000_rps"]["p99_ms"]
+    print(
+        f"targets: >= 5,000 decisions/s -> {best:,.0f}; p99 <= 5 ms at 1,000 req/s -> {p99:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
