@@ -7,9 +7,11 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
+from clickrouter.errors import InvalidInput
 from clickrouter.events import ClickEvent, SaleEvent, decode_event
 from clickrouter.profile import extract_profile
 from clickrouter.sim import World
@@ -155,3 +157,10 @@ def test_memory_does_not_grow_with_the_number_of_clicks(hot_world: World, tmp_pa
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.3 * peaks[0], peaks
+
+
+def test_a_world_without_eligible_campaigns_is_refused(hot_world: World) -> None:
+    dead = [msgspec.structs.replace(c, active=False) for c in hot_world.campaigns]
+    world = World(hot_world.config, 0, hot_world.population, dead, hot_world.truth.spec)
+    with pytest.raises(InvalidInput, match="no campaign is eligible"):
+        EventGenerator(world)

@@ -93,15 +93,25 @@ class PredictorClient:
         self._conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        """(status, decoded JSON body or None); one reconnect on a dropped connection."""
-        for attempt in (0, 1):
-            try:
-                return self._once(method, path, body)
-            except (ConnectionError, http.client.HTTPException):
-                self.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        """(status, decoded JSON body or None).
+
+        A keep-alive connection the server closed is reopened once and the
+        request resent (nothing was processed); any other failure, a timeout
+        included, drops the connection and is raised, never retried, so a
+        decision is never logged twice.
+        """
+        try:
+            return self._once(method, path, body)
+        except (ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected):
+            self.close()
+        except OSError:
+            self.close()
+            raise
+        try:
+            return self._once(method, path, body)
+        except OSError:
+            self.close()
+            raise
 
     def _once(self, method: str, path: str, body: bytes | None) -> tuple[int, Any]:
         if self._conn is None:
@@ -185,18 +195,19 @@ class TrafficDriver:
         report.requests += 1
         try:
             status, body = self.client.request("POST", "/v1/decide", json.dumps(raw).encode())
-        except OSError:
+        except (OSError, http.client.HTTPException):
             report.errors += 1
             return
         if status == 404:
             report.no_fill += 1
             return
-        index = self.world.campaign_index.get(body.get("campaign_id")) if status == 200 else None
+        ok = status == 200 and isinstance(body, dict)
+        index = self.world.campaign_index.get(str(body.get("campaign_id"))) if ok else None
         if index is None:
             report.errors += 1
             return
         report.decisions += 1
-        self._score(raw, canonical, index, body.get("click_id", raw["click_id"]), report)
+        self._score(raw, canonical, index, str(body.get("click_id", raw["click_id"])), report)
 
     def _score(
         self,
@@ -240,7 +251,7 @@ class TrafficDriver:
             query["ts"] = f"{sale_ts:.3f}"
         try:
             status, _ = self.client.request("GET", "/v1/postback?" + urllib.parse.urlencode(query))
-        except OSError:
+        except (OSError, http.client.HTTPException):
             status = 0
         if status == 200:
             report.postbacks_sent += 1

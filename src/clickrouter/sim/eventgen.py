@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from clickrouter.errors import InvalidInput
 from clickrouter.events import CanonicalProfile, SaleEvent
 from clickrouter.profile import CATEGORICAL_FIELDS
 from clickrouter.sim.population import Draw
@@ -39,7 +40,7 @@ class GenerationReport:
     revenue: float = 0.0
     skipped_requests: int = 0  # requests no campaign was eligible for
     pending_sales_dropped: int = 0  # sales beyond the horizon
-    first_ts: float = 0.0
+    first_ts: float = 0.0  # time of the first and last click
     last_ts: float = 0.0
     segments: list[str] = field(default_factory=list)
 
@@ -129,6 +130,8 @@ class EventGenerator:
         )
         self.model_version = model_version
         self.policy = UniformLoggingPolicy(world)
+        if not self.policy.count.any():
+            raise InvalidInput("no campaign is eligible for any request (all inactive?)")
         # landing page = prefix + click_id + suffix, or the page as is without a placeholder
         parts = [c.landing_page.partition("{click_id}") for c in world.campaigns]
         self._page_prefix = np.array([p[0] for p in parts], dtype=object)
@@ -151,7 +154,7 @@ class EventGenerator:
                 gc.enable()
 
     def _run(self, writer: EventLogWriter, n_clicks: int) -> GenerationReport:
-        report = GenerationReport(first_ts=self.start_ts)
+        report = GenerationReport()
         cursor = self.start_ts
         while report.clicks < n_clicks:
             draw = self.world.draw(self.rng, min(self.chunk, n_clicks - report.clicks), cursor)
@@ -179,7 +182,9 @@ class EventGenerator:
         self._schedule_sales(draw, slots, campaign, ids)
         clicks = self._click_events(draw, campaign, propensity, ids)
         report.clicks += len(clicks)
-        report.last_ts = clicks[-1].ts if clicks else report.last_ts
+        if clicks:
+            report.first_ts = report.first_ts or clicks[0].ts
+            report.last_ts = clicks[-1].ts
         sales = self._due_sales(int(draw.ts_ms[-1]), report) if len(draw) else []
         return _merge(clicks, sales)
 

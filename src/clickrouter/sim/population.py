@@ -18,6 +18,7 @@ from clickrouter.profile import UNKNOWN, country_zone_name, normalise_label
 from clickrouter.sim.config import WorldConfig
 from clickrouter.sim.devices import OS_NAMES, DeviceCatalogue, build_catalogue
 from clickrouter.sim.geo import COUNTRIES
+from clickrouter.sim.timeline import local_hour_weekday
 
 
 class Population(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -153,8 +154,6 @@ class Audience:
         self, rng: np.random.Generator, ts_ms: np.ndarray, zone: np.ndarray, offset: np.ndarray
     ) -> Draw:
         """Who is behind each arrival (time, zone and UTC offset given)."""
-        from clickrouter.sim.timeline import local_hour_weekday
-
         n = len(ts_ms)
         country = self.zone_country[zone]
         carrier = self._carrier_start[country] + _pick(self._carrier_cdf[country], rng.random(n))
