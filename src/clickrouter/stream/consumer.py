@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from clickrouter.datastore.manager import DataManager
-from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS, Attributor, Record
+from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS, Attributor
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
 from clickrouter.stream.records import records_table
@@ -45,7 +45,7 @@ class ConsumerState(msgspec.Struct, frozen=True):
     """The consumer's committed state blob: attribution state and held records."""
 
     attribution: bytes
-    held: list[Record]
+    held: bytes  # Arrow IPC stream of the held records (RECORD_SCHEMA)
 
 
 @contextlib.contextmanager
@@ -103,7 +103,7 @@ class ConsumerManager:
         if blob is not None:
             state = msgspec.msgpack.decode(blob, type=ConsumerState)
             self.attributor.restore(state.attribution)
-            self.buffer.add(state.held, time.monotonic())
+            self.buffer.add_ipc(state.held, time.monotonic())
         source.restore(manifest.source)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
@@ -168,11 +168,11 @@ class ConsumerManager:
         self._count(records, late_sales, late_clicks, dead)
         self.counters["commits"] += 1
         now = time.monotonic()
-        self.buffer.add(records, now)
+        self.buffer.add(records_table(records), now)
         due = self.buffer.take(now, force=final)
-        state = ConsumerState(self.attributor.snapshot(), self.buffer.held())
+        state = ConsumerState(self.attributor.snapshot(), self.buffer.to_ipc())
         manifest = self.data.commit(
-            records_table(due),
+            due,
             source=self.source.position(),
             state=msgspec.msgpack.encode(state),
             counters=self.counters,
