@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 
-from clickrouter.events import Event, SaleEvent
+import httpx
+import pytest
+import redis
+
+from clickrouter.events import Event, SaleEvent, decode_event
+from clickrouter.serving.http import PredictorServer
 from clickrouter.serving.http.sink import EventLogBackend, MemoryBackend, QueuedSink
-from serving.http.http_support import read_events
+from serving.http.http_support import PROFILE, read_events, settings
 
 
 def sale(i: int) -> SaleEvent:
@@ -68,3 +77,37 @@ def test_a_failed_write_is_retried_then_counted_as_dropped(caplog):
     dropped.close()
     assert dropped.written == 0 and dropped.dropped == 1
     assert "disk full" in caplog.text
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path):
+    """A real redis-server on a free loopback port, stopped after the test."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (make services)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = subprocess.Popen([*command, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/clicks"
+    client.close()
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_served_decisions_go_to_a_redis_stream(redis_url: str, sample_models: Path):
+    served = PredictorServer(settings(), sample_models, redis_url)
+    with served as server, httpx.Client(base_url=server.url) as client:
+        ids = [client.post("/v1/decide", json=PROFILE).json()["click_id"] for _ in range(30)]
+    entries = redis.Redis(port=int(redis_url.split(":")[2].split("/")[0])).xrange("clicks")
+    logged = [decode_event(fields[b"e"]) for _, fields in entries]
+    assert [e.click_id for e in logged] == ids

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=None, help="TCP port; 0 = any free port")
     serve.add_argument("--workers", type=_positive_int, default=None, help="worker processes")
-    serve.add_argument("--events", type=Path, default=None, help="event log directory")
+    serve.add_argument(
+        "--events", default=None, help="event log directory, or redis://HOST[:PORT]/STREAM"
+    )
     serve.add_argument(
         "--cache-dir",
         type=Path,

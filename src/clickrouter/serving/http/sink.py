@@ -20,6 +20,8 @@ from typing import Protocol
 
 from clickrouter.events import Event, encode_event
 from clickrouter.stream.eventlog import EventLogWriter
+from clickrouter.stream.sink import EventSink as StreamWriter
+from clickrouter.stream.sink import open_sink as open_stream_writer
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +51,26 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-class EventLogBackend:
-    """Appends to a local event-log directory under one writer id (one per process)."""
+class WriterBackend:
+    """Adapts a stream writer (local event log, Redis ``XADD``; see
+    :mod:`clickrouter.stream.sink`) to :class:`EventBackend`."""
 
-    def __init__(self, directory: str | Path, writer_id: str) -> None:
-        self.writer = EventLogWriter(directory, writer_id)
+    def __init__(self, writer: StreamWriter) -> None:
+        self.writer = writer
 
     def write_batch(self, events: list[Event]) -> None:
         self.writer.write_raw(b"".join(encode_event(e) for e in events))
-        self.writer.flush()  # to the page cache: a consumer tailing the log sees them
+        self.writer.flush()  # out of our buffers: a consumer tailing the log sees them
 
     def close(self) -> None:
         self.writer.close()
+
+
+class EventLogBackend(WriterBackend):
+    """Appends to a local event-log directory under one writer id (one per process)."""
+
+    def __init__(self, directory: str | Path, writer_id: str) -> None:
+        super().__init__(EventLogWriter(directory, writer_id))
 
 
 class MemoryBackend:
@@ -148,7 +158,8 @@ class QueuedSink:
 
 
 def open_sink(target: str | Path | None, writer_id: str) -> QueuedSink:
-    """The sink for ``target``: an event-log directory, or memory when None."""
+    """The sink for ``target``: an event-log directory, ``redis://HOST[:PORT]/STREAM``,
+    or memory when None."""
     if target is None:
         return QueuedSink(MemoryBackend())
-    return QueuedSink(EventLogBackend(target, writer_id))
+    return QueuedSink(WriterBackend(open_stream_writer(target, writer_id)))
