@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from clickrouter.profile import extract_profile
 from clickrouter.serving.catalog import load_catalog
 from clickrouter.serving.targeting import Eligibility
 from clickrouter.sim import World, WorldConfig
+from clickrouter.sim.requests import rfc3339_local
 from clickrouter.sim.truth import sigmoid
 
 
@@ -130,3 +132,13 @@ def test_config_errors_name_the_knob() -> None:
         WorldConfig(base_rate_min=0.1, base_rate_max=0.01).validated()
     with pytest.raises(InvalidInput, match="n_campaigns"):
         World.generate(n_campaigns=0)
+
+
+def test_rfc3339_rendering_matches_the_datetime_module() -> None:
+    rng = np.random.default_rng(6)
+    ts_ms = rng.integers(0, 4_000_000_000_000, 2000)
+    offsets = rng.choice([-36000, -12600, 0, 3600, 19800, 20700, 46800], 2000)
+    for text, ms, offset in zip(rfc3339_local(ts_ms, offsets), ts_ms, offsets, strict=True):
+        moment = datetime.fromtimestamp(ms / 1000, tz=timezone(timedelta(seconds=int(offset))))
+        assert datetime.fromisoformat(text) == moment
+        assert text.endswith("Z") == (offset == 0)

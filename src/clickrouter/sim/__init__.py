@@ -3,9 +3,22 @@
 ``World`` is the oracle (true P(sale), eligibility, request sampling, delays);
 ``generate_events`` writes a logged click/sale stream; ``TrafficDriver`` sends
 the world's traffic to a running predictor over HTTP and posts the sales back.
+See docs/simulation.md.
 """
 
 from clickrouter.sim.config import DelayConfig, WorldConfig
+from clickrouter.sim.driver import DriverReport, SimClock, TrafficDriver
+from clickrouter.sim.eventgen import EventGenerator, GenerationReport, generate_events
 from clickrouter.sim.world import World
 
-__all__ = ["DelayConfig", "World", "WorldConfig"]
+__all__ = [
+    "DelayConfig",
+    "DriverReport",
+    "EventGenerator",
+    "GenerationReport",
+    "SimClock",
+    "TrafficDriver",
+    "World",
+    "WorldConfig",
+    "generate_events",
+]

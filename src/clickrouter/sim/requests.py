@@ -12,6 +12,7 @@ rather than by calling the extractor per request.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -120,12 +121,37 @@ class RequestRenderer:
         """Epoch seconds, or RFC 3339 text in the user's local offset."""
         out = (draw.ts_ms / 1000.0).astype(object)
         rows = np.flatnonzero(rng.random(len(draw)) < self.config.rfc3339_rate)
-        offsets = draw.offset[rows]
-        local = (draw.ts_ms[rows] + offsets * 1000).astype("datetime64[ms]")
-        distinct, which = np.unique(offsets, return_inverse=True)
-        suffix = np.array([_offset_suffix(int(s)) for s in distinct], dtype=object)
-        out[rows] = np.datetime_as_string(local, unit="ms").astype(object) + suffix[which]
+        out[rows] = rfc3339_local(draw.ts_ms[rows], draw.offset[rows])
         return out.tolist()
+
+
+def rfc3339_local(ts_ms: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """RFC 3339 text (ms precision) of epoch-ms times in the given UTC offsets (s).
+
+    Assembled from lookup tables (dates, "Thh:mm:", "ss.mmm", offset suffixes)
+    by object-array concatenation: twice as fast as ``datetime_as_string``.
+    """
+    hour_minute, second_milli = _clock_tables()
+    local = ts_ms + offsets * 1000
+    day = local // 86_400_000
+    days, day_index = np.unique(day, return_inverse=True)
+    dates = np.datetime_as_string(days.astype("datetime64[D]")).astype(object)
+    offsets_seen, offset_index = np.unique(offsets, return_inverse=True)
+    suffix = np.array([_offset_suffix(int(o)) for o in offsets_seen], dtype=object)
+    in_day = local - day * 86_400_000
+    return (
+        dates[day_index]
+        + hour_minute[in_day // 60_000]
+        + second_milli[in_day % 60_000]
+        + suffix[offset_index]
+    )
+
+
+@lru_cache(maxsize=1)
+def _clock_tables() -> tuple[np.ndarray, np.ndarray]:
+    hour_minute = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+    second_milli = [f"{s:02d}.{ms:03d}" for s in range(60) for ms in range(1000)]
+    return np.array(hour_minute, dtype=object), np.array(second_milli, dtype=object)
 
 
 def _where(mask: np.ndarray, values: np.ndarray) -> list[Any]:
