@@ -37,12 +37,15 @@ def test_worse_model_is_not_promoted(
 
 
 def _settings(tolerance: float) -> FitSettings:
-    return FitSettings({}, 0, (1.0,), 1.0, 20, 2.0, 1e-3, tolerance, 100)
+    return FitSettings({}, 0, (1.0,), 1.0, 20, 2.0, 1e-3, tolerance, 100, guard_min_positives=10)
 
 
 def test_guard_rule() -> None:
     served = {"log_loss": 0.100}
-    assert guard({"log_loss": 0.101}, served, _settings(0.02))[0] == "promoted"
-    assert guard({"log_loss": 0.103}, served, _settings(0.02))[0] == "kept"
-    assert guard({"log_loss": 0.5}, None, _settings(0.02))[0] == "promoted"
+    new = {"log_loss": 0.101, "positives": 30}
+    assert guard(new, served, _settings(0.02))[0] == "promoted"
+    assert guard({**new, "log_loss": 0.103}, served, _settings(0.02))[0] == "kept"
+    assert guard({**new, "log_loss": 0.5}, None, _settings(0.02))[0] == "promoted"
     assert guard(None, served, _settings(0.02))[0] == "promoted"
+    # too few held-out sales: the comparison is noise, so the fresher model wins
+    assert guard({"log_loss": 0.5, "positives": 3}, served, _settings(0.02))[0] == "promoted"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from clickrouter.features import FeatureSpace
@@ -54,8 +56,18 @@ def _local_index(values: pd.Series, field: str, space: FeatureSpace) -> np.ndarr
         numbers = values.to_numpy(dtype=np.int64)
         inside = (numbers >= 0) & (numbers < NUMERIC_DOMAINS[field])
         return np.where(inside, numbers + 1, 0)
-    categories = pd.Index(list(space.vocabularies[field][1:]), dtype=object)
-    return categories.get_indexer(pd.Index(values.astype(object))).astype(np.int64) + 1
+    return positions(values, list(space.vocabularies[field][1:])) + 1
+
+
+def positions(values: pd.Series, categories: list[str]) -> np.ndarray:
+    """Index of each value in ``categories`` (-1 when absent); shape (n,), int64.
+
+    Done in Arrow: pandas string columns are Arrow-backed, and a hash lookup
+    there avoids materialising millions of Python strings.
+    """
+    array = pa.array(values, type=pa.string(), from_pandas=True)
+    found = pc.index_in(array, value_set=pa.array(categories, type=pa.string()))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def design_matrix(cols: np.ndarray, n_columns: int) -> sp.csr_matrix:

@@ -42,6 +42,7 @@ class FitSettings:
     pooled_rate: float
     guard_tolerance: float
     max_iter: int
+    guard_min_positives: int = 10
 
 
 @dataclass
@@ -106,6 +107,7 @@ def _fit_safely(settings: FitSettings, space: FeatureSpace, task: CampaignTask) 
             task.campaign_id, "failed", None, 0.0, None, None, None, "failed", detail
         )
     result.seconds = time.perf_counter() - started
+    result.details.update(rows=task.rows, positives=task.positives)
     return result
 
 
@@ -212,6 +214,8 @@ def guard(
     """("promoted" | "kept", why): keep the served model when the new one is clearly worse."""
     if served is None or new is None:
         return "promoted", "no served model to compare on the held-out slice"
+    if new["positives"] < settings.guard_min_positives:
+        return "promoted", f"held-out slice has {new['positives']} sales: too few to judge"
     new_loss, old_loss = new["log_loss"], served["log_loss"]
     limit = old_loss * (1 + settings.guard_tolerance)
     if new_loss > limit:

@@ -156,6 +156,7 @@ class TrainingManager:
     # -- one cycle ---------------------------------------------------------
 
     def _cycle(self, now: float) -> CycleReport:
+        clock = _Stopwatch()
         catalog = self.load_catalog()
         served = self._served()
         ids = [c.id for c in catalog]
@@ -166,13 +167,18 @@ class TrainingManager:
         catalog_bytes = msgspec.json.encode(catalog)
         if not train and served.version is not None and catalog_bytes == served.catalog:
             return CycleReport(served.version, False, campaigns=len(ids), unchanged=len(ids))
+        clock.lap("plan")
         window = self._window(now)
         frame = self._read(train, versions, *window)
+        clock.lap("read")
         space = build_space(frame, min_count=self.settings.min_count)
         cols = encode_columns(frame, space)
         tasks = campaign_tasks(frame, cols, train, self.settings, served.files)
         fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
+        clock.lap("encode")
         results = self._fit_all(fit_settings, tasks)
+        del tasks, cols
+        clock.lap("fit")
         transformer = feature_transformer(space)
         placements = [
             _placement(
@@ -184,7 +190,10 @@ class TrainingManager:
         content = self._content(space, *window, frame["ts"], served.version)
         content["pooled_rate"] = fit_settings.pooled_rate
         version = self._go_live(catalog, placements, content)
-        return _report(version, ids, results, len(carried), len(frame))
+        clock.lap("publish")
+        report = _report(version, ids, results, len(carried), len(frame))
+        report.stages = clock.laps
+        return report
 
     def _served(self) -> Served:
         version = self.store.current()
@@ -237,6 +246,7 @@ class TrainingManager:
             pooled_rate=pooled,
             guard_tolerance=s.guard_tolerance,
             max_iter=s.max_iter,
+            guard_min_positives=s.guard_min_positives,
         )
 
     def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:
@@ -276,6 +286,19 @@ class TrainingManager:
         self.store.set_current(version)
         self.store.prune(self.settings.keep_versions)
         return version
+
+
+class _Stopwatch:
+    """Seconds spent in each named stage of a cycle."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 def _jsonable(value: dict[str, Any]) -> Any:

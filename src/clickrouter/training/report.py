@@ -35,6 +35,7 @@ class CycleReport:
     rows: int = 0
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

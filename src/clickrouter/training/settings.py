@@ -23,7 +23,9 @@ class TrainingSettings:
     c_grid: inverse L2 strengths tried on the time-ordered validation split.
     holdout_fraction: newest share of each campaign's rows held out.
     guard_tolerance: keep the served model when the new log loss exceeds its
-        log loss by more than this relative margin.
+        log loss by more than this relative margin...
+    guard_min_positives: ...judged only on a held-out slice with at least this
+        many sales (below, log loss differences are noise: the new model wins).
     window_seconds: train on records of the last ``window_seconds`` (None = all).
     """
 
@@ -36,6 +38,7 @@ class TrainingSettings:
     c_grid: tuple[float, ...] = (0.1, 1.0, 10.0)
     holdout_fraction: float = 0.2
     guard_tolerance: float = 0.02
+    guard_min_positives: int = 10
     min_count: int = 1
     window_seconds: float | None = None
     keep_versions: int = 5

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clickrouter.training.design import positions
 from clickrouter.training.fitting import CampaignTask
 from clickrouter.training.settings import TrainingSettings
 
@@ -27,8 +28,7 @@ def campaign_tasks(
     served: dict[str, Path],
 ) -> list[CampaignTask]:
     """One task per id of ``campaign_ids`` (an id without rows gets an empty task)."""
-    ids = pd.Index(campaign_ids, dtype=object)
-    codes = ids.get_indexer(pd.Index(frame["campaign_id"].astype(object))).astype(np.int64)
+    codes = positions(frame["campaign_id"], campaign_ids)
     ts = frame["ts"].to_numpy(dtype=np.float64)
     labels = frame["label"].to_numpy(dtype=np.int8)
     order = np.lexsort((ts, codes))
