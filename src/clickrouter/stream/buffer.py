@@ -35,7 +35,7 @@ class RecordBuffer:
         *,
         min_file_rows: int = 20_000,
         max_hold_seconds: float = 60.0,
-        max_records: int = 200_000,
+        max_records: int = 500_000,
     ) -> None:
         self.min_file_rows = min_file_rows
         self.max_hold_seconds = max_hold_seconds
