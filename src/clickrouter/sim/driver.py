@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from clickrouter.errors import InvalidInput
-from clickrouter.profile import parse_timestamp
+from clickrouter.sim.truth import sigmoid
 from clickrouter.sim.world import World
 
 _SAMPLE_BATCH = 256
@@ -55,6 +55,16 @@ class DriverReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "efficiency": self.efficiency}
+
+
+@dataclass
+class Planned:
+    """One request to send: the raw body, its simulated time and the oracle's view."""
+
+    raw: dict[str, Any]
+    ts: float  # simulated epoch seconds (the raw ``ts`` in whatever spelling)
+    proba: np.ndarray  # true P(sale) of every campaign, catalogue order
+    best_value: float  # best eligible expected value (0 when none is eligible)
 
 
 class SimClock:
@@ -157,7 +167,9 @@ class TrafficDriver:
         self.start_ts = world.start_ts if start_ts is None else start_ts
         self.drain_seconds = drain_seconds
         self.postback_sim_ts = postback_sim_ts  # else the server stamps the arrival time
-        self.rng = np.random.default_rng([world.seed, seed, 4])
+        # separate streams: the traffic sent must not depend on the server's choices
+        self.traffic_rng = np.random.default_rng([world.seed, seed, 4])
+        self.outcome_rng = np.random.default_rng([world.seed, seed, 5])
         self._pending: list[tuple[float, int, str, float, float]] = []
 
     def run(self, n_requests: int) -> DriverReport:
@@ -167,11 +179,9 @@ class TrafficDriver:
         first = next(requests, None)  # sample the first batch before the clock starts
         clock = SimClock(self.start_ts, self.speedup)
         try:
-            for i, (raw, canonical) in enumerate(
-                itertools.chain([first] if first else [], requests)
-            ):
+            for i, planned in enumerate(itertools.chain([first] if first else [], requests)):
                 self._send_due(clock, report, until=clock.wall_start + i / self.rate)
-                self._decide(clock, raw, canonical, report)
+                self._decide(planned, report)
             self._send_due(clock, report, until=clock.wall() + self.drain_seconds, drain=True)
         finally:
             self.client.close()
@@ -180,21 +190,32 @@ class TrafficDriver:
         report.sim_seconds = report.wall_seconds * self.speedup
         return report
 
-    def _requests(self, n: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """Request i at the simulated time of its send slot, sampled in small batches."""
+    def _requests(self, n: int) -> Iterator[Planned]:
+        """Request i at the simulated time of its send slot, sampled in small batches.
+
+        The oracle's view of each batch (P(sale) of every campaign, best
+        eligible expected value) is computed in one vectorised pass.
+        """
         step_ms = 1000.0 * self.speedup / self.rate
+        world = self.world
         for lo in range(0, n, _SAMPLE_BATCH):
             slots = np.arange(lo, min(n, lo + _SAMPLE_BATCH))
             ts_ms = (self.start_ts * 1000 + slots * step_ms).astype(np.int64)
             ids = [f"drv{self.seed}-{i:09d}" for i in slots.tolist()]
-            yield from self.world.render(self.rng, self.world.draw_at(self.rng, ts_ms), ids)
+            draw = world.draw_at(self.traffic_rng, ts_ms)
+            pairs = world.render(self.traffic_rng, draw, ids)
+            columns = world.audience.slots(draw)
+            proba = sigmoid(world.truth.logits(columns))
+            values = np.where(world.eligible_slots(columns), proba * world.payouts, 0.0)
+            best = values.max(axis=1)
+            for row, (raw, _) in enumerate(pairs):
+                yield Planned(raw, int(ts_ms[row]) / 1000.0, proba[row], float(best[row]))
 
-    def _decide(
-        self, clock: SimClock, raw: dict[str, Any], canonical: dict[str, Any], report: DriverReport
-    ) -> None:
+    def _decide(self, planned: Planned, report: DriverReport) -> None:
         report.requests += 1
+        body_bytes = json.dumps(planned.raw).encode()
         try:
-            status, body = self.client.request("POST", "/v1/decide", json.dumps(raw).encode())
+            status, body = self.client.request("POST", "/v1/decide", body_bytes)
         except (OSError, http.client.HTTPException):
             report.errors += 1
             return
@@ -207,27 +228,19 @@ class TrafficDriver:
             report.errors += 1
             return
         report.decisions += 1
-        self._score(raw, canonical, index, str(body.get("click_id", raw["click_id"])), report)
+        click_id = str(body.get("click_id", planned.raw["click_id"]))
+        self._score(planned, index, click_id, report)
 
-    def _score(
-        self,
-        raw: dict[str, Any],
-        canonical: dict[str, Any],
-        index: int,
-        click_id: str,
-        report: DriverReport,
-    ) -> None:
-        proba = self.world.true_proba([canonical])[0]
-        value = proba * self.world.payouts
-        eligible = self.world.eligible([canonical])[0]
-        report.expected_revenue += float(value[index])
-        report.oracle_revenue += float(value[eligible].max()) if eligible.any() else 0.0
-        if self.rng.random() < proba[index]:
-            sale_ts = parse_timestamp(raw["ts"]) + float(self.world.delays.sample(self.rng, 1)[0])
-            revenue = float(self.world.payouts[index])
-            heapq.heappush(self._pending, (sale_ts, report.sales, click_id, revenue, sale_ts))
+    def _score(self, planned: Planned, index: int, click_id: str, report: DriverReport) -> None:
+        """Book the oracle's expected values and draw the sale of the chosen campaign."""
+        p, payout = float(planned.proba[index]), float(self.world.payouts[index])
+        report.expected_revenue += p * payout
+        report.oracle_revenue += planned.best_value
+        if self.outcome_rng.random() < p:
+            sale_ts = planned.ts + float(self.world.delays.sample(self.outcome_rng, 1)[0])
+            heapq.heappush(self._pending, (sale_ts, report.sales, click_id, payout, sale_ts))
             report.sales += 1
-            report.revenue += revenue
+            report.revenue += payout
 
     def _send_due(
         self, clock: SimClock, report: DriverReport, *, until: float, drain: bool = False
