@@ -65,3 +65,11 @@ def test_consumer_ingests_a_redis_stream(redis_url: str, tmp_path: Path) -> None
         assert stats["records_written"] == 2000 - stats["late_clicks"]
         assert len(data.read_all()) == stats["records_written"] > 1900
         assert stats["dead_lettered"] > 0 and stats["positives_labelled"] > 0
+
+
+def test_a_dataset_cannot_resume_from_another_kind_of_source(redis_url: str) -> None:
+    source = RedisStreamSource.from_url(f"{redis_url}/ev")
+    with pytest.raises(InvalidInput, match="offsets of a 'local' source"):
+        source.restore({"kind": "local", "segments": {}})
+    with pytest.raises(InvalidInput, match="offsets of stream 'other'"):
+        source.restore({"kind": "redis", "stream": "other", "last_id": "1-0"})

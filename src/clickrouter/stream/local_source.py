@@ -19,7 +19,7 @@ from typing import Any
 
 from clickrouter.errors import InvalidInput
 from clickrouter.stream.eventlog import SEGMENT_RE
-from clickrouter.stream.source import Chunk
+from clickrouter.stream.source import Chunk, check_kind
 
 DEFAULT_CHUNK_BYTES = 1 << 18
 
@@ -39,6 +39,7 @@ class LocalLogSource:
         return f"event log {self.directory}"
 
     def restore(self, position: Mapping[str, Any]) -> None:
+        check_kind(position, "local", self.describe())
         self.offsets = {str(k): int(v) for k, v in position.get("segments", {}).items()}
         self._finished.clear()
 

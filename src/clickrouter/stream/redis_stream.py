@@ -19,7 +19,7 @@ import redis
 
 from clickrouter.errors import InvalidInput
 from clickrouter.events import Event, encode_event
-from clickrouter.stream.source import Chunk
+from clickrouter.stream.source import Chunk, check_kind
 
 FIELD = b"e"
 DEFAULT_GROUP = "clickrouter"
@@ -83,6 +83,9 @@ class RedisStreamSource:
                 raise
 
     def restore(self, position: Mapping[str, Any]) -> None:
+        check_kind(position, "redis", self.describe())
+        if position.get("stream", self.stream) != self.stream:
+            raise InvalidInput(f"--data holds offsets of stream {position['stream']!r}")
         self.last_id = position.get("last_id")
         self._committed = _id_key(self.last_id) if self.last_id else (-1, -1)
         self._backlog_cursor = "0"

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from clickrouter.errors import InvalidInput
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -42,3 +44,13 @@ class Source(Protocol):
     def describe(self) -> str: ...
 
     def close(self) -> None: ...
+
+
+def check_kind(position: Mapping[str, Any], kind: str, describe: str) -> None:
+    """Refuse to resume a dataset from offsets another kind of source committed."""
+    found = position.get("kind")
+    if found is not None and found != kind:
+        raise InvalidInput(
+            f"--data holds offsets of a {found!r} source, not of {describe}: "
+            "use a fresh --data directory for another source"
+        )
