@@ -171,13 +171,14 @@ class TrafficDriver:
         self.traffic_rng = np.random.default_rng([world.seed, seed, 4])
         self.outcome_rng = np.random.default_rng([world.seed, seed, 5])
         self._pending: list[tuple[float, int, str, float, float]] = []
+        self.clock: SimClock | None = None  # the last run's clock (monotonic wall time)
 
     def run(self, n_requests: int) -> DriverReport:
         """Send ``n_requests`` decisions, then wait (up to ``drain_seconds``) for postbacks."""
         report = DriverReport()
         requests = self._requests(n_requests)
         first = next(requests, None)  # sample the first batch before the clock starts
-        clock = SimClock(self.start_ts, self.speedup)
+        clock = self.clock = SimClock(self.start_ts, self.speedup)
         try:
             for i, planned in enumerate(itertools.chain([first] if first else [], requests)):
                 self._send_due(clock, report, until=clock.wall_start + i / self.rate)
