@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 import pytest
 
+from clickrouter.cli import main
 from clickrouter.events import ClickEvent, SaleEvent, decode_event
 from clickrouter.profile import extract_profile, parse_timestamp
 from clickrouter.serving.catalog import write_catalog
@@ -223,3 +224,23 @@ def test_bad_target_is_a_clear_error(hot_world: World) -> None:
 def test_unreachable_predictor_counts_errors(hot_world: World) -> None:
     report = TrafficDriver(hot_world, "http://127.0.0.1:9", rate=1000, drain_seconds=0).run(5)
     assert report.requests == 5 and report.errors == 5 and report.decisions == 0
+
+
+def test_simulate_target_cli_drives_and_reports(
+    hot_world: World,
+    scripted: tuple[str, list[tuple[str, float, dict[str, Any]]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, log = scripted
+    hot_world.save(tmp_path / "world")
+    argv = ["simulate", "--world", str(tmp_path / "world"), "--target", url]
+    argv += ["--requests", "40", "--rate", "400", "--speedup", "1e7", "--drain-seconds", "2"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["requests"] == 40 == sum(1 for kind, _, _ in log if kind == "decide")
+    assert report["decisions"] > 20 and 0 < report["efficiency"] <= 1
+    # nothing listening: a clear error, exit 2
+    argv[4] = "http://127.0.0.1:9"
+    assert main(argv) == 2
+    assert "no request got a decision" in capsys.readouterr().err

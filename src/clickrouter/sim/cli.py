@@ -119,10 +119,12 @@ def _drive(args: argparse.Namespace) -> int:
         seed=args.seed,
         drain_seconds=args.drain_seconds,
     )
-    try:
-        report = driver.run(args.requests)
-    except OSError as exc:
-        raise InvalidInput(f"--target {args.target}: {exc}") from None
+    report = driver.run(args.requests)
     json.dump(report.as_dict(), sys.stdout, indent=1)
     sys.stdout.write("\n")
-    return 0 if report.decisions else 1
+    if not report.decisions:
+        raise InvalidInput(
+            f"--target {args.target}: no request got a decision "
+            f"({report.errors} errors, {report.no_fill} without an eligible campaign)"
+        )
+    return 0
