@@ -140,6 +140,8 @@ class EventGenerator:
         self._campaign_ids = np.array(world.campaign_ids, dtype=object)
         self._pending: list[tuple[int, int, str, float]] = []  # (ts_ms, seq, click_id, revenue)
         self._encoder = msgspec.json.Encoder()
+        # click ids name the world and the run, so logs of different runs can share a directory
+        self._id_format = f"s{world.seed}.{seed}-%010d"
 
     def run(self, writer: EventLogWriter, n_clicks: int) -> GenerationReport:
         """Write ``n_clicks`` clicks (and every sale due within the horizon after them)."""
@@ -178,7 +180,7 @@ class EventGenerator:
         draw, campaign, propensity = _subset(draw, keep), campaign[keep], propensity[keep]
         slots = {f: v[keep] for f, v in slots.items()}
         first = report.clicks
-        ids = list(map(f"s{self.seed}-%010d".__mod__, range(first, first + len(draw))))
+        ids = list(map(self._id_format.__mod__, range(first, first + len(draw))))
         self._schedule_sales(draw, slots, campaign, ids)
         clicks = self._click_events(draw, campaign, propensity, ids)
         report.clicks += len(clicks)
