@@ -163,17 +163,17 @@ class Attributor:
             heapq.heappush(self._expiring, (sale.ts, self.seq, sale.click_id))
 
     def _advance(self, watermark: float) -> None:
-        closing, expiring = self._closing, self._expiring
-        if not (
-            (closing and closing[0][0] < watermark) or (expiring and expiring[0][0] < watermark)
-        ):
-            return
+        closing, expiring, pending = self._closing, self._expiring, self.pending
+        pop, emit = heapq.heappop, self.records.append
         while closing and closing[0][0] < watermark:
-            _, seq, click_id = heapq.heappop(closing)
-            entry = self.pending.get(click_id)
-            if entry is not None and entry[2] == seq:
-                del self.pending[click_id]
-                self.records.append((entry[0], 0, 0.0, None))
+            _, seq, click_id = pop(closing)
+            entry = pending.pop(click_id, None)
+            if entry is None:
+                continue  # sold meanwhile
+            if entry[2] == seq:
+                emit((entry[0], 0, 0.0, None))
+            else:
+                pending[click_id] = entry  # a newer click under the same id: not due
         while expiring and expiring[0][0] < watermark:
             _, seq, click_id = heapq.heappop(expiring)
             self._expire_orphan(click_id, seq)

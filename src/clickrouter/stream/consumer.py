@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ COUNTERS = (
     "commits",
 )
 SEVEN_DAYS = 7 * 24 * 3600.0
+_LABEL = operator.itemgetter(1)
 
 
 class ConsumerState(msgspec.Struct, frozen=True):
@@ -200,7 +202,7 @@ class ConsumerManager:
     ) -> None:
         c = self.counters
         c["records_labelled"] += len(records)
-        c["positives_labelled"] += sum(r[1] for r in records)
+        c["positives_labelled"] += sum(map(_LABEL, records))
         c["late_sales"] += len(late_sales)
         c["late_clicks"] += len(late_clicks)
         c["dead_lettered"] += len(dead)

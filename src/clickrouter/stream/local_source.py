@@ -12,6 +12,7 @@ committed offsets reads exactly the sequence an uninterrupted run reads.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,7 +105,11 @@ class LocalLogSource:
 
 
 def _positions(name: str, start: int, lines: list[bytes]) -> Any:
+    offsets: list[int] = []  # computed on the first dead letter of the chunk, then reused
+
     def position_of(i: int) -> str:
-        return f"{name}:{start + sum(len(line) + 1 for line in lines[:i])}"
+        if not offsets:
+            offsets.extend(itertools.accumulate((len(line) + 1 for line in lines), initial=start))
+        return f"{name}:{offsets[i]}"
 
     return position_of
