@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clickrouter.events import (
     CanonicalProfile,
@@ -57,3 +59,46 @@ def test_propensity_must_be_a_probability() -> None:
     line = encode_event(CLICK).replace(b'"propensity":0.5', b'"propensity":0.0')
     with pytest.raises(EventDecodeError, match="propensity"):
         decode_event(line)
+
+
+_text = st.text(min_size=1, max_size=20)
+_profiles = st.builds(
+    CanonicalProfile,
+    country=_text,
+    device=_text,
+    os=_text,
+    browser=_text,
+    provider=_text,
+    local_hour=st.integers(0, 23),
+    local_weekday=st.integers(0, 6),
+)
+_events = st.one_of(
+    st.builds(
+        ClickEvent,
+        id=_text,
+        click_id=_text,
+        ts=st.floats(0, 4e9),
+        profile=_profiles,
+        campaign_id=_text,
+        landing_page=_text,
+        propensity=st.floats(1e-9, 1.0),
+        model_version=_text,
+        raw=st.none() | st.dictionaries(_text, _text | st.integers(), max_size=4),
+    ),
+    st.builds(SaleEvent, id=_text, click_id=_text, ts=st.floats(0, 4e9), revenue=st.floats(0, 1e6)),
+)
+
+
+@given(_events)
+def test_any_valid_event_round_trips(event: ClickEvent | SaleEvent) -> None:
+    assert decode_event(encode_event(event)) == event
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_either_decode_or_raise_a_decode_error(line: bytes) -> None:
+    try:
+        event = decode_event(line)
+    except EventDecodeError as exc:
+        assert exc.status == 400 and str(exc)
+    else:
+        assert decode_event(encode_event(event)) == event

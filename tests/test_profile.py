@@ -155,3 +155,17 @@ def test_profile_frame_has_canonical_columns_and_dtypes() -> None:
     assert list(frame.columns) == list(CANONICAL_FIELDS)
     assert str(frame["local_hour"].dtype) == "int64"
     assert frame.loc[0, "country"] == "DE"
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.timezones()
+    )
+)
+def test_rfc3339_text_and_epoch_parse_to_the_same_instant(moment: datetime) -> None:
+    epoch = moment.timestamp()
+    assert parse_timestamp(moment.isoformat()) == pytest.approx(epoch, abs=1e-6)
+    assert parse_timestamp(epoch) == epoch
+    local = datetime.fromtimestamp(epoch, tz=ZoneInfo("Europe/Paris"))
+    profile = extract_profile({"ts": moment.isoformat(), "tz": "Europe/Paris"})
+    assert (profile["local_hour"], profile["local_weekday"]) == (local.hour, local.weekday())
