@@ -12,7 +12,6 @@ committed offsets reads exactly the sequence an uninterrupted run reads.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,11 +104,7 @@ class LocalLogSource:
 
 
 def _positions(name: str, start: int, lines: list[bytes]) -> Any:
-    offsets: list[int] = []  # computed on the first dead letter of the chunk, then reused
-
-    def position_of(i: int) -> str:
-        if not offsets:
-            offsets.extend(itertools.accumulate((len(line) + 1 for line in lines), initial=start))
-        return f"{name}:{offsets[i]}"
+    def position_of(i: int) -> str:  # only called for dead letters: no precomputation
+        return f"{name}:{start + sum(map(len, lines[:i])) + i}"
 
     return position_of
