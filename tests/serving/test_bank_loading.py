@@ -133,3 +133,20 @@ def test_skops_files_load_with_only_trusted_types(good_dir: Path) -> None:
 def test_version_comes_from_the_manifest(good_dir: Path) -> None:
     (good_dir / "manifest.json").write_text(json.dumps({"version": "v42"}))
     assert ModelBank.from_directory(good_dir).version == "v42"
+
+
+def test_plain_pickle_joblib_files_load_and_truncation_is_still_caught(good_dir: Path) -> None:
+    import pickle
+
+    model = fitted_pipeline(7)
+    data = pickle.dumps(model, protocol=5)
+    (good_dir / "a.joblib").write_bytes(data)
+    bank = ModelBank.from_directory(good_dir)
+    profiles = random_profiles(np.random.default_rng(1), 10)
+    np.testing.assert_allclose(
+        bank.predict_proba(profiles)[:, 0],
+        sklearn_proba(model, bank.canonical(profiles)),
+        atol=1e-12,
+    )
+    (good_dir / "a.joblib").write_bytes(data[:-40])
+    assert "a.joblib" in problems_of(good_dir)[0]
