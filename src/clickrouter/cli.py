@@ -19,7 +19,7 @@ from clickrouter.errors import ClickrouterError
 # modules that define register(subparsers); each owns its sub-commands
 COMMAND_MODULES = (
     "clickrouter.serving.cli",
-    "clickrouter.serving.demo_cli",
+    "clickrouter.demo.cli",
     "clickrouter.stream.cli",
     "clickrouter.serving.http.cli",
     "clickrouter.sim.cli",

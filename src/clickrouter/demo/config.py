@@ -1,0 +1,131 @@
+"""Every knob of the demo, with the embedded defaults ``make demo`` runs on.
+
+Simulated time runs ``speedup`` times faster than wall time. The predictor
+stamps clicks (and postbacks, which carry no ``ts``) with its own wall clock,
+so the consumer's attribution window and the trainer's cut-off are the
+simulated durations divided by ``speedup``; the report's time axis is the
+simulated time the driver stamped on each request (``raw.ts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from clickrouter.errors import InvalidInput
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's knobs (see docs/operations.md for why each default is what it is).
+
+    World: ``campaigns``, ``seed``, ``base_rate_min``/``base_rate_max`` (log-uniform
+    range of campaign sale rates; the production-like world uses 1e-6..1e-3).
+    Traffic: ``minutes`` of wall-clock traffic at ``rate`` requests/s in total,
+    split over ``drivers`` driver processes of ``threads`` connections each
+    (the round trip, not the CPU, bounds one connection on a loaded machine);
+    ``speedup`` simulated seconds per wall second. Serving: ``policy`` and ``epsilon``. Ingestion:
+    ``attribution_hours`` (simulated), ``hold_seconds`` (wall; how long the
+    consumer may hold records for fuller files). Training: a cycle every
+    ``retrain_hours`` simulated hours, ``min_positives`` sales before a campaign
+    gets a logistic model, ``prior_positives`` strength of the Beta prior of
+    the base-rate models, ``cold_start_rate`` of the cold store,
+    ``train_workers`` fit processes (0 = in the trainer process). Report:
+    ``oracle_sample`` clicks scored against every campaign by the oracle
+    (0 = all), ``bins`` time bins of the curves, ``top_campaigns`` in the
+    model-quality table.
+    """
+
+    out: Path = Path("demo-out")
+    campaigns: int = 5000
+    seed: int = 0
+    base_rate_min: float = 1e-4
+    base_rate_max: float = 1e-2
+    minutes: float = 6.0
+    rate: float = 1200.0
+    drivers: int = 2
+    threads: int = 4
+    speedup: float = 720.0
+    policy: str = "epsilon-greedy"
+    epsilon: float = 0.1
+    attribution_hours: float = 1.0
+    hold_seconds: float = 3.0
+    retrain_hours: float = 3.0
+    min_positives: int = 20
+    prior_positives: float = 2.0
+    cold_start_rate: float = 1e-4
+    train_workers: int = 0
+    oracle_sample: int = 60_000
+    bins: int = 24
+    top_campaigns: int = 15
+    live: bool = True
+
+    def __post_init__(self) -> None:
+        _check("campaigns", self.campaigns, self.campaigns >= 2)
+        _check(
+            "base_rate_min/base_rate_max",
+            (self.base_rate_min, self.base_rate_max),
+            0 < self.base_rate_min <= self.base_rate_max < 0.5,
+        )
+        _check("minutes", self.minutes, 0 < self.minutes <= 24 * 60)
+        _check("rate", self.rate, self.rate > 0)
+        _check("drivers", self.drivers, 1 <= self.drivers <= 16)
+        _check("threads", self.threads, 1 <= self.threads <= 64)
+        _check("speedup", self.speedup, self.speedup > 0)
+        _check("policy", self.policy, self.policy in ("greedy", "epsilon-greedy"))
+        _check("epsilon", self.epsilon, 0 <= self.epsilon <= 1)
+        _check("attribution_hours", self.attribution_hours, self.attribution_hours > 0)
+        _check("hold_seconds", self.hold_seconds, self.hold_seconds >= 0)
+        _check("retrain_hours", self.retrain_hours, self.retrain_hours > 0)
+        _check("min_positives", self.min_positives, self.min_positives >= 1)
+        _check("prior_positives", self.prior_positives, self.prior_positives > 0)
+        _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
+        _check("train_workers", self.train_workers, self.train_workers >= 0)
+        _check("oracle_sample", self.oracle_sample, self.oracle_sample >= 0)
+        _check("bins", self.bins, 2 <= self.bins <= 500)
+        _check("top_campaigns", self.top_campaigns, self.top_campaigns >= 1)
+
+    # -- derived wall-clock durations -------------------------------------------------
+    @property
+    def traffic_seconds(self) -> float:
+        return self.minutes * 60.0
+
+    @property
+    def requests(self) -> int:
+        """Total requests over all drivers."""
+        return max(self.drivers, round(self.rate * self.traffic_seconds))
+
+    @property
+    def attribution_wall(self) -> float:
+        return self.attribution_hours * HOUR / self.speedup
+
+    @property
+    def retrain_wall(self) -> float:
+        return self.retrain_hours * HOUR / self.speedup
+
+    @property
+    def lateness_wall(self) -> float:
+        """Allowed lateness behind the newest event: covers the sink's and drivers' skew."""
+        return 1.0
+
+    @property
+    def label_delay_wall(self) -> float:
+        """How old a click must be (wall s) before its label is surely in the dataset."""
+        return self.attribution_wall + self.lateness_wall + self.hold_seconds + 2.0
+
+    @property
+    def simulated_days(self) -> float:
+        return self.traffic_seconds * self.speedup / 86400.0
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["out"] = str(self.out)
+        return values
+
+
+def _check(name: str, value: Any, ok: bool) -> None:
+    if not ok:
+        raise InvalidInput(f"demo setting {name!r}: invalid value {value!r}")

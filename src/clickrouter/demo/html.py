@@ -1,0 +1,161 @@
+"""``report.html`` (self-contained page next to its PNGs) and the terminal summary."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from clickrouter.demo.plots import LABELS
+
+POLICIES = ("live", "random", "single", "oracle")
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(policy, per 1k clicks over the whole run, over its final quarter)."""
+    overall, final = report["revenue"]["overall"]["per_1k"], report["revenue"]["final"]["per_1k"]
+    return [(LABELS[p], f"{overall[p]:,.1f}", f"{final[p]:,.1f}") for p in POLICIES]
+
+
+def ratio_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    revenue = report["revenue"]
+    out = []
+    for key, label in (
+        ("uplift_over_random", "uplift over uniform random"),
+        ("uplift_over_single", "uplift over best single campaign"),
+        ("share_of_oracle", "share of the oracle"),
+    ):
+        out.append((label, f"{revenue['overall'][key]:+.1%}", f"{revenue['final'][key]:+.1%}"))
+    return out
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    table = Table(title="expected revenue per 1,000 clicks (oracle values, same requests)")
+    table.add_column("")
+    table.add_column("whole run", justify="right")
+    table.add_column("final quarter", justify="right")
+    for row in [*headline_rows(report), *ratio_rows(report)]:
+        table.add_row(*row)
+    traffic = report["traffic"]
+    latency = traffic["latency_ms"]
+    table.caption = (
+        f"{traffic['decisions']:,} decisions at {traffic['decisions_per_second']:,.0f}/s, "
+        f"p50 {latency.get('p50', 0):.2f} ms, p99 {latency.get('p99', 0):.2f} ms, "
+        f"failed requests {traffic['failed_requests']}, "
+        f"reloads {report['run']['server']['reloads_ok']:.0f}, "
+        f"training cycles {report['training']['cycles']}"
+    )
+    return table
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}"
+)
+
+
+def write_html(report: dict[str, Any], images: dict[str, str], path: Path) -> None:
+    sections = [
+        "<h1>clickrouter demo report</h1>",
+        _intro(report),
+        *_revenue_section(report, images["revenue"]),
+        *_predictor_section(report, images["latency"]),
+        *_training_section(report),
+        "<h2>Knobs</h2>",
+        _table(["knob", "value"], [[k, v] for k, v in report["config"].items()]),
+    ]
+    head = f"<meta charset='utf-8'><title>clickrouter demo</title><style>{STYLE}</style>"
+    path.write_text(
+        f"<!doctype html><html><head>{head}</head><body>{''.join(sections)}</body></html>"
+    )
+
+
+def _intro(report: dict[str, Any]) -> str:
+    config, events = report["config"], report["events"]
+    days = (events["sim_end"] - events["sim_start"]) / 86400
+    return (
+        f"<p>{config['campaigns']:,} campaigns, {events['clicks']:,} clicks over {days:.1f} "
+        f"simulated days (speed-up x{config['speedup']:g}), policy "
+        f"{html.escape(config['policy'])} (epsilon {config['epsilon']:g}), a training cycle "
+        f"every {config['retrain_hours']:g} simulated hours, starting from a cold store (one "
+        "base rate for every campaign).</p>"
+    )
+
+
+def _revenue_section(report: dict[str, Any], image: str) -> list[str]:
+    events = report["events"]
+    scored = report["revenue"]["overall"]["clicks_scored"]
+    rows = [list(r) for r in [*headline_rows(report), *ratio_rows(report)]]
+    return [
+        "<h2>Revenue</h2>",
+        f'<img src="{image}" alt="revenue per 1,000 clicks over simulated time">',
+        "<p>Expected revenue (true P(sale) x payout, from the world's oracle) per 1,000 "
+        "clicks of the campaign each policy would show, on the same logged requests "
+        f"({scored:,} clicks scored against every campaign).</p>",
+        _table(["per 1,000 clicks", "whole run", "final quarter"], rows),
+        f"<p>Realised: {events['sales']:,} sales posted back, revenue "
+        f"{events['revenue']:,.2f}; orphan sales {events['orphan_sales']}.</p>",
+    ]
+
+
+def _predictor_section(report: dict[str, Any], image: str) -> list[str]:
+    traffic, server = report["traffic"], report["run"]["server"]
+    counts = [
+        traffic["decisions"],
+        f"{traffic['decisions_per_second']:.0f}",
+        traffic["failed_requests"],
+        traffic["no_fill"],
+        server.get("reloads_ok"),
+        server.get("reloads_rejected"),
+        report["events"]["model_versions_served"],
+    ]
+    headers = ["decisions", "decisions/s", "failed requests", "no-fill", "reloads"]
+    headers += ["rejected reloads", "versions served"]
+    latency = traffic["latency_ms"]
+    return [
+        "<h2>Predictor</h2>",
+        f'<img src="{image}" alt="latency distribution">',
+        _table(headers, [counts]),
+        _table(
+            ["client-side latency (ms)", *latency],
+            [["round trip", *(f"{v:.3f}" for v in latency.values())]],
+        ),
+        f"<p>Server-side (its histogram): p50 {_fmt(server.get('latency_p50_ms'))} ms, "
+        f"p99 {_fmt(server.get('latency_p99_ms'))} ms.</p>",
+    ]
+
+
+def _training_section(report: dict[str, Any]) -> list[str]:
+    training, models = report["training"], report["models"]
+    headers = ["campaign", "clicks", "sales", "model", "held-out rows", "held-out sales"]
+    headers += ["ROC AUC", "calibration"]
+    keys = ("campaign_id", "clicks", "sales", "kind", "holdout_rows", "holdout_sales")
+    rows = [[m[k] for k in (*keys, "roc_auc", "calibration")] for m in models["top"]]
+    return [
+        "<h2>Training</h2>",
+        f"<p>{training['cycles']} cycles, {training['published']} published, mean "
+        f"{_fmt(training['mean_cycle_seconds'])} s per cycle; live version "
+        f"{html.escape(str(models['version']))} with models "
+        f"{html.escape(str(models['model_kinds']))}.</p>",
+        "<h3>Model quality of the most-chosen campaigns (held-out slice of their last fit)</h3>",
+        _table(headers, rows),
+    ]

@@ -1,0 +1,214 @@
+"""Building the demo's inputs and starting each stage as its own process.
+
+Directory layout under the output directory ``out``::
+
+    world/        campaigns.json + world.json (the simulated world, with its truth)
+    store/        the model store (cold start, then one version per training cycle)
+    events/       the predictor's event log (the source of truth of the report)
+    data/         the consumer's labelled-record Parquet datasets
+    drivers/      per-driver reports and client-side latencies
+    logs/         one log file per process
+    cycles.jsonl  one line per training cycle
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clickrouter.demo.config import DemoConfig
+from clickrouter.demo.processes import (
+    ManagedProcess,
+    python_module,
+    wait_for_port_file,
+    wait_ready,
+)
+
+RUN_DIRS = ("world", "store", "events", "data", "drivers", "logs")
+RUN_FILES = ("cycles.jsonl", "run.json", "report.json", "report.html")
+TEN_YEARS = 10 * 365 * 86400.0
+
+
+@dataclass(frozen=True)
+class Paths:
+    out: Path
+
+    def __getattr__(self, name: str) -> Path:
+        if name in RUN_DIRS:
+            return self.out / name
+        raise AttributeError(name)
+
+    @property
+    def cycles(self) -> Path:
+        return self.out / "cycles.jsonl"
+
+
+def prepare(out: Path) -> Paths:
+    """A clean output directory (only what a previous demo run wrote is removed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (*RUN_FILES, "img"):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for name in RUN_DIRS:
+        (out / name).mkdir()
+    return Paths(out)
+
+
+def world_config(config: DemoConfig) -> Any:
+    from clickrouter.sim.config import WorldConfig
+
+    return WorldConfig(base_rate_min=config.base_rate_min, base_rate_max=config.base_rate_max)
+
+
+def build_world(config: DemoConfig, paths: Paths) -> Any:
+    from clickrouter.sim.world import World
+
+    world = World.generate(config.campaigns, seed=config.seed, config=world_config(config))
+    world.save(paths.world)
+    return world
+
+
+def training_settings(config: DemoConfig) -> dict[str, Any]:
+    """The trainer's settings (the cold store records the same, so no cycle 'resettles')."""
+    return {
+        "min_positives": config.min_positives,
+        "prior_positives": config.prior_positives,
+        "cold_start_rate": config.cold_start_rate,
+        "workers": config.train_workers,
+        "window_seconds": TEN_YEARS,
+        "keep_versions": 5,
+        "seed": config.seed,
+    }
+
+
+def publish_cold_store(config: DemoConfig, paths: Paths) -> str | None:
+    from clickrouter.modelstore import ModelStore
+    from clickrouter.training import TrainingManager, TrainingSettings
+
+    settings = TrainingSettings(**training_settings(config))
+    manager = TrainingManager(
+        None, ModelStore(paths.store), paths.world / "campaigns.json", settings
+    )
+    return manager.publish_cold_start().version
+
+
+def start_predictor(config: DemoConfig, paths: Paths) -> tuple[ManagedProcess, str]:
+    port_file = paths.logs / "predictor.port"
+    argv = python_module(
+        "clickrouter.cli",
+        "serve",
+        "--models",
+        str(paths.store),
+        "--events",
+        str(paths.events),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+    )
+    env = {
+        "CLICKROUTER_POLICY": config.policy,
+        "CLICKROUTER_EPSILON": str(config.epsilon),
+        "CLICKROUTER_RELOAD_POLL_SECONDS": "0.5",
+    }
+    process = ManagedProcess("predictor", argv, paths.logs, env)
+    port = wait_for_port_file(process, port_file, timeout=180.0)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(process, url + "/v2/health/ready", timeout=180.0)
+    return process, url
+
+
+def start_consumer(config: DemoConfig, paths: Paths) -> ManagedProcess:
+    argv = python_module(
+        "clickrouter.demo.consume",
+        "--source",
+        str(paths.events),
+        "--data",
+        str(paths.data),
+        "--window-seconds",
+        repr(config.attribution_wall),
+        "--lateness-seconds",
+        repr(config.lateness_wall),
+        "--max-hold-seconds",
+        repr(config.hold_seconds),
+    )
+    return ManagedProcess("consumer", argv, paths.logs)
+
+
+def start_trainer(config: DemoConfig, paths: Paths) -> ManagedProcess:
+    argv = python_module(
+        "clickrouter.demo.trainer",
+        "--data",
+        str(paths.data),
+        "--store",
+        str(paths.store),
+        "--catalog",
+        str(paths.world / "campaigns.json"),
+        "--every",
+        repr(config.retrain_wall),
+        "--label-delay",
+        repr(config.label_delay_wall),
+        "--settings",
+        json.dumps(training_settings(config)),
+        "--log",
+        str(paths.cycles),
+    )
+    return ManagedProcess("trainer", argv, paths.logs)
+
+
+def start_drivers(config: DemoConfig, paths: Paths, url: str) -> list[ManagedProcess]:
+    """The driver processes, each with its share of the requests and the rate."""
+    go_file = paths.drivers / "go"
+    drivers = []
+    for i in range(config.drivers):
+        share = config.requests // config.drivers + (i < config.requests % config.drivers)
+        argv = python_module(
+            "clickrouter.demo.traffic",
+            "--world",
+            str(paths.world),
+            "--url",
+            url,
+            "--requests",
+            str(share),
+            "--rate",
+            repr(config.rate / config.drivers),
+            "--speedup",
+            repr(config.speedup),
+            "--seed",
+            str(config.seed * 1000 + i),
+            "--go-file",
+            str(go_file),
+            "--threads",
+            str(config.threads),
+            "--drain-seconds",
+            repr(config.attribution_wall + 2.0),
+            "--out",
+            str(paths.drivers / f"driver-{i}.json"),
+        )
+        drivers.append(ManagedProcess(f"driver-{i}", argv, paths.logs))
+    return drivers
+
+
+def release_drivers(paths: Paths, drivers: list[ManagedProcess], timeout: float = 180.0) -> float:
+    """Wait until every driver has loaded the world, then give them one start time."""
+    deadline = time.monotonic() + timeout
+    while not all((paths.drivers / f"{d.name}.ready").exists() for d in drivers):
+        for driver in drivers:
+            driver.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError("traffic drivers did not load the world in time")
+        time.sleep(0.05)
+    start = time.time() + 0.3
+    tmp = paths.drivers / "go.tmp"
+    tmp.write_text(repr(start))
+    tmp.replace(paths.drivers / "go")
+    return start
