@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -132,3 +133,32 @@ def test_retention_drops_data_older_than_the_event_time_horizon(tmp_path: Path) 
         frame = dm.read_all()
     assert len(frame) > 0
     assert frame["ts"].min() >= newest - 3 * DAY  # whole days older than 2 days are gone
+
+
+def test_cli_follows_the_log_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    log, data = tmp_path / "log", tmp_path / "data"
+    log.mkdir()
+    command = [sys.executable, "-m", "clickrouter.stream.cli", "consume", "--source", str(log),
+               "--data", str(data), "--commit-seconds", "0.2", "--no-fsync"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = list(sample_lines(400, seed=8))
+        write_log(log, lines)
+        deadline = time.monotonic() + 60
+        while load_counters(data).get("events_read", 0) < len(lines):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "consume did not catch up"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "events read" in out and f"{len(lines):,}" in out
+    assert len(DataManager(data).read_all()) > 0  # the final commit flushed held records
+
+
+def load_counters(data: Path) -> dict[str, int]:
+    from clickrouter.datastore.manifest import load_manifest
+
+    return load_manifest(data).counters
