@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from clickrouter.datastore.manifest import DataFile, Manifest, load_manifest
+from clickrouter.datastore.manifest import DataFile, Manifest, load_manifest, manifest_path
 from clickrouter.datastore.partition import FILE_SCHEMA
 from clickrouter.datastore.schema import RECORD_COLUMNS, RECORD_SCHEMA
 from clickrouter.datastore.writer import DatasetWriter
@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # pandas loads only when a frame is asked for (the consumer n
     import pandas as pd
 
 _READ_ATTEMPTS = 5
+_PARTITIONING = ds.partitioning(
+    pa.schema([("campaign_id", pa.string()), ("date", pa.string())]), flavor="hive"
+)
+_SCAN_SCHEMA = FILE_SCHEMA.append(pa.field("campaign_id", pa.string())).append(
+    pa.field("date", pa.string())
+)
 
 
 class NotWritable(ClickrouterError):
@@ -48,11 +54,21 @@ class DataManager:
     def __init__(self, root: str | Path, *, writable: bool = False, durable: bool = True) -> None:
         self.root = Path(root)
         self._writer = DatasetWriter(self.root, durable=durable) if writable else None
+        self._cached: tuple[tuple[int, int, int], Manifest] | None = None
 
     # -- reading ----------------------------------------------------------
     def manifest(self) -> Manifest:
-        """The last committed manifest (re-read from disk unless this is the writer)."""
-        return self._writer.manifest if self._writer is not None else load_manifest(self.root)
+        """The last committed manifest (re-read from disk when it was replaced)."""
+        if self._writer is not None:
+            return self._writer.manifest
+        try:
+            st = manifest_path(self.root).stat()
+        except FileNotFoundError:
+            return Manifest()
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cached is None or self._cached[0] != stamp:
+            self._cached = (stamp, load_manifest(self.root))
+        return self._cached[1]
 
     def campaigns(self) -> list[str]:
         """Campaigns that have at least one committed record, sorted."""
@@ -156,10 +172,13 @@ def _load(root: Path, files: list[DataFile], start: float | None, end: float | N
         expr = pc.field("ts") >= start
     if end is not None:
         expr = (pc.field("ts") < end) if expr is None else expr & (pc.field("ts") < end)
-    fragments = []
-    for f in files:
-        table = ds.dataset(root / f.path, schema=FILE_SCHEMA).to_table(filter=expr)
-        cid = pa.array([f.campaign_id] * table.num_rows, pa.string())
-        fragments.append(table.append_column("campaign_id", cid))
-    table = pa.concat_tables(fragments).select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA)
+    # one multi-threaded scan; campaign_id comes from the hive path, as DuckDB reads it
+    dataset = ds.dataset(
+        [str(root / f.path) for f in files],
+        schema=_SCAN_SCHEMA,
+        format="parquet",
+        partitioning=_PARTITIONING,
+        partition_base_dir=str(root),
+    )
+    table = dataset.to_table(columns=list(RECORD_COLUMNS), filter=expr).cast(RECORD_SCHEMA)
     return table.sort_by([("ts", "ascending"), ("click_id", "ascending")])
