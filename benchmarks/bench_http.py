@@ -162,12 +162,20 @@ request = function()
   return wrk.format(nil, nil, nil, bodies[(counter %% #bodies) + 1])
 end
 """
+# paces each connection: `connections` connections x one request per `gap` ms ~ the rate
+_WRK_DELAY = """
+delay = function()
+  return %d
+end
+"""
 
 
-def run_wrk(port: int, bodies: list[str], connections: int, duration: float) -> dict[str, Any]:
+def run_wrk(
+    port: int, bodies: list[str], connections: int, duration: float, gap_ms: int | None = None
+) -> dict[str, Any]:
     lua_bodies = "{" + ",".join(json.dumps(b) for b in bodies) + "}"  # JSON strings are Lua strings
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % lua_bodies)
+        script.write(_WRK_LUA % lua_bodies + ("" if gap_ms is None else _WRK_DELAY % gap_ms))
     command = [
         "wrk",
         "-t1",
@@ -200,6 +208,16 @@ def _wrk_ms(out: str, label: str) -> float:
 
 
 # -------------------------------------------------------------------- servers
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its direct children (the workers)."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    ticks = 0
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -317,6 +335,10 @@ def saturate(port: int, bodies: list[str], duration: float, connections: int) ->
 
 
 def fixed_rate(port: int, bodies: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    if shutil.which("wrk"):  # C client: paced connections (latency = send to last byte)
+        connections = 10
+        gap_ms = round(1e3 * connections / rate)
+        return {"client": "wrk paced", **run_wrk(port, bodies, connections, seconds, gap_ms)}
     spec = {"mode": "open", "port": port, "path": "/v1/decide", "bodies": bodies}
     spec |= {"connections": 32, "rate": rate, "n": int(rate * seconds)}
     return {"client": "asyncio open loop", **run_client(spec)}
@@ -360,6 +382,7 @@ def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     bodies = request_bodies()
     results: dict[str, Any] = {"campaigns": args.campaigns, "cpus": os.cpu_count()}
+    results["load_avg_start"] = os.getloadavg()[0]
     results["baseline"] = measure_baseline(models, work, bodies, args.baseline_requests)
     report("baseline (sklearn loop)", results["baseline"])
     runs = [
@@ -371,14 +394,21 @@ def run(args: argparse.Namespace) -> None:
         server = predictor(models, cache, work, workers, stack)
         try:
             saturate(server.port, bodies, 2.0, args.connections)  # warm-up, discarded
+            cpu_before = cpu_seconds(server.process.pid)
+            saturated = saturate(server.port, bodies, args.duration, args.connections)
+            saturated["server_cpu_s"] = cpu_seconds(server.process.pid) - cpu_before
+            saturated["per_cpu_s"] = saturated["requests"] / saturated["server_cpu_s"]
             results[name] = {
-                "saturated": saturate(server.port, bodies, args.duration, args.connections),
-                "at_1000_rps": fixed_rate(server.port, bodies, 1000.0, 5.0),
+                "saturated": saturated,
+                "at_1000_rps": fixed_rate(server.port, bodies, 1000.0, 8.0),
             }
         finally:
             server.stop()
         report(name + ", saturated", results[name]["saturated"], results["baseline"])
         report(name + ", 1,000 req/s", results[name]["at_1000_rps"], results["baseline"])
+    results["load_avg_end"] = os.getloadavg()[0]
+    start, end = results["load_avg_start"], results["load_avg_end"]
+    print(f"load average: {start:.1f} at start, {end:.1f} at end")
     (args.out / "bench_http.json").write_text(json.dumps(results, indent=1))
     check(results)
 
@@ -387,7 +417,9 @@ def report(name: str, r: dict[str, Any], baseline: dict[str, Any] | None = None)
     ratio = f"  {r['rps'] / baseline['rps']:>9,.0f}x baseline" if baseline else ""
     errors = f"  non-200: {r.get('non_200', 0)}" if r.get("non_200") else ""
     p99 = f"  p99 {r['p99_ms']:7.2f} ms" if "p99_ms" in r else ""
-    print(f"{name:<50} {r['rps']:>9,.1f} req/s  p50 {r['p50_ms']:7.2f} ms{p99}{ratio}{errors}")
+    cpu = f"  {r['per_cpu_s']:,.0f} req/server-CPU-s" if "per_cpu_s" in r else ""
+    line = f"{name:<46} {r['rps']:>9,.1f} req/s  p50 {r['p50_ms']:7.2f} ms{p99}{ratio}{cpu}{errors}"
+    print(line, flush=True)
 
 
 def check(results: dict[str, Any]) -> None:
