@@ -132,3 +132,10 @@ def test_window_limits_training_to_recent_records(trained: dict[str, Any]) -> No
     window = manager.store.manifest(report.version)["training_window"]
     assert window["start"] == pytest.approx(end - 3 * DAY)
     assert window["first"] >= window["start"]
+
+
+def test_watch_runs_cycles_until_told_to_stop(trained: dict[str, Any]) -> None:
+    reports: list[Any] = []
+    trained["manager"].watch(0.01, cycles=2, on_report=reports.append)
+    assert [r.published for r in reports] == [False, False]
+    assert all(r.version == trained["report"].version for r in reports)

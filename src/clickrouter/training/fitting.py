@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from clickrouter.features import FeatureSpace
-from clickrouter.training.design import design_matrix, restrict, used_columns
+from clickrouter.training.design import column_offsets, design_matrix, restrict, used_columns
 from clickrouter.training.metrics import evaluate, log_loss
 from clickrouter.training.publish import read_model
 from clickrouter.training.served import served_proba
@@ -115,7 +115,7 @@ def fit_campaign(settings: FitSettings, space: FeatureSpace, task: CampaignTask)
     if task.positives < settings.min_positives:
         result = _base_rate(settings, task)
     else:
-        result = _logistic(settings, task)
+        result = _logistic(settings, task, space)
     result.served_metrics = _served_metrics(task, space)
     result.decision, result.reason = guard(result.metrics, result.served_metrics, settings)
     return result
@@ -141,8 +141,9 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
     )
 
 
-def _logistic(settings: FitSettings, task: CampaignTask) -> FitResult:
+def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) -> FitResult:
     used = used_columns(task.cols)
+    field_of = np.searchsorted(column_offsets(space), used, side="right") - 1
     X = design_matrix(restrict(task.cols, used), len(used))
     X_hold = design_matrix(restrict(task.hold_cols, used), len(used))
     y = task.labels.astype(np.float64)
@@ -150,35 +151,66 @@ def _logistic(settings: FitSettings, task: CampaignTask) -> FitResult:
     # sampling negatives at rate r (or weighting positives by w) multiplies the
     # odds by 1/r (w); adding log(r / w) to the intercept undoes it exactly
     shift = math.log(task.rate) - math.log(settings.positive_weight)
-    chosen, metrics, scores = _choose_c(settings, task, X, y, weight, X_hold, shift)
-    final = _fit(X, y, weight, chosen, settings.max_iter)
+    fit = _Fit(X, y, weight, task.rate, field_of, settings.max_iter)
+    chosen, metrics, scores = _choose_c(settings, task, fit, X_hold, shift)
+    coef_used, intercept = fit(chosen, slice(None))
     coef = np.zeros(settings.n_columns, dtype=np.float64)
-    coef[used] = final.coef_[0]
-    intercept = float(final.intercept_[0]) + shift
+    coef[used] = coef_used
+    intercept += shift
     details = {"rate": task.rate, "grid_log_loss": scores, "kept_rows": len(y)}
     return FitResult(
         task.campaign_id, "logistic", coef, intercept, chosen, metrics, None, "", "", 0, details
     )
 
 
+class _Fit:
+    """Fits on (a time prefix of) one campaign's kept rows; returns centred parameters.
+
+    One-hot coefficients are only identified up to a constant per field (the
+    intercept absorbs it), and L2 splits that constant arbitrarily. A value
+    absent from training (a new device, a weekday outside the window) scores
+    the field's omitted level, so the split would leak into its predictions.
+    Centring each field's coefficients on their training-population mean,
+    and moving the mean into the intercept, leaves every prediction on seen
+    values unchanged and gives unseen values the field's average effect.
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        y: np.ndarray,
+        weight: np.ndarray,
+        rate: float,
+        field_of: np.ndarray,
+        max_iter: int,
+    ) -> None:
+        self.X, self.y, self.weight, self.field_of = X, y, weight, field_of
+        self.population = np.where(y > 0, 1.0, 1.0 / rate)  # rows each kept row stands for
+        self.max_iter = max_iter
+
+    def __call__(self, C: float, rows: slice) -> tuple[np.ndarray, float]:
+        model = _fit(self.X[rows], self.y[rows], self.weight[rows], C, self.max_iter)
+        coef, intercept = model.coef_[0].copy(), float(model.intercept_[0])
+        mass = np.asarray(self.X[rows].T @ self.population[rows]).ravel()
+        n_fields = int(self.field_of.max(initial=-1)) + 1
+        total = np.bincount(self.field_of, weights=mass * coef, minlength=n_fields)
+        count = np.bincount(self.field_of, weights=mass, minlength=n_fields)
+        centre = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        return coef - centre[self.field_of], intercept + float(centre.sum())
+
+
 def _choose_c(
-    settings: FitSettings,
-    task: CampaignTask,
-    X: Any,
-    y: np.ndarray,
-    weight: np.ndarray,
-    X_hold: Any,
-    shift: float,
+    settings: FitSettings, task: CampaignTask, fit: _Fit, X_hold: Any, shift: float
 ) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
     """Best C by held-out log loss when the training part has both classes."""
     part = slice(0, task.split)
-    if len(task.hold_labels) == 0 or len(np.unique(y[part])) < 2:
+    if len(task.hold_labels) == 0 or len(np.unique(fit.y[part])) < 2:
         return settings.c_grid[len(settings.c_grid) // 2], None, {}
     best: tuple[float, float, np.ndarray] | None = None
     scores: dict[str, float] = {}
     for C in settings.c_grid:
-        model = _fit(X[part], y[part], weight[part], C, settings.max_iter)
-        proba = expit(X_hold @ model.coef_[0] + model.intercept_[0] + shift)
+        coef, intercept = fit(C, part)
+        proba = expit(X_hold @ coef + intercept + shift)
         loss = log_loss(task.hold_labels, proba)
         scores[repr(C)] = loss
         if best is None or loss < best[1]:

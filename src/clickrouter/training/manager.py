@@ -11,14 +11,11 @@ killed writer left in staging, so a cycle after a crash starts clean while
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
@@ -30,30 +27,17 @@ from clickrouter.training.data import TrainingData
 from clickrouter.training.design import build_space, column_offsets, encode_columns
 from clickrouter.training.executors import make_executor
 from clickrouter.training.fitting import FitResult, FitSettings
-from clickrouter.training.models import (
-    base_rate_pipeline,
-    feature_transformer,
-    logistic_pipeline,
-    n_columns,
-)
+from clickrouter.training.models import base_rate_pipeline, feature_transformer
+from clickrouter.training.plan import Served, changed, cold_record, jsonable, placement
+from clickrouter.training.plan import carried as carried_over
 from clickrouter.training.publish import Placement, publish, space_spec
-from clickrouter.training.report import CycleReport, progress_bar
+from clickrouter.training.report import CycleReport, Stopwatch, cycle_report, progress_bar
+from clickrouter.training.scan import committed_files, file_versions, scan
 from clickrouter.training.settings import TrainingSettings
 from clickrouter.training.tasks import campaign_tasks, chunked, pooled_rate
 
 # above this share of campaigns to retrain, one scan beats per-campaign reads
 _SCAN_ALL_SHARE = 0.25
-
-
-@dataclass
-class Served:
-    """The live version as the cycle found it."""
-
-    version: str | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-    records: dict[str, Any] = field(default_factory=dict)
-    catalog: bytes = b""
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class TrainingManager:
@@ -87,6 +71,7 @@ class TrainingManager:
         self.dask_scheduler = dask_scheduler
         self.dask_timeout = dask_timeout
         self.console = console
+        self._files: dict[str, list[Path]] | None = None  # the source's files, per cycle
 
     @property
     def data(self) -> TrainingData:
@@ -119,7 +104,7 @@ class TrainingManager:
             transformer = feature_transformer(space)
             rate = self.settings.cold_start_rate
             placements = [
-                Placement(c.id, _cold_record(rate), model=base_rate_pipeline(transformer, rate))
+                Placement(c.id, cold_record(rate), model=base_rate_pipeline(transformer, rate))
                 for c in campaigns
             ]
             content = self._content(space, None, None, pd.Series(dtype="float64"), None)
@@ -156,13 +141,14 @@ class TrainingManager:
     # -- one cycle ---------------------------------------------------------
 
     def _cycle(self, now: float) -> CycleReport:
-        clock = _Stopwatch()
+        clock = Stopwatch()
         catalog = self.load_catalog()
         served = self._served()
         ids = [c.id for c in catalog]
+        self._files = committed_files(self.data)
         versions = self._data_versions(ids)
-        resettled = served.settings != _jsonable(self.settings.to_dict())
-        train = [c for c in ids if resettled or _changed(c, versions, served)]
+        resettled = served.settings != jsonable(self.settings.to_dict())
+        train = [c for c in ids if resettled or changed(c, versions, served)]
         carried = [c for c in ids if c not in train]
         catalog_bytes = msgspec.json.encode(catalog)
         if not train and served.version is not None and catalog_bytes == served.catalog:
@@ -181,17 +167,15 @@ class TrainingManager:
         clock.lap("fit")
         transformer = feature_transformer(space)
         placements = [
-            _placement(
-                r, transformer, served, versions.get(r.campaign_id), fit_settings.pooled_rate
-            )
+            placement(r, transformer, served, versions.get(r.campaign_id), fit_settings.pooled_rate)
             for r in results
         ]
-        placements += [_carried(c, served) for c in carried]
+        placements += [carried_over(c, served) for c in carried]
         content = self._content(space, *window, frame["ts"], served.version)
         content["pooled_rate"] = fit_settings.pooled_rate
         version = self._go_live(catalog, placements, content)
         clock.lap("publish")
-        report = _report(version, ids, results, len(carried), len(frame))
+        report = cycle_report(version, ids, results, len(carried), len(frame))
         report.stages = clock.laps
         return report
 
@@ -210,7 +194,12 @@ class TrainingManager:
     def _data_versions(self, ids: list[str]) -> dict[str, str | None]:
         available = set(self.data.campaigns())
         bulk = getattr(self.data, "data_versions", None)  # one read for all, when offered
-        known = bulk() if callable(bulk) else {c: self.data.data_version(c) for c in ids}
+        if callable(bulk):
+            known = bulk()
+        elif self._files is not None:
+            known = file_versions(self._files)
+        else:
+            known = {c: self.data.data_version(c) for c in ids if c in available}
         return {c: str(known[c]) if c in available and c in known else None for c in ids}
 
     def _window(self, now: float) -> tuple[float | None, float | None]:
@@ -226,12 +215,16 @@ class TrainingManager:
         end: float | None,
     ) -> pd.DataFrame:
         with_data = [c for c in ids if versions.get(c) is not None]
+        if not with_data:
+            return RECORD_SCHEMA.empty_table().to_pandas()
+        if self._files is not None:
+            frame = scan(self.data, self._files, with_data, start, end)
+            if frame is not None:
+                return frame
         if len(with_data) > _SCAN_ALL_SHARE * max(1, len(versions)):
             frame = self.data.read_all(start, end)
             return frame[frame["campaign_id"].isin(with_data)].reset_index(drop=True)
         parts = [self.data.read_training_set(c, start, end) for c in with_data]
-        if not parts:
-            return RECORD_SCHEMA.empty_table().to_pandas()
         return pd.concat(parts, ignore_index=True)
 
     def _fit_settings(self, space: Any, pooled: float) -> FitSettings:
@@ -286,96 +279,3 @@ class TrainingManager:
         self.store.set_current(version)
         self.store.prune(self.settings.keep_versions)
         return version
-
-
-class _Stopwatch:
-    """Seconds spent in each named stage of a cycle."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self._last, 3)
-        self._last = now
-
-
-def _jsonable(value: dict[str, Any]) -> Any:
-    """``value`` as it reads back from the manifest (tuples become lists)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _changed(cid: str, versions: dict[str, str | None], served: Served) -> bool:
-    if cid not in served.files:
-        return True  # a new campaign needs a model, with or without data
-    if versions.get(cid) is None:
-        return False
-    return bool(served.records.get(cid, {}).get("data_version") != versions[cid])
-
-
-def _placement(
-    result: FitResult, transformer: Any, served: Served, data_version: str | None, pooled: float
-) -> Placement:
-    """A new model, or the served file when the guard kept it or the fit failed."""
-    record = _record(result, data_version)
-    old = served.files.get(result.campaign_id)
-    if result.decision in ("kept", "failed") and old is not None:
-        record["trained_in"] = served.records.get(result.campaign_id, {}).get("trained_in")
-        return Placement(result.campaign_id, record, source=old)
-    if result.kind == "failed":  # nothing to fall back on: the pooled base rate
-        record.update(kind="base_rate", rate=pooled)
-        return Placement(result.campaign_id, record, model=base_rate_pipeline(transformer, pooled))
-    coef = result.coef if result.coef is not None else np.zeros(n_columns(transformer))
-    model = logistic_pipeline(transformer, coef, result.intercept, C=result.C or 1.0)
-    return Placement(result.campaign_id, record, model=model)
-
-
-def _carried(cid: str, served: Served) -> Placement:
-    record = dict(served.records.get(cid, {}))
-    record.update(decision="unchanged", reason="no new data since the served version")
-    record.setdefault("trained_in", served.version)
-    return Placement(cid, record, source=served.files[cid])
-
-
-def _record(result: FitResult, data_version: str | None) -> dict[str, Any]:
-    return {
-        "kind": result.kind,
-        "decision": result.decision,
-        "reason": result.reason,
-        "data_version": data_version,
-        "C": result.C,
-        "metrics": result.metrics,
-        "served_metrics": result.served_metrics,
-        "fit_seconds": round(result.seconds, 4),
-        **result.details,
-    }
-
-
-def _cold_record(rate: float) -> dict[str, Any]:
-    return {
-        "kind": "base_rate",
-        "decision": "cold_start",
-        "reason": "no data yet",
-        "rate": rate,
-        "data_version": None,
-    }
-
-
-def _report(
-    version: str, ids: list[str], results: list[FitResult], carried: int, rows: int
-) -> CycleReport:
-    decisions = [r.decision for r in results]
-    return CycleReport(
-        version,
-        True,
-        campaigns=len(ids),
-        trained=len(results),
-        promoted=decisions.count("promoted"),
-        kept=decisions.count("kept"),
-        base_rate=sum(r.kind == "base_rate" and r.decision == "promoted" for r in results),
-        failed=decisions.count("failed"),
-        unchanged=carried,
-        rows=rows,
-        failures={r.campaign_id: r.reason for r in results if r.decision == "failed"},
-    )

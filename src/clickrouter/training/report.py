@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -10,6 +11,8 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
+
+from clickrouter.training.fitting import FitResult
 
 
 @dataclass
@@ -39,6 +42,38 @@ class CycleReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Stopwatch:
+    """Seconds spent in each named stage of a cycle."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def cycle_report(
+    version: str, ids: list[str], results: list[FitResult], carried: int, rows: int
+) -> CycleReport:
+    decisions = [r.decision for r in results]
+    return CycleReport(
+        version,
+        True,
+        campaigns=len(ids),
+        trained=len(results),
+        promoted=decisions.count("promoted"),
+        kept=decisions.count("kept"),
+        base_rate=sum(r.kind == "base_rate" and r.decision == "promoted" for r in results),
+        failed=decisions.count("failed"),
+        unchanged=carried,
+        rows=rows,
+        failures={r.campaign_id: r.reason for r in results if r.decision == "failed"},
+    )
 
 
 def summary_table(report: CycleReport) -> Table:

@@ -1,0 +1,92 @@
+"""What a cycle starts from (the live version) and what it puts in the new one.
+
+For every catalogue campaign the new version holds either a new model (fit
+this cycle) or the live version's file, carried over: unchanged data, a guard
+that kept the served model, or a failed fit. The manifest record of each
+campaign says which and why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clickrouter.training.fitting import FitResult
+from clickrouter.training.models import base_rate_pipeline, logistic_pipeline, n_columns
+from clickrouter.training.publish import Placement
+
+
+@dataclass
+class Served:
+    """The live version as the cycle found it."""
+
+    version: str | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
+    catalog: bytes = b""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def jsonable(value: dict[str, Any]) -> Any:
+    """``value`` as it reads back from the manifest (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def changed(cid: str, versions: dict[str, str | None], served: Served) -> bool:
+    if cid not in served.files:
+        return True  # a new campaign needs a model, with or without data
+    if versions.get(cid) is None:
+        return False
+    return bool(served.records.get(cid, {}).get("data_version") != versions[cid])
+
+
+def placement(
+    result: FitResult, transformer: Any, served: Served, data_version: str | None, pooled: float
+) -> Placement:
+    """A new model, or the served file when the guard kept it or the fit failed."""
+    entry = record(result, data_version)
+    old = served.files.get(result.campaign_id)
+    if result.decision in ("kept", "failed") and old is not None:
+        entry["trained_in"] = served.records.get(result.campaign_id, {}).get("trained_in")
+        return Placement(result.campaign_id, entry, source=old)
+    if result.kind == "failed":  # nothing to fall back on: the pooled base rate
+        entry.update(kind="base_rate", rate=pooled)
+        return Placement(result.campaign_id, entry, model=base_rate_pipeline(transformer, pooled))
+    coef = result.coef if result.coef is not None else np.zeros(n_columns(transformer))
+    model = logistic_pipeline(transformer, coef, result.intercept, C=result.C or 1.0)
+    return Placement(result.campaign_id, entry, model=model)
+
+
+def carried(cid: str, served: Served) -> Placement:
+    entry = dict(served.records.get(cid, {}))
+    entry.update(decision="unchanged", reason="no new data since the served version")
+    entry.setdefault("trained_in", served.version)
+    return Placement(cid, entry, source=served.files[cid])
+
+
+def record(result: FitResult, data_version: str | None) -> dict[str, Any]:
+    return {
+        "kind": result.kind,
+        "decision": result.decision,
+        "reason": result.reason,
+        "data_version": data_version,
+        "C": result.C,
+        "metrics": result.metrics,
+        "served_metrics": result.served_metrics,
+        "fit_seconds": round(result.seconds, 4),
+        **result.details,
+    }
+
+
+def cold_record(rate: float) -> dict[str, Any]:
+    return {
+        "kind": "base_rate",
+        "decision": "cold_start",
+        "reason": "no data yet",
+        "rate": rate,
+        "data_version": None,
+    }
