@@ -150,3 +150,11 @@ def test_snapshot_restore_at_any_point_gives_identical_outcome() -> None:
         assert first.duplicates + second.duplicates == full.duplicates
         assert set(second.pending) == set(full.pending)
         assert len(full.records) > 100 and any(r[1] == 1 for r in full.records)
+
+
+def test_a_click_id_yields_one_record_even_under_two_event_ids() -> None:
+    again = ClickEvent("other-id", "k-1", T0 + 10, PROFILE, "c1", "https://lp", 0.5, "v1")
+    attr = feed(Attributor(DAY, 60), [click(1, T0), sale(1, T0 + 5), again])
+    attr.flush_all()
+    assert labels(attr) == {"k-1": 1} and len(attr.records) == 1
+    assert len(attr.late_clicks) == 1 and b"already seen" in attr.late_clicks[0]

@@ -15,6 +15,8 @@ arrive and still count; it also absorbs clock skew between sources).
 * Event ids are remembered while they are younger than that horizon, so a
   repeated id is dropped; ids are only forgotten once events that old are
   refused anyway, which keeps the outcome independent of when forgetting runs.
+  Click ids are remembered the same way: a second click event (another id)
+  for a click_id already seen is late, so a click_id yields one record at most.
 
 Every decision depends only on the sequence of events, never on wall time or
 batch boundaries, so replaying from a committed snapshot reproduces exactly
@@ -48,6 +50,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     orphans: list[tuple[bytes, int]]  # raw sale line, arrival sequence
     seen_ids: list[str]
     seen_ts: list[float]
+    click_ids: list[str] = []
+    click_ts: list[float] = []
 
 
 class Attributor:
@@ -70,7 +74,8 @@ class Attributor:
         self.seq = 0
         self.pending: dict[str, tuple[ClickEvent, bytes, int]] = {}
         self.orphans: dict[str, list[tuple[SaleEvent, bytes, int]]] = {}
-        self.seen: dict[str, float] = {}
+        self.seen: dict[str, float] = {}  # event id -> ts
+        self.clicks: dict[str, float] = {}  # click_id -> ts: one record per click_id
         self._closing: list[tuple[float, int, str]] = []  # (close at, seq, click_id)
         self._expiring: list[tuple[float, int, str]] = []  # (sale ts, seq, click_id)
         self._swept_at = -math.inf
@@ -91,6 +96,7 @@ class Attributor:
     def add_all(self, items: list[tuple[Event, bytes]]) -> None:
         """Apply events in order; the common click path is inlined (hot loop)."""
         seen, pending, orphans, closing = self.seen, self.pending, self.orphans, self._closing
+        clicks = self.clicks
         window, lateness, horizon = self.window, self.lateness, self.window + self.lateness
         push, expiring, click_type = heapq.heappush, self._expiring, ClickEvent
         oldest = self.max_ts - horizon  # events before this are late on arrival
@@ -114,17 +120,19 @@ class Attributor:
                 self._sale(event, raw)  # type: ignore[arg-type]
                 continue
             click_id = event.click_id
-            if click_id in pending or click_id in orphans:
+            if click_id in clicks or click_id in orphans:
                 self._click(event, raw)
             else:
+                clicks[click_id] = ts
                 seq = self.seq = self.seq + 1
                 pending[click_id] = (event, raw, seq)
                 push(closing, (ts + window, seq, click_id))
 
     def _click(self, click: ClickEvent, raw: bytes) -> None:
-        if click.click_id in self.pending:
-            self._late(click, raw, "click_id already pending under another event id")
+        if click.click_id in self.clicks:
+            self._late(click, raw, "click_id already seen under another event id")
             return
+        self.clicks[click.click_id] = click.ts
         waiting = self.orphans.pop(click.click_id, None)
         if waiting and self._attribute_orphans(click, waiting):
             return
@@ -209,6 +217,7 @@ class Attributor:
         if horizon - self._swept_at < 0.01 * self.window:
             return
         self.seen = {k: v for k, v in self.seen.items() if v >= horizon}
+        self.clicks = {k: v for k, v in self.clicks.items() if v >= horizon}
         self._swept_at = horizon
 
     def snapshot(self) -> bytes:
@@ -222,6 +231,8 @@ class Attributor:
                 orphans=sorted(orphans, key=lambda item: item[1]),
                 seen_ids=list(self.seen),
                 seen_ts=list(self.seen.values()),
+                click_ids=list(self.clicks),
+                click_ts=list(self.clicks.values()),
             )
         )
 
@@ -229,6 +240,7 @@ class Attributor:
         snap = msgspec.msgpack.decode(blob, type=Snapshot)
         self.max_ts, self.seq = snap.max_ts, snap.seq
         self.seen = dict(zip(snap.seen_ids, snap.seen_ts, strict=True))
+        self.clicks = dict(zip(snap.click_ids, snap.click_ts, strict=True))
         for raw, seq in sorted(snap.pending, key=lambda item: item[1]):
             click = _click_decoder.decode(raw)
             self.pending[click.click_id] = (click, raw, seq)
