@@ -41,7 +41,8 @@ class ProgressDisplay:
         rate = stats["events_read"] / max(now - self._started, 1e-9)
         self._live.update(
             f"[bold]{self.source}[/]  read {stats['events_read']:,} ({rate:,.0f}/s)  "
-            f"records {stats['records_written']:,}  pending {stats['pending']:,}  "
+            f"labelled {stats['records_labelled']:,} (in files {stats['records_written']:,})  "
+            f"pending {stats['pending']:,}  "
             f"late {stats['late_sales'] + stats['late_clicks']:,}  "
             f"dead {stats['dead_lettered']:,}"
         )
