@@ -12,7 +12,7 @@ from schemathesis import GenerationMode
 
 from clickrouter.serving.http import PredictorServer
 
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
