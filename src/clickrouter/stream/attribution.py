@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 
 from clickrouter.events import ClickEvent, Event, SaleEvent
+from clickrouter.stream.closequeue import CloseQueue
 
 DEFAULT_LATENESS_SECONDS = 3600.0
 # one labelled click: (click, label, revenue, sale_ts)
@@ -76,7 +77,7 @@ class Attributor:
         self.orphans: dict[str, list[tuple[SaleEvent, bytes, int]]] = {}
         self.seen: dict[str, float] = {}  # event id -> ts
         self.clicks: dict[str, float] = {}  # click_id -> ts: one record per click_id
-        self._closing: list[tuple[float, int, str]] = []  # (close at, seq, click_id)
+        self._closing = CloseQueue()  # (close at, seq, click_id) of pending clicks
         self._expiring: list[tuple[float, int, str]] = []  # (sale ts, seq, click_id)
         self._swept_at = -math.inf
         self.records: list[Record] = []
@@ -98,7 +99,7 @@ class Attributor:
         seen, pending, orphans, closing = self.seen, self.pending, self.orphans, self._closing
         clicks = self.clicks
         window, lateness, horizon = self.window, self.lateness, self.window + self.lateness
-        push, expiring, click_type = heapq.heappush, self._expiring, ClickEvent
+        schedule, expiring, click_type = closing.push, self._expiring, ClickEvent
         oldest = self.max_ts - horizon  # events before this are late on arrival
         for event, raw in items:
             ts = event.ts
@@ -106,7 +107,7 @@ class Attributor:
                 self.max_ts = ts
                 oldest = ts - horizon
                 mark = ts - lateness
-                if (closing and closing[0][0] < mark) or (expiring and expiring[0][0] < mark):
+                if closing.next_at < mark or (expiring and expiring[0][0] < mark):
                     self._advance(mark)
             if ts < oldest:
                 self._late(event, raw, "older than the attribution window behind the watermark")
@@ -126,7 +127,7 @@ class Attributor:
                 clicks[click_id] = ts
                 seq = self.seq = self.seq + 1
                 pending[click_id] = (event, raw, seq)
-                push(closing, (ts + window, seq, click_id))
+                schedule((ts + window, seq, click_id))
 
     def _click(self, click: ClickEvent, raw: bytes) -> None:
         if click.click_id in self.clicks:
@@ -138,7 +139,7 @@ class Attributor:
             return
         self.seq += 1
         self.pending[click.click_id] = (click, raw, self.seq)
-        heapq.heappush(self._closing, (click.ts + self.window, self.seq, click.click_id))
+        self._closing.push((click.ts + self.window, self.seq, click.click_id))
 
     def _attribute_orphans(
         self, click: ClickEvent, sales: list[tuple[SaleEvent, bytes, int]]
@@ -171,10 +172,8 @@ class Attributor:
             heapq.heappush(self._expiring, (sale.ts, self.seq, sale.click_id))
 
     def _advance(self, watermark: float) -> None:
-        closing, expiring, pending = self._closing, self._expiring, self.pending
-        pop, emit = heapq.heappop, self.records.append
-        while closing and closing[0][0] < watermark:
-            _, seq, click_id = pop(closing)
+        expiring, pending, emit = self._expiring, self.pending, self.records.append
+        for _, seq, click_id in self._closing.pop_due(watermark):
             entry = pending.pop(click_id, None)
             if entry is None:
                 continue  # sold meanwhile
@@ -244,12 +243,11 @@ class Attributor:
         for raw, seq in sorted(snap.pending, key=lambda item: item[1]):
             click = _click_decoder.decode(raw)
             self.pending[click.click_id] = (click, raw, seq)
-            self._closing.append((click.ts + self.window, seq, click.click_id))
+            self._closing.push((click.ts + self.window, seq, click.click_id))
         for raw, seq in snap.orphans:
             sale = _sale_decoder.decode(raw)
             self.orphans.setdefault(sale.click_id, []).append((sale, raw, seq))
             self._expiring.append((sale.ts, seq, sale.click_id))
-        heapq.heapify(self._closing)
         heapq.heapify(self._expiring)
 
     def take_output(self) -> tuple[list[Record], list[bytes], list[bytes]]:
