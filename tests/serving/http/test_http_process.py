@@ -88,6 +88,9 @@ def test_sigterm_under_load_loses_no_event(tmp_path: Path, sample_models: Path, 
     deadline = time.monotonic() + 60
     while len(answered) < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
+    before_scrape = len(answered)
+    counted = decisions_counted(httpx.get(served.url + "/metrics").text)
+    assert counted >= before_scrape  # one worker's own count would be about half of it
     assert served.terminate() == 0  # SIGTERM while the clients are still sending
     stop.set()
     for thread in clients:
@@ -100,6 +103,11 @@ def test_sigterm_under_load_loses_no_event(tmp_path: Path, sample_models: Path, 
     segments = list(served.events.glob("*.jsonl"))
     assert len({s.name.split(".")[0] for s in segments}) == int(workers)  # one writer per worker
     assert all(Path(f"{s}.done").exists() for s in segments)  # sealed on shutdown
+
+
+def decisions_counted(metrics: str) -> float:
+    prefix = 'clickrouter_http_request_duration_seconds_count{route="/v1/decide"}'
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
 
 
 def worker_pids(parent: int) -> list[int]:

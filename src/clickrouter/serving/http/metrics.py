@@ -3,14 +3,22 @@
 Decisions per campaign are counted in a plain dict (one increment per
 decision) and exported for the ``TOP_CAMPAIGNS`` busiest campaigns only, plus
 an ``_other`` series, so 5,000 campaigns never become 5,000 time series.
+
+With several worker processes (``multiprocess_dir`` set, and the same path in
+``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported), counters,
+histograms and gauges live in files shared by the workers, so a scrape of any
+worker reports the totals of all; the decision and event-sink series are the
+answering worker's own and carry its ``worker`` label.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from clickrouter.serving.http.models import LiveBank
 
@@ -29,6 +37,7 @@ class DecisionCounts:
     def __init__(self, top: int = TOP_CAMPAIGNS) -> None:
         self.top = top
         self.counts: dict[str, int] = {}
+        self.worker = str(os.getpid())
 
     def add(self, campaign_id: str) -> None:
         self.counts[campaign_id] = self.counts.get(campaign_id, 0) + 1
@@ -37,12 +46,12 @@ class DecisionCounts:
         family = CounterMetricFamily(
             "clickrouter_decisions",
             f"Decisions per campaign (the {self.top} busiest; the rest summed as {OTHER})",
-            labels=["campaign_id"],
+            labels=["worker", "campaign_id"],
         )
         ranked = sorted(self.counts.items(), key=lambda kv: kv[1], reverse=True)
         for campaign_id, count in ranked[: self.top]:
-            family.add_metric([campaign_id], count)
-        family.add_metric([OTHER], sum(count for _, count in ranked[self.top :]))
+            family.add_metric([self.worker, campaign_id], count)
+        family.add_metric([self.worker, OTHER], sum(count for _, count in ranked[self.top :]))
         yield family
 
 
@@ -54,18 +63,24 @@ class SinkStats:
         self.written = written
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "clickrouter_event_queue_lag", "Events accepted but not yet written", self.lag()
+        worker = str(os.getpid())
+        lag = GaugeMetricFamily(
+            "clickrouter_event_queue_lag", "Events accepted but not yet written", labels=["worker"]
         )
-        yield CounterMetricFamily(
-            "clickrouter_events_written", "Events written to the event sink", self.written()
+        lag.add_metric([worker], self.lag())
+        written = CounterMetricFamily(
+            "clickrouter_events_written", "Events written to the event sink", labels=["worker"]
         )
+        written.add_metric([worker], self.written())
+        yield lag
+        yield written
 
 
 class ServiceMetrics:
     """Every metric the HTTP service exports."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "clickrouter_http_request_duration_seconds",
@@ -87,14 +102,19 @@ class ServiceMetrics:
             "The model version in service (value 1)",
             ["version", "store_version"],
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.model_campaigns = Gauge(
-            "clickrouter_model_campaigns", "Campaigns in the live bank", registry=self.registry
+            "clickrouter_model_campaigns",
+            "Campaigns in the live bank",
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.model_loaded = Gauge(
             "clickrouter_model_loaded_timestamp_seconds",
             "When the live model version was loaded",
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.reloads = Counter(
             "clickrouter_model_reloads",
@@ -103,13 +123,15 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._info_labels: tuple[str, str] | None = None
+        self.sink_stats: SinkStats | None = None
 
     def track_sink(self, lag: Callable[[], int], written: Callable[[], int]) -> None:
-        self.registry.register(SinkStats(lag, written))
+        self.sink_stats = SinkStats(lag, written)
+        self.registry.register(self.sink_stats)
 
     def model_swapped(self, new: LiveBank, old: LiveBank | None) -> None:
-        if self._info_labels is not None:
-            self.model_info.remove(*self._info_labels)
+        if self._info_labels is not None:  # 0, not removed: shared files keep every series
+            self.model_info.labels(*self._info_labels).set(0)
         self._info_labels = (new.version, new.store_version or "")
         self.model_info.labels(*self._info_labels).set(1)
         self.model_campaigns.set(len(new.bank.campaigns))
@@ -120,4 +142,11 @@ class ServiceMetrics:
         self.reloads.labels("rejected").inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()  # every worker's files, then this worker's own series
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(self.decisions)
+        if self.sink_stats is not None:
+            registry.register(self.sink_stats)
+        return generate_latest(registry)

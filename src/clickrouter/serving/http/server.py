@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -49,6 +50,7 @@ class ServeConfig(msgspec.Struct, kw_only=True):
     events: str | None
     settings: Settings
     cache_dir: str | None = None
+    metrics_dir: str | None = None  # shared Prometheus files of the workers (set by run_server)
     http: str = "httptools"  # uvicorn's HTTP parser: httptools (fastest measured) or h11
     loop: str = "uvloop"  # event loop: uvloop (fastest measured) or asyncio
 
@@ -56,7 +58,7 @@ class ServeConfig(msgspec.Struct, kw_only=True):
 def build_app(config: ServeConfig) -> PredictorApp:
     """The ASGI app of one worker process (its own sink, watcher and metrics)."""
     settings = config.settings
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(config.metrics_dir)
     holder = BankHolder(
         config.models,
         cache_dir=config.cache_dir,
@@ -148,9 +150,16 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     if workers == 1:
         uvicorn.Server(_uvicorn_config(build_app(config), config, 1)).run(sockets=[sock])
         return
+    metrics_dir = tempfile.mkdtemp(prefix="clickrouter-metrics-")
+    # prometheus_client reads this when a worker imports it: values go to shared files
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = msgspec.structs.replace(config, metrics_dir=metrics_dir)
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
     target = "clickrouter.serving.http.server:app_from_env"
-    Multiprocess(_uvicorn_config(target, config, workers), sockets=[sock]).run()
+    try:
+        Multiprocess(_uvicorn_config(target, config, workers), sockets=[sock]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
