@@ -94,6 +94,7 @@ def test_data_version_changes_only_for_the_campaign_that_got_records(tmp_path: P
         before = dm.data_version("c2")
         assert dm.compact() > 0  # two small c2 files in one partition merged
         assert dm.data_version("c2") == before  # same records, no retraining needed
+        assert DataManager(tmp_path).data_versions() == {"c1": v1, "c2": before}
         assert len(dm.read_training_set("c2")) == 5
 
 

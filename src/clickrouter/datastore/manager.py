@@ -83,6 +83,10 @@ class DataManager:
         info = self.manifest().campaigns.get(campaign_id)
         return "0-0" if info is None else f"{info.changed_at}-{info.rows}"
 
+    def data_versions(self) -> dict[str, str]:
+        """:meth:`data_version` of every campaign with records, from one manifest read."""
+        return {cid: f"{i.changed_at}-{i.rows}" for cid, i in self.manifest().campaigns.items()}
+
     def read_training_set(
         self, campaign_id: str, start: float | None = None, end: float | None = None
     ) -> pd.DataFrame:
