@@ -131,6 +131,10 @@ def test_bad_requests_get_json_errors(
     assert needle in answer.json()["error"]
 
 
+def test_head_is_refused_because_a_click_has_side_effects(server: PredictorServer):
+    assert httpx.head(server.url + "/v1/click", params={"country": "FR"}).status_code == 405
+
+
 def test_chunked_oversized_body_is_refused(server: PredictorServer):
     def chunks():
         for _ in range(100):
@@ -148,6 +152,7 @@ def test_metrics_report_latency_decisions_model_and_lag(server: PredictorServer)
     assert 'clickrouter_model_info{store_version="",version="sample"} 1.0' in text
     assert 'clickrouter_model_reloads_total{outcome="ok"} 1.0' in text
     assert "clickrouter_event_queue_lag" in text
+    assert "clickrouter_events_dropped_total" in text
     decided = [line for line in text.splitlines() if line.startswith("clickrouter_decisions_total")]
     assert sum(float(line.split()[-1]) for line in decided) == 3.0
 

@@ -107,7 +107,7 @@ class Router:
         if not candidates:
             raise NotFound(f"no route {path!r}")
         for route, params in candidates:
-            if method in route.methods or (method == "HEAD" and "GET" in route.methods):
+            if method in route.methods:  # no implicit HEAD: GET /v1/click has side effects
                 return route, params
         allowed = sorted({m for r, _ in candidates for m in r.methods})
         raise MethodNotAllowed(f"method {method} not allowed on {path!r}; use {allowed}")
@@ -177,7 +177,7 @@ class PredictorApp:
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(500, "internal error")
-        await _send(send, response, head=scope["method"] == "HEAD")
+        await _send(send, response)
         self._observe(label, response.status, time.perf_counter() - started)
 
     async def _request(self, scope: Scope, receive: Receive, params: dict[str, str]) -> Request:
@@ -233,11 +233,11 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) 
             return b"".join(chunks)
 
 
-async def _send(send: Send, response: Response, *, head: bool) -> None:
+async def _send(send: Send, response: Response) -> None:
     headers = [
         (b"content-type", response.content_type),
         (b"content-length", str(len(response.body)).encode()),
         *response.headers,
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else response.body})
+    await send({"type": "http.response.body", "body": response.body})

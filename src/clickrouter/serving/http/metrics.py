@@ -58,9 +58,12 @@ class DecisionCounts:
 class SinkStats:
     """Event-sink counters read at scrape time."""
 
-    def __init__(self, lag: Callable[[], int], written: Callable[[], int]) -> None:
+    def __init__(
+        self, lag: Callable[[], int], written: Callable[[], int], dropped: Callable[[], int]
+    ) -> None:
         self.lag = lag
         self.written = written
+        self.dropped = dropped
 
     def collect(self) -> Iterator[Metric]:
         worker = str(os.getpid())
@@ -72,8 +75,15 @@ class SinkStats:
             "clickrouter_events_written", "Events written to the event sink", labels=["worker"]
         )
         written.add_metric([worker], self.written())
+        dropped = CounterMetricFamily(
+            "clickrouter_events_dropped",
+            "Events the sink failed to write twice and dropped",
+            labels=["worker"],
+        )
+        dropped.add_metric([worker], self.dropped())
         yield lag
         yield written
+        yield dropped
 
 
 class ServiceMetrics:
@@ -125,8 +135,10 @@ class ServiceMetrics:
         self._info_labels: tuple[str, str] | None = None
         self.sink_stats: SinkStats | None = None
 
-    def track_sink(self, lag: Callable[[], int], written: Callable[[], int]) -> None:
-        self.sink_stats = SinkStats(lag, written)
+    def track_sink(
+        self, lag: Callable[[], int], written: Callable[[], int], dropped: Callable[[], int]
+    ) -> None:
+        self.sink_stats = SinkStats(lag, written, dropped)
         self.registry.register(self.sink_stats)
 
     def model_swapped(self, new: LiveBank, old: LiveBank | None) -> None:

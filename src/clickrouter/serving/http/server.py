@@ -66,7 +66,7 @@ def build_app(config: ServeConfig) -> PredictorApp:
         on_reject=metrics.model_rejected,
     )
     sink = open_sink(config.events, f"predictor-{os.getpid()}")
-    metrics.track_sink(sink.lag, lambda: sink.written)
+    metrics.track_sink(sink.lag, lambda: sink.written, lambda: sink.dropped)
     service = PredictorService(
         holder, make_policy(settings.policy, settings.epsilon), sink, metrics
     )
