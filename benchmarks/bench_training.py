@@ -250,10 +250,16 @@ def _baseline(manager: TrainingManager, args: Any) -> dict[str, Any]:
 # -- quality -------------------------------------------------------------------------
 
 
-def _fresh(world: World, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Vocabulary slots of ``n`` requests from a later day than the training data."""
-    later = world.start_ts + 3 * 86400.0
-    return world.audience.slots(world.draw(rng, n, start_ts=later))
+def _fresh(world: World, n: int, rng: np.random.Generator, later: bool) -> dict[str, np.ndarray]:
+    """Vocabulary slots of ``n`` new requests.
+
+    Same day: new draws over the simulated day the training data covers (the
+    acceptance test: fresh samples of the same traffic). Later: the day three
+    days on, a different weekday, which one day of training data cannot know.
+    """
+    if later:
+        return world.audience.slots(world.draw(rng, n, start_ts=world.start_ts + 3 * 86400.0))
+    return world.audience.slots(world.draw_spread(rng, n, days=1.0))
 
 
 def _frame(world: World, slots: dict[str, np.ndarray], rows: np.ndarray) -> Any:
@@ -277,33 +283,40 @@ def _expected_auc(score: np.ndarray, p: np.ndarray) -> float:
 
 
 def _quality(world: World, shares: np.ndarray, manager: TrainingManager, args: Any) -> Any:
-    import joblib
-
     store = manager.store
     records = store.manifest(store.current() or "")["campaigns"]
     rng = np.random.default_rng([args.seed, 9])
-    pool = _fresh(world, 1_000_000, rng)
-    per_campaign = []
+    same_day, later = _fresh(world, 1_000_000, rng, False), _fresh(world, 1_000_000, rng, True)
     frequent = [c for c, r in records.items() if (r.get("positives") or 0) >= 50]
+    rows = []
     for cid in frequent:
-        j = world.campaign_index[cid]
-        ok = world.country_ok[pool["country"], j] & world.os_ok[pool["os"], j]
-        rows = np.flatnonzero(ok)[: args.fresh]
-        truth = world.true_proba_slots({f: v[rows] for f, v in pool.items()}, np.full(len(rows), j))
-        model = joblib.load(store.current_path() / records[cid]["file"])
-        proba = model.predict_proba(_frame(world, pool, rows))[:, 1]
-        per_campaign.append(
-            {
-                "campaign": cid,
-                "sales": records[cid]["positives"],
-                "auc": round(_expected_auc(proba, truth), 4),
-                "oracle_auc": round(_expected_auc(truth, truth), 4),
-                "calibration": round(float(proba.sum() / truth.sum()), 3),
-            }
-        )
+        row = {"campaign": cid, "sales": records[cid]["positives"], "C": records[cid]["C"]}
+        row.update(_campaign_quality(world, store, records[cid], cid, same_day, args.fresh))
+        later_row = _campaign_quality(world, store, records[cid], cid, later, args.fresh)
+        row.update({f"later_{k}": v for k, v in later_row.items()})
+        rows.append(row)
     return {
-        "frequent": per_campaign,
-        "base_rate": _base_rate_calibration(world, shares, records, pool, rng),
+        "frequent": rows,
+        "base_rate": _base_rate_calibration(world, shares, records, same_day, rng),
+        "base_rate_later": _base_rate_calibration(world, shares, records, later, rng),
+    }
+
+
+def _campaign_quality(
+    world: World, store: Any, record: dict[str, Any], cid: str, pool: Any, n: int
+) -> dict[str, float]:
+    import joblib
+
+    j = world.campaign_index[cid]
+    ok = world.country_ok[pool["country"], j] & world.os_ok[pool["os"], j]
+    rows = np.flatnonzero(ok)[:n]
+    truth = world.true_proba_slots({f: v[rows] for f, v in pool.items()}, np.full(len(rows), j))
+    model = joblib.load(store.current_path() / record["file"])
+    proba = model.predict_proba(_frame(world, pool, rows))[:, 1]
+    return {
+        "auc": round(_expected_auc(proba, truth), 4),
+        "oracle_auc": round(_expected_auc(truth, truth), 4),
+        "calibration": round(float(proba.sum() / truth.sum()), 3),
     }
 
 

@@ -116,7 +116,10 @@ def fit_campaign(settings: FitSettings, space: FeatureSpace, task: CampaignTask)
         result = _base_rate(settings, task)
     else:
         result = _logistic(settings, task, space)
-    result.served_metrics = _served_metrics(task, space)
+    if int(task.hold_labels.sum()) >= settings.guard_min_positives:
+        # below that the guard cannot judge, so the served model is not scored
+        # (the bulk of a cycle's campaigns: one-in-a-million labels)
+        result.served_metrics = _served_metrics(task, space)
     result.decision, result.reason = guard(result.metrics, result.served_metrics, settings)
     return result
 
@@ -244,10 +247,10 @@ def guard(
     new: dict[str, Any] | None, served: dict[str, Any] | None, settings: FitSettings
 ) -> tuple[str, str]:
     """("promoted" | "kept", why): keep the served model when the new one is clearly worse."""
+    if new is not None and new["positives"] < settings.guard_min_positives:
+        return "promoted", f"held-out slice has {new['positives']} sales: too few to judge"
     if served is None or new is None:
         return "promoted", "no served model to compare on the held-out slice"
-    if new["positives"] < settings.guard_min_positives:
-        return "promoted", f"held-out slice has {new['positives']} sales: too few to judge"
     new_loss, old_loss = new["log_loss"], served["log_loss"]
     limit = old_loss * (1 + settings.guard_tolerance)
     if new_loss > limit:
