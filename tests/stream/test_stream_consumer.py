@@ -162,3 +162,13 @@ def load_counters(data: Path) -> dict[str, int]:
     from clickrouter.datastore.manifest import load_manifest
 
     return load_manifest(data).counters
+
+
+def test_a_given_record_buffer_is_used(tmp_path: Path) -> None:
+    from clickrouter.stream.buffer import RecordBuffer
+
+    (tmp_path / "log").mkdir()
+    buffer = RecordBuffer(min_file_rows=7, max_hold_seconds=0.5)
+    with DataManager(tmp_path / "data", writable=True, durable=False) as dm:
+        consumer = ConsumerManager(LocalLogSource(tmp_path / "log"), dm, buffer=buffer)
+        assert consumer.buffer is buffer  # an empty buffer is falsy: must not be replaced

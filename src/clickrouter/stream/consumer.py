@@ -98,7 +98,7 @@ class ConsumerManager:
         self.retention_seconds = retention_seconds
         self.attributor = Attributor(window_seconds, lateness_seconds)
         self.decoder = ChunkDecoder()
-        self.buffer = buffer or RecordBuffer()
+        self.buffer = buffer if buffer is not None else RecordBuffer()  # empty is falsy
         manifest = data.manifest()
         self.counters = {name: int(manifest.counters.get(name, 0)) for name in COUNTERS}
         blob = data.load_state()
