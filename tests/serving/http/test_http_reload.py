@@ -90,13 +90,15 @@ def test_admin_reload_picks_up_current_and_reports_a_rejection(
 ):
     slow_poll = settings(reload_poll_seconds=3600.0)  # only the admin route reloads
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with PredictorServer(slow_poll, store.root, events_dir) as server:
+    cache = tmp_path / "cache"  # versions compile in a child process, then are mapped
+    with PredictorServer(slow_poll, store.root, events_dir, cache_dir=cache) as server:
         publish(store, other_models, "v2")
         assert live_version(server.url) == "v1"
-        answer = httpx.post(server.url + "/admin/reload", headers=auth)
+        answer = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
         assert answer.status_code == 200 and answer.json()["store_version"] == "v2"
         assert live_version(server.url) == "v2"
+        assert len(list(cache.glob("*/table.npy"))) == 2  # v1 and v2, compiled once each
         publish(store, broken_copy(other_models, tmp_path / "broken"), "v3")
-        refused = httpx.post(server.url + "/admin/reload", headers=auth, timeout=30)
+        refused = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
         assert refused.status_code == 422 and "v3" in refused.json()["error"]
         assert live_version(server.url) == "v2"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 from clickrouter.errors import ClickrouterError, ModelLoadError
 from clickrouter.modelstore.store import ModelStore, resolve_model_dir
 from clickrouter.serving.bank import ModelBank
+from clickrouter.serving.cache import directory_key
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def load_live_bank(models_path: Path, cache_dir: Path | None) -> LiveBank:
 
 
 def _load_bank(directory: Path, cache_dir: Path | None) -> ModelBank:
+    if cache_dir is not None:
+        _compile_in_child(directory, cache_dir)
     bank = ModelBank.from_directory(directory, cache_dir=cache_dir)
     if cache_dir is not None and not isinstance(bank.assembly_.table, np.memmap):
         # this process compiled the version and holds a private table: reopen it from
@@ -74,6 +78,32 @@ def _load_bank(directory: Path, cache_dir: Path | None) -> ModelBank:
         bank.close()
         bank = ModelBank.from_directory(directory, cache_dir=cache_dir)
     return bank
+
+
+def _compile_in_child(directory: Path, cache_dir: Path) -> None:
+    """Fill the cache entry of ``directory`` from a child process.
+
+    Compiling thousands of models is seconds of Python work; in a thread of a
+    serving process it would hold the GIL and stall the event loop for that
+    long. The child compiles, this process then only maps the cached table. If
+    the child fails, the caller's own load reports the real error.
+    """
+    if (cache_dir / directory_key(directory)).is_dir():
+        return  # compiled already (by the parent, another worker or an earlier run)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_compile_into_cache, args=(str(directory), str(cache_dir))
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        log.warning("compiling %s in a child process failed (exit %s)", directory, child.exitcode)
+
+
+def _compile_into_cache(directory: str, cache_dir: str) -> None:
+    try:
+        ModelBank.from_directory(directory, cache_dir=cache_dir).close()
+    except ClickrouterError:
+        raise SystemExit(3) from None  # the serving process loads again and reports it
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
