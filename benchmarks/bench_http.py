@@ -223,11 +223,23 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """A server subprocess on a free loopback port, ready when /v2/health/ready is 200."""
 
-    def __init__(self, command: list[str], work: Path, ready_path: str) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        work: Path,
+        ready_path: str,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.events = work  # set by predictor()
         self.port_file = work / f"port-{time.monotonic_ns()}"
         self.log = open(work / "server.log", "ab")  # noqa: SIM115 - closed in stop()
-        command = [*command, "--port-file", str(self.port_file)]
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log)
+        if port is None:
+            command = [*command, "--port-file", str(self.port_file)]
+        else:
+            self.port_file.write_text(str(port))
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
         self.port = self._wait(ready_path)
 
     def _wait(self, ready_path: str, timeout: float = 900) -> int:
@@ -256,11 +268,51 @@ class Server:
 def predictor(
     models: Path, cache: Path, work: Path, workers: int, stack: tuple[str, str]
 ) -> Server:
+    if stack[0] == "granian":
+        return granian_predictor(models, cache, work, workers)
     events = Path(tempfile.mkdtemp(prefix="events-", dir=work))
     command = [sys.executable, "-m", "clickrouter.cli", "serve", "--models", str(models)]
     command += ["--port", "0", "--workers", str(workers), "--cache-dir", str(cache)]
     command += ["--events", str(events), "--loop", stack[0], "--http", stack[1]]
-    return Server(command, work, "/v2/health/ready")
+    server = Server(command, work, "/v2/health/ready")
+    server.events = events
+    return server
+
+
+def granian_predictor(models: Path, cache: Path, work: Path, workers: int) -> Server:
+    """The same ASGI app under granian (Rust HTTP server), built by ``granian_app`` below."""
+    from clickrouter.config import Settings
+    from clickrouter.serving.http.server import CONFIG_ENV, ServeConfig, bind_socket
+
+    events = Path(tempfile.mkdtemp(prefix="events-", dir=work))
+    config = ServeConfig(
+        models=str(models), events=str(events), settings=Settings.from_env({}), cache_dir=str(cache)
+    )
+    with bind_socket(HOST, 0) as probe:  # a free port (granian binds it itself)
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).with_name("granian")), "--interface", "asgi"]
+    command += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
+    command += ["--loop", "uvloop", "--no-log", "bench_http:granian_app"]
+    env = {**os.environ, CONFIG_ENV: json.dumps(_plain(config))}
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    server = Server(command, work, "/v2/health/ready", port=port, env=env)
+    server.events = events
+    return server
+
+
+def _plain(config: Any) -> Any:
+    import msgspec
+
+    return msgspec.to_builtins(config)
+
+
+def events_per_writer(events: Path) -> list[int]:
+    """Click events each worker wrote (how evenly the shared socket spread the load)."""
+    counts: dict[str, int] = {}
+    for segment in events.glob("*.jsonl"):
+        writer = segment.name.split(".")[0]
+        counts[writer] = counts.get(writer, 0) + segment.read_bytes().count(b"\n")
+    return sorted(counts.values())
 
 
 def baseline_server_main(models: str, port_file: str) -> None:
@@ -390,6 +442,8 @@ def run(args: argparse.Namespace) -> None:
         ("uvicorn uvloop+httptools, 1 worker", 1, ("uvloop", "httptools")),
         ("uvicorn uvloop+httptools, 2 workers", 2, ("uvloop", "httptools")),
     ]
+    if shutil.which("granian") or Path(sys.executable).with_name("granian").exists():
+        runs.insert(2, ("granian uvloop, 1 worker", 1, ("granian", "")))
     for name, workers, stack in runs:
         server = predictor(models, cache, work, workers, stack)
         try:
@@ -404,8 +458,10 @@ def run(args: argparse.Namespace) -> None:
             }
         finally:
             server.stop()
+        results[name]["events_per_worker"] = events_per_writer(server.events)
         report(name + ", saturated", results[name]["saturated"], results["baseline"])
         report(name + ", 1,000 req/s", results[name]["at_1000_rps"], results["baseline"])
+        print(f"  click events written per worker: {results[name]['events_per_worker']}")
     results["load_avg_end"] = os.getloadavg()[0]
     start, end = results["load_avg_start"], results["load_avg_end"]
     print(f"load average: {start:.1f} at start, {end:.1f} at end")
@@ -436,6 +492,15 @@ def check(results: dict[str, Any]) -> None:
     print(
         f"targets: >= 5,000 decisions/s -> {best:,.0f}; p99 <= 5 ms at 1,000 req/s -> {p99:.2f} ms"
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``bench_http:granian_app`` for granian, which takes an app, not a factory."""
+    if name == "granian_app":
+        from clickrouter.serving.http.server import app_from_env
+
+        return app_from_env()
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":
