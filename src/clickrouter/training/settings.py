@@ -35,7 +35,7 @@ class TrainingSettings:
     min_positives: int = 20
     prior_positives: float = 2.0
     cold_start_rate: float = 1e-4
-    c_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
+    c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     holdout_fraction: float = 0.2
     guard_tolerance: float = 0.02
     guard_min_positives: int = 10
