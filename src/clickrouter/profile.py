@@ -169,7 +169,10 @@ def parse_timestamp(value: Any, *, now: float | None = None) -> float:
     if isinstance(value, bool):
         raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")
     if isinstance(value, int | float):
-        return _checked_epoch(float(value), value)
+        try:
+            return _checked_epoch(float(value), value)
+        except OverflowError:  # an int beyond float range
+            raise InvalidInput(f"field 'ts': epoch seconds out of range: {value!r}") from None
     if isinstance(value, str):
         return _parse_text_timestamp(value.strip())
     raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")

@@ -97,3 +97,21 @@ def test_cache_dir_memory_maps_the_same_bank(tmp_path: Path) -> None:
     (root / "b.joblib").write_bytes(b"changed")  # content change -> new key -> reload fails loudly
     with pytest.raises(ModelLoadError, match=r"b\.joblib"):
         ModelBank.from_directory(root, cache_dir=tmp_path / "cache")
+
+
+def test_copies_of_a_directory_keep_their_own_version_in_the_cache(tmp_path: Path) -> None:
+    models = {"a": fitted_pipeline(0)}
+    first = write_model_directory(tmp_path / "v1", models)
+    second = write_model_directory(tmp_path / "v2", models)
+    cache = tmp_path / "cache"
+    assert ModelBank.from_directory(first, cache_dir=cache).version == "v1"
+    assert ModelBank.from_directory(second, cache_dir=cache).version == "v2"
+
+
+def test_predict_proba_slots_skips_extraction_with_equal_results(tmp_path: Path) -> None:
+    bank = ModelBank.from_directory(write_model_directory(tmp_path, {"a": fitted_pipeline(0)}))
+    canonical = bank.canonical(random_profiles(np.random.default_rng(8), 12))
+    slots = bank.space.indices_many(canonical)
+    np.testing.assert_array_equal(
+        bank.predict_proba_slots(canonical, slots), bank.predict_proba(canonical)
+    )

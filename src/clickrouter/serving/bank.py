@@ -144,6 +144,14 @@ class ModelBank:
         canonical = self.canonical(profiles)
         return self._score(canonical, self.space.indices_many(canonical))
 
+    def predict_proba_slots(self, canonical: list[dict[str, Any]], slots: np.ndarray) -> np.ndarray:
+        """P(sale) for already-canonical profiles and their slots (n, n_fields).
+
+        For callers that extracted the profiles already (the HTTP service needs
+        the canonical fields and slots anyway): no second extraction.
+        """
+        return self._score(canonical, np.asarray(slots, dtype=np.intp).reshape(len(canonical), -1))
+
     def eligible(self, profiles: list[dict[str, Any]]) -> np.ndarray:
         """Which campaigns may serve each profile; shape (n_profiles, n_campaigns), bool."""
         canonical = self.canonical(profiles)

@@ -38,8 +38,13 @@ class _Meta(msgspec.Struct):
 
 
 def directory_key(path: Path) -> str:
-    """Hash of every file of a model directory (names and bytes)."""
+    """Hash of every file of a model directory (names and bytes) and of its name.
+
+    The name is in the key because a directory without a manifest takes its
+    version from it: two copies of one directory are two versions.
+    """
     digest = hashlib.sha256(f"clickrouter-bank-{CACHE_FORMAT}".encode())
+    digest.update(path.resolve().name.encode() + b"\0")
     for file in sorted(p for p in path.iterdir() if p.is_file()):
         digest.update(file.name.encode() + b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())

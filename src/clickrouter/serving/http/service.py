@@ -194,7 +194,7 @@ def _score_one(bank: ModelBank, canonical: dict[str, Any], slots: np.ndarray) ->
     The bank's own path behind ``decide``: ``predict_proba`` would extract the
     profile and its slots a second time (a quarter of a decision's cost).
     """
-    return bank._score([canonical], slots[None, :])[0]
+    return bank.predict_proba_slots([canonical], slots[None, :])[0]
 
 
 def landing_page(template: str, click_id: str) -> str:
