@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
     arg("--seed", type=int, default=DEFAULTS.seed)
     arg("--base-rate-min", type=float, default=DEFAULTS.base_rate_min)
     arg("--base-rate-max", type=float, default=DEFAULTS.base_rate_max)
+    arg("--payout-sigma", type=float, default=DEFAULTS.payout_sigma)
+    arg("--effect-scale", type=float, default=DEFAULTS.effect_scale)
     arg("--policy", default=DEFAULTS.policy, help="greedy or epsilon-greedy")
     arg("--epsilon", type=float, default=DEFAULTS.epsilon, help="exploration share")
     arg("--attribution-hours", type=float, default=DEFAULTS.attribution_hours)
@@ -55,6 +57,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         seed=args.seed,
         base_rate_min=args.base_rate_min,
         base_rate_max=args.base_rate_max,
+        payout_sigma=args.payout_sigma,
+        effect_scale=args.effect_scale,
         policy=args.policy,
         epsilon=args.epsilon,
         attribution_hours=args.attribution_hours,

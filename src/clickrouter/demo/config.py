@@ -23,7 +23,9 @@ class DemoConfig:
     """The demo's knobs (see docs/operations.md for why each default is what it is).
 
     World: ``campaigns``, ``seed``, ``base_rate_min``/``base_rate_max`` (log-uniform
-    range of campaign sale rates; the production-like world uses 1e-6..1e-3).
+    range of campaign sale rates; the production-like world uses 1e-6..1e-3),
+    ``payout_sigma`` (log-normal spread of payouts; 1.0 there) and
+    ``effect_scale`` (spread of the per-profile logit effects; 0.8 there).
     Traffic: ``minutes`` of wall-clock traffic at ``rate`` requests/s in total,
     split over ``drivers`` driver processes of ``threads`` connections each
     (the round trip, not the CPU, bounds one connection on a loaded machine);
@@ -40,22 +42,24 @@ class DemoConfig:
     """
 
     out: Path = Path("demo-out")
-    campaigns: int = 5000
+    campaigns: int = 300
     seed: int = 0
-    base_rate_min: float = 1e-4
-    base_rate_max: float = 1e-2
+    base_rate_min: float = 1e-3
+    base_rate_max: float = 3e-2
+    payout_sigma: float = 1.0
+    effect_scale: float = 0.8
     minutes: float = 6.0
     rate: float = 1200.0
     drivers: int = 2
     threads: int = 4
     speedup: float = 720.0
     policy: str = "epsilon-greedy"
-    epsilon: float = 0.1
+    epsilon: float = 0.05
     attribution_hours: float = 1.0
     hold_seconds: float = 3.0
     retrain_hours: float = 3.0
     min_positives: int = 20
-    prior_positives: float = 2.0
+    prior_positives: float = 1.0
     cold_start_rate: float = 1e-4
     train_workers: int = 0
     oracle_sample: int = 60_000
@@ -70,6 +74,8 @@ class DemoConfig:
             (self.base_rate_min, self.base_rate_max),
             0 < self.base_rate_min <= self.base_rate_max < 0.5,
         )
+        _check("payout_sigma", self.payout_sigma, 0 <= self.payout_sigma <= 3)
+        _check("effect_scale", self.effect_scale, 0 <= self.effect_scale <= 3)
         _check("minutes", self.minutes, 0 < self.minutes <= 24 * 60)
         _check("rate", self.rate, self.rate > 0)
         _check("drivers", self.drivers, 1 <= self.drivers <= 16)

@@ -28,7 +28,7 @@ PLAIN_PROGRESS_SECONDS = 15.0
 
 def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     """Run the whole loop on ``config`` and return the report (also written to disk)."""
-    from clickrouter.demo.report import build_report
+    from clickrouter.demo.report import build_report, write_json
 
     began = time.time()
     paths = stages.prepare(config.out)
@@ -67,6 +67,7 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
         report = build_report(paths, config, scorer, run)
     report["run"]["report_seconds"] = time.time() - traffic_end
     report["run"]["total_seconds"] = time.time() - began
+    write_json(paths.out / "report.json", report)
     return report
 
 

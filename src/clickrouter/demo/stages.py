@@ -66,7 +66,12 @@ def prepare(out: Path) -> Paths:
 def world_config(config: DemoConfig) -> Any:
     from clickrouter.sim.config import WorldConfig
 
-    return WorldConfig(base_rate_min=config.base_rate_min, base_rate_max=config.base_rate_max)
+    return WorldConfig(
+        base_rate_min=config.base_rate_min,
+        base_rate_max=config.base_rate_max,
+        payout_sigma=config.payout_sigma,
+        effect_scale=config.effect_scale,
+    )
 
 
 def build_world(config: DemoConfig, paths: Paths) -> Any:
@@ -189,6 +194,8 @@ def start_drivers(config: DemoConfig, paths: Paths, url: str) -> list[ManagedPro
             str(go_file),
             "--threads",
             str(config.threads),
+            "--seconds",
+            repr(config.traffic_seconds),
             "--drain-seconds",
             repr(config.attribution_wall + 2.0),
             "--out",

@@ -15,7 +15,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--go-file", required=True, type=Path, help="holds the wall epoch to start")
     p.add_argument("--drain-seconds", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=1, help="drivers (connections) in threads")
+    p.add_argument("--seconds", type=float, default=None, help="stop sending after this long")
     p.add_argument("--out", required=True, type=Path)
     return p.parse_args(argv)
+
+
+def stop_sending_at(driver: Any, deadline: float) -> None:
+    """Make ``driver`` stop drawing new requests at wall time ``deadline``.
+
+    The driver sends a number of requests; on a machine too loaded to keep its
+    pace that would overrun the demo's time budget, so its request stream is
+    cut at the deadline (postbacks already due are still sent while it drains).
+    """
+    produce = driver._requests
+
+    def limited(n: int) -> Iterator[Any]:
+        for item in produce(n):
+            if time.time() >= deadline:
+                return
+            yield item
+
+    driver._requests = limited
 
 
 def run_threads(drivers: list[Any], n_requests: int) -> tuple[dict[str, Any], np.ndarray]:
@@ -119,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k in range(args.threads)
     ]
     args.out.with_suffix(".ready").touch()
-    time.sleep(max(0.0, wait_for_go(args.go_file) - time.time()))
+    go = wait_for_go(args.go_file)
+    if args.seconds is not None:
+        for driver in drivers:
+            stop_sending_at(driver, go + args.seconds)
+    time.sleep(max(0.0, go - time.time()))
     report, latency = run_threads(drivers, args.requests)
     np.save(args.out.with_suffix(".latency.npy"), latency)
     tmp = args.out.with_suffix(".tmp")

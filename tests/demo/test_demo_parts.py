@@ -1,0 +1,88 @@
+"""The demo's own pieces: knob validation, histogram quantiles, the trainer's data view."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clickrouter.datastore.manager import DataManager
+from clickrouter.demo.config import DemoConfig
+from clickrouter.demo.scrape import quantile
+from clickrouter.demo.trainingdata import FastTrainingData
+from clickrouter.errors import InvalidInput
+from clickrouter.sim.eventgen import generate_events
+from clickrouter.sim.world import World
+from clickrouter.stream.consumer import ConsumerManager
+from clickrouter.stream.local_source import LocalLogSource
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--campaigns", "1"], "campaigns"),
+        (["--policy", "softmax"], "policy"),
+        (["--base-rate-min", "0.2", "--base-rate-max", "0.1"], "base_rate_min"),
+    ],
+)
+def test_bad_knob_exits_2_naming_it(tmp_path: Path, argv: list[str], named: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "clickrouter.cli", "demo", "--out", str(tmp_path), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert named in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "world").exists()  # nothing started
+
+
+def test_config_derives_wall_durations() -> None:
+    config = DemoConfig(speedup=720, attribution_hours=1, retrain_hours=3, minutes=6)
+    assert config.attribution_wall == pytest.approx(5.0)
+    assert config.retrain_wall == pytest.approx(15.0)
+    assert config.simulated_days == pytest.approx(3.0)
+    assert config.label_delay_wall > config.attribution_wall + config.hold_seconds
+    with pytest.raises(InvalidInput, match="threads"):
+        DemoConfig(threads=0)
+
+
+def test_quantile_interpolates_within_buckets() -> None:
+    buckets = {0.001: 50.0, 0.002: 90.0, 0.005: 100.0, float("inf"): 100.0}
+    assert quantile(buckets, 0.5) == pytest.approx(0.001)
+    assert quantile(buckets, 0.7) == pytest.approx(0.0015)
+    assert quantile(buckets, 0.95) == pytest.approx(0.0035)
+    assert quantile({}, 0.5) != quantile({}, 0.5)  # NaN when empty
+
+
+def test_fast_training_data_reads_what_the_data_manager_reads(tmp_path: Path) -> None:
+    world = World.generate(40, seed=2)
+    generate_events(world, tmp_path, 6000)
+    with DataManager(tmp_path / "data", writable=True, durable=False) as data:
+        consumer = ConsumerManager(
+            LocalLogSource(tmp_path / "events"),
+            data,
+            window_seconds=20.0,
+            lateness_seconds=1.0,
+            commit_events=700,
+        )
+        consumer.buffer.min_file_rows = 1  # a file per partition per commit: many small files
+        consumer.run_once(flush_all=True, compact=False)
+    manager = DataManager(tmp_path / "data")
+    assert len(manager.files()) > len(manager.campaigns())  # several files per campaign
+    fast = FastTrainingData(manager)
+    assert fast.data_versions() == {c: manager.data_version(c) for c in manager.campaigns()}
+    every = manager.read_all()
+    assert len(every) == 6000
+    pd.testing.assert_frame_equal(fast.read_all(), every)
+    start, end = float(every["ts"].quantile(0.2)), float(every["ts"].quantile(0.9))
+    pd.testing.assert_frame_equal(fast.read_all(start, end), manager.read_all(start, end))
+    for campaign in manager.campaigns()[:10]:
+        pd.testing.assert_frame_equal(
+            fast.read_training_set(campaign, start, end),
+            manager.read_training_set(campaign, start, end),
+        )
+    assert fast.read_training_set("no-such-campaign", start, end).empty
