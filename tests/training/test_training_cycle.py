@@ -139,3 +139,12 @@ def test_watch_runs_cycles_until_told_to_stop(trained: dict[str, Any]) -> None:
     trained["manager"].watch(0.01, cycles=2, on_report=reports.append)
     assert [r.published for r in reports] == [False, False]
     assert all(r.version == trained["report"].version for r in reports)
+
+
+def test_watch_survives_a_failing_cycle(trained: dict[str, Any]) -> None:
+    manager = trained["manager"]
+    errors: list[Exception] = []
+    with ModelStore(manager.store.root).writer_lock():  # another writer holds the store
+        manager.watch(0.01, cycles=2, on_error=errors.append)
+    assert len(errors) == 2 and "another writer" in str(errors[0])
+    assert manager.store.current() == trained["report"].version

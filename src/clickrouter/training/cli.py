@@ -91,8 +91,11 @@ def run_train(args: argparse.Namespace) -> int:
     def show(report: Any) -> None:
         console.print(summary_table(report))
 
+    def complain(exc: Any) -> None:  # the loop goes on; the live version is untouched
+        console.print(f"clickrouter train: cycle failed: {exc.message}")
+
     if args.watch:
-        manager.watch(args.every, cycles=args.cycles, on_report=show)
+        manager.watch(args.every, cycles=args.cycles, on_report=show, on_error=complain)
     else:
         show(manager.run_cycle())
     return 0

@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 
 from clickrouter.datastore.schema import RECORD_SCHEMA
-from clickrouter.errors import InvalidInput
+from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.modelstore import ModelStore
 from clickrouter.serving.catalog import Campaign, load_catalog
 from clickrouter.training.data import TrainingData
@@ -126,17 +126,38 @@ class TrainingManager:
         report.seconds = time.perf_counter() - started
         return report
 
-    def watch(self, every: float, *, cycles: int | None = None, on_report: Any = None) -> None:
-        """Run a cycle every ``every`` seconds (``cycles`` times, or forever)."""
+    def watch(
+        self,
+        every: float,
+        *,
+        cycles: int | None = None,
+        on_report: Any = None,
+        on_error: Any = None,
+    ) -> None:
+        """Run a cycle every ``every`` seconds (``cycles`` times, or forever).
+
+        A cycle that fails with a :class:`ClickrouterError` (store busy, Dask
+        cluster unreachable, a bad catalogue) goes to ``on_error`` (default:
+        printed on the console) and the loop carries on: the live version is
+        untouched, and the next cycle may well succeed.
+        """
         done = 0
         while cycles is None or done < cycles:
             began = time.monotonic()
-            report = self.run_cycle()
-            if on_report is not None:
-                on_report(report)
+            try:
+                report = self.run_cycle()
+            except ClickrouterError as exc:
+                (on_error or self._print_error)(exc)
+            else:
+                if on_report is not None:
+                    on_report(report)
             done += 1
             if cycles is None or done < cycles:
                 time.sleep(max(0.0, every - (time.monotonic() - began)))
+
+    def _print_error(self, exc: ClickrouterError) -> None:
+        if self.console is not None:
+            self.console.print(f"[red]training cycle failed:[/red] {exc.message}")
 
     # -- one cycle ---------------------------------------------------------
 
