@@ -86,3 +86,24 @@ def test_fast_training_data_reads_what_the_data_manager_reads(tmp_path: Path) ->
             manager.read_training_set(campaign, start, end),
         )
     assert fast.read_training_set("no-such-campaign", start, end).empty
+
+
+def test_live_view_renders_from_the_event_log(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from clickrouter.demo.live import LiveMonitor
+    from clickrouter.demo.oracle import OracleScorer
+
+    world = World.generate(20, seed=4)
+    generate_events(world, tmp_path, 500)
+    monitor = LiveMonitor(
+        tmp_path / "events", tmp_path / "data", tmp_path / "cycles.jsonl", OracleScorer(world)
+    )
+    stats = monitor.refresh(None)
+    assert stats.clicks == 500 and stats.expected > 0
+    console = Console(file=io.StringIO(), width=100)
+    console.print(monitor.render([], "traffic"))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "500 /" in text and "requests/s" in text and "model version" in text

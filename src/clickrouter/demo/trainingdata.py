@@ -64,11 +64,7 @@ class FastTrainingData:
             frame = self.read_all(start, end)
             frame = frame.sort_values(["campaign_id", "ts", "click_id"], kind="stable")
             frame = frame.reset_index(drop=True)
-            ids = frame["campaign_id"].to_numpy()
-            edges = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, int)
-            starts, ends = np.r_[0, edges], np.r_[edges, len(ids)]
-            bounds = {str(ids[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
-            self._cache = (key, frame, bounds if len(ids) else {})
+            self._cache = (key, frame, _bounds(frame["campaign_id"].to_numpy()))
         return self._cache[1], self._cache[2]
 
     def read_all(self, start: Any = None, end: Any = None) -> Any:
@@ -98,6 +94,15 @@ class FastTrainingData:
             table = table.filter(mask)
         table = table.select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA)
         return table.sort_by([("ts", "ascending"), ("click_id", "ascending")])
+
+
+def _bounds(ids: np.ndarray) -> dict[str, tuple[int, int]]:
+    """Row range of each campaign in ``ids`` (sorted by campaign)."""
+    if not len(ids):
+        return {}
+    edges = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts, ends = np.r_[0, edges], np.r_[edges, len(ids)]
+    return {str(ids[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
 
 
 def _in_file_order(table: pa.Table, files: list[Any], rows: np.ndarray) -> bool:
