@@ -162,3 +162,45 @@ def test_longer_demo_learns_from_the_cold_start(tmp_path: Path) -> None:
     assert final["live"] > 5 * final["random"]
     assert final["live"] > 1.5 * curves["live"][0]
     assert report["traffic"]["failed_requests"] == 0
+
+
+def _pids_of(needle: str) -> list[int]:
+    """Processes whose command line contains ``needle`` (a unique temp path here)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if proc.name.isdigit() and needle in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_dying_stage_ends_the_demo_with_its_name(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "clickrouter.cli", "demo", "--out", str(out), "--no-live"]
+    argv += ["--campaigns", "30", "--minutes", "1", "--rate", "100", "--drivers", "1"]
+    demo = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "drivers" / "go").exists():
+            assert time.monotonic() < deadline and demo.poll() is None
+            time.sleep(0.2)
+        consumer = _pids_of(f"clickrouter.demo.consume --source {out}/events")
+        assert len(consumer) == 1
+        os.kill(consumer[0], signal.SIGKILL)
+        _, stderr = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 2
+    assert "consumer exited with status -9" in stderr and "Traceback" not in stderr
+    time.sleep(0.5)
+    assert _pids_of(str(out)) == []  # every other stage was stopped too

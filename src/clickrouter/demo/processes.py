@@ -50,10 +50,14 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def check(self) -> None:
-        """Raise :class:`StageFailed` (with the log's tail) if the process has died."""
+    def check(self, *, must_run: bool = False) -> None:
+        """Raise :class:`StageFailed` (with the log's tail) if the process failed.
+
+        ``must_run``: any exit is a failure (a server or a follower that stops
+        on its own while traffic flows), not only a non-zero status.
+        """
         code = self.popen.poll()
-        if code is not None and code != 0:
+        if code is not None and (code != 0 or must_run):
             raise StageFailed(f"{self.name} exited with status {code}:\n{self.log_tail()}")
 
     def wait(self, timeout: float | None = None) -> int:

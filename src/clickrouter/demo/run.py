@@ -20,7 +20,7 @@ from clickrouter.demo import stages
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.live import LiveMonitor
 from clickrouter.demo.oracle import OracleScorer
-from clickrouter.demo.processes import ManagedProcess
+from clickrouter.demo.processes import ManagedProcess, StageFailed
 from clickrouter.demo.scrape import quantile, scrape
 
 PLAIN_PROGRESS_SECONDS = 15.0
@@ -84,7 +84,7 @@ def watch(
     def step() -> None:
         time.sleep(1.0)
         for process in processes:
-            process.check()
+            process.check(must_run=process not in drivers)
         monitor.refresh(url)
 
     if config.live and console.is_terminal:
@@ -123,4 +123,4 @@ def stop_all(processes: list[ManagedProcess]) -> None:
     for process in sorted(processes, key=lambda p: order.get(p.name, -1)):
         code = process.stop(timeout=60.0 if process.name == "trainer" else 15.0)
         if code not in (0, None, -15) and not process.name.startswith("driver"):
-            raise RuntimeError(f"{process.name} exited with {code}:\n{process.log_tail()}")
+            raise StageFailed(f"{process.name} exited with {code}:\n{process.log_tail()}")
