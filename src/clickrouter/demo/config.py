@@ -54,11 +54,11 @@ class DemoConfig:
     threads: int = 4
     speedup: float = 720.0
     policy: str = "epsilon-greedy"
-    epsilon: float = 0.05
+    epsilon: float = 0.02
     attribution_hours: float = 1.0
     hold_seconds: float = 3.0
     retrain_hours: float = 3.0
-    min_positives: int = 20
+    min_positives: int = 10
     prior_positives: float = 1.0
     cold_start_rate: float = 1e-4
     train_workers: int = 0

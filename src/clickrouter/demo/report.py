@@ -44,7 +44,7 @@ def build_report(
             **summary(values, tables.sim_ts[sample], FINAL_SHARE),
         },
         "traffic": traffic_section(paths.drivers, run),
-        "training": training_section(paths.cycles),
+        "training": training_section(paths.cycles, tables),
         "models": model_quality(paths.store, tables, config.top_campaigns),
     }
     write_json(paths.out / "report.json", report)
@@ -106,7 +106,10 @@ def latency_histogram(seconds: np.ndarray) -> dict[str, list[float]]:
     return {"edges_s": edges.tolist(), "counts": counts.astype(float).tolist()}
 
 
-def training_section(cycles_path: Path) -> dict[str, Any]:
+def training_section(cycles_path: Path, tables: EventTables) -> dict[str, Any]:
+    """Cycle counts and history; ``sim_ts``: when a cycle went live on the simulated clock
+    (interpolated from the clicks' wall and simulated times, exact even when the
+    drivers fell behind their pace)."""
     cycles = (
         [json.loads(line) for line in cycles_path.read_text().splitlines()]
         if cycles_path.exists()
@@ -130,8 +133,16 @@ def training_section(cycles_path: Path) -> dict[str, Any]:
         "published": sum(bool(c.get("published")) for c in cycles),
         "failed_fits": sum(int(c.get("failed", 0)) for c in cycles),
         "mean_cycle_seconds": float(np.mean([c["seconds"] for c in cycles])) if cycles else None,
-        "history": [{k: c.get(k) for k in keep} for c in cycles],
+        "history": [{k: c.get(k) for k in keep} | {"sim_ts": _sim_at(c, tables)} for c in cycles],
     }
+
+
+def _sim_at(cycle: dict[str, Any], tables: EventTables) -> float | None:
+    wall = cycle.get("finished_at")
+    if wall is None or not len(tables) or not tables.wall_ts.min() <= wall <= tables.wall_ts.max():
+        return None
+    order = np.argsort(tables.wall_ts, kind="stable")
+    return float(np.interp(wall, tables.wall_ts[order], tables.sim_ts[order]))
 
 
 def model_quality(store_dir: Path, tables: EventTables, top: int) -> dict[str, Any]:
