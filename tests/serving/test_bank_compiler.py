@@ -103,7 +103,10 @@ def test_bank_matches_sklearn_for_random_pipelines(
         return
     root = write_model_directory(tmp_path_factory.mktemp("bank"), fitted)
     with ModelBank.from_directory(root, workers=1) as bank:
-        assert bank.n_generic == 0, bank.assembly_.generic_reasons
+        # every model compiles, except a diverged fit whose logits could
+        # overflow the product form: that one is served (exactly) by the pool
+        for reason in bank.assembly_.generic_reasons.values():
+            assert reason.startswith("logit range"), reason
         profiles = _test_profiles(rng)
         got = bank.predict_proba(profiles)
         canonical = bank.canonical(profiles)
