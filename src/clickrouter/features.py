@@ -84,10 +84,13 @@ class FeatureSpace:
 
     def indices_many(self, profiles: Iterable[Mapping[str, Any]]) -> np.ndarray:
         """Active slots for many canonical profiles; shape (n_profiles, n_fields)."""
-        rows = [self.indices(p) for p in profiles]
+        rows = [
+            [offset + slots.get(profile.get(field), 0) for field, offset, slots in self._lookup]
+            for profile in profiles
+        ]
         if not rows:
             return np.empty((0, len(self.fields)), dtype=np.intp)
-        return np.vstack(rows)
+        return np.array(rows, dtype=np.intp)
 
     def transform(self, profiles: Iterable[Mapping[str, Any]]) -> sp.csr_matrix:
         """Sparse one-hot design matrix; shape (n_profiles, n_slots), float64."""
