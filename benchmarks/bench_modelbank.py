@@ -57,9 +57,8 @@ def sample_directory(out: Path, n: int) -> Path:
 
 def bench_bank(path: Path, profiles: list[dict[str, Any]], cache: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    bank = ModelBank.from_directory(path)
+    bank = ModelBank.from_directory(path, cache_dir=cache)  # cold: load, compile, fill cache
     load_s = time.perf_counter() - started
-    ModelBank.from_directory(path, cache_dir=cache)  # fill the cache once
     started = time.perf_counter()
     ModelBank.from_directory(path, cache_dir=cache)
     mmap_load_s = time.perf_counter() - started
@@ -107,6 +106,24 @@ def bench_sklearn_loop(
         "request_s": statistics.median(times),
         "per_model_us": statistics.median(times) / len(models) * 1e6,
     }
+
+
+def bench_bare_lr_loop(
+    path: Path, profiles: list[dict[str, Any]], repeats: int
+) -> dict[str, float]:
+    """The most generous baseline: each campaign's LogisticRegression alone, on
+    features its pipeline encoded beforehand (encoding not timed)."""
+    catalog = json.loads((path / "campaigns.json").read_text())
+    pipelines = [joblib.load(path / f"{c['id']}.joblib") for c in catalog]
+    canonical = [extract_profile(p) for p in profiles[:repeats]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        encoded = [
+            [(m[-1], m[:-1].transform(profile_frame([p]))) for m in pipelines] for p in canonical
+        ]
+        times = [timed(lambda e=e: [lr.predict_proba(x) for lr, x in e], 1)[0] for e in encoded]
+    request_s = statistics.median(times)
+    return {"request_s": request_s, "per_model_us": request_s / len(pipelines) * 1e6}
 
 
 def bench_pool(path: Path, profiles: list[dict[str, Any]], repeats: int) -> dict[str, float]:
@@ -204,7 +221,14 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000, 50000])
     parser.add_argument("--out", type=Path, default=Path("bench-out/modelbank"))
     parser.add_argument("--plot", type=Path, default=Path("docs/img/modelbank-latency.png"))
+    parser.add_argument(
+        "--reuse-baselines",
+        type=Path,
+        default=None,
+        help="results.json of an earlier run: re-measure only the ModelBank, keep its baselines",
+    )
     args = parser.parse_args()
+    earlier = json.loads(args.reuse_baselines.read_text()) if args.reuse_baselines else {}
     args.out.mkdir(parents=True, exist_ok=True)
     profiles = random_profiles(np.random.default_rng(123), 5000)
     for i, p in enumerate(profiles[::3]):  # a third raw: local time from ts and country
@@ -218,20 +242,31 @@ def main() -> int:
         row: dict[str, Any] = {"bank": bench_bank(path, profiles, args.out / "cache")}
         print(f"  bank: {row['bank']}", flush=True)
         gc.collect()
-        if n <= 5000:
+        if str(n) in earlier and not earlier[str(n)].get("extrapolated"):
+            row.update({k: earlier[str(n)][k] for k in ("sklearn", "bare_lr", "pool", "onnx")})
+            slow_reference = {
+                k: row[k]["per_model_us"] for k in ("sklearn", "bare_lr", "pool", "onnx")
+            }
+        elif n <= 5000:
             row["sklearn"] = bench_sklearn_loop(path, profiles, repeats=5 if n <= 500 else 2)
+            row["bare_lr"] = bench_bare_lr_loop(path, profiles, repeats=5 if n <= 500 else 2)
             row["pool"] = bench_pool(path, profiles, repeats=5 if n <= 500 else 2)
             row["onnx"] = bench_onnx(path, profiles, n_models=n, repeats=5 if n <= 500 else 3)
-            slow_reference = {k: row[k]["per_model_us"] for k in ("sklearn", "pool", "onnx")}
+            slow_reference = {
+                k: row[k]["per_model_us"] for k in ("sklearn", "bare_lr", "pool", "onnx")
+            }
         else:
             if not slow_reference:
                 raise SystemExit("measure a size <= 5000 first: 50,000 extrapolates from it")
             row["extrapolated"] = True
-        for key in ("sklearn", "pool", "onnx"):
+        for key in ("sklearn", "bare_lr", "pool", "onnx"):
             per_model = row[key]["per_model_us"] if key in row else slow_reference[key]
             row.setdefault(key, {})["request_ms"] = per_model * n / 1e3
         row["ratio_sklearn_over_bank"] = (
             row["sklearn"]["request_ms"] * 1e3 / row["bank"]["predict_one_canonical_us"]
+        )
+        row["ratio_bare_lr_over_bank"] = (
+            row["bare_lr"]["request_ms"] * 1e3 / row["bank"]["predict_one_canonical_us"]
         )
         row["ratio_onnx_over_bank"] = (
             row["onnx"]["request_ms"] * 1e3 / row["bank"]["predict_one_canonical_us"]
@@ -256,7 +291,8 @@ def plot(results: dict[int, dict[str, Any]], path: Path) -> None:
     sizes = sorted(results)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = [
-        ("sklearn", "loop sklearn predict_proba", "tab:red"),
+        ("sklearn", "loop sklearn pipeline predict_proba", "tab:red"),
+        ("bare_lr", "loop LogisticRegression.predict_proba (pre-encoded)", "tab:brown"),
         ("pool", "generic worker pool (2 procs)", "tab:orange"),
         ("onnx", "ONNX Runtime, session per model", "tab:purple"),
     ]
@@ -295,8 +331,8 @@ def plot(results: dict[int, dict[str, Any]], path: Path) -> None:
 
 
 def print_table(results: dict[int, dict[str, Any]]) -> None:
-    header = ["campaigns", "loop sklearn", "worker pool", "ONNX per model", "ModelBank"]
-    header += ["x vs sklearn", "x vs ONNX", "bank MB"]
+    header = ["campaigns", "loop pipelines", "loop bare LR", "worker pool", "ONNX per model"]
+    header += ["ModelBank", "x vs pipelines", "x vs bare LR", "x vs ONNX", "bank MB"]
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---:|" * len(header))
     for n, row in sorted(results.items()):
@@ -304,10 +340,12 @@ def print_table(results: dict[int, dict[str, Any]]) -> None:
         cells = [
             f"{n:,}",
             f"{row['sklearn']['request_ms']:,.1f} ms{mark}",
+            f"{row['bare_lr']['request_ms']:,.1f} ms{mark}",
             f"{row['pool']['request_ms']:,.1f} ms{mark}",
             f"{row['onnx']['request_ms']:,.2f} ms{mark}",
             f"{row['bank']['predict_one_canonical_us']:.1f} us",
             f"{row['ratio_sklearn_over_bank']:,.0f}",
+            f"{row['ratio_bare_lr_over_bank']:,.0f}",
             f"{row['ratio_onnx_over_bank']:,.0f}",
             f"{row['bank']['memory_mb']:.1f}",
         ]
