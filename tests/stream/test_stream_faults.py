@@ -56,9 +56,12 @@ def kill_while_ingesting(command: list[str], data: Path, rng: random.Random) -> 
     while generation(data) <= before and proc.poll() is None:
         assert time.monotonic() < deadline, "consumer made no commit"
         time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 0.25))
+    # kill soon after a commit: on a fast machine the whole run takes well
+    # under a second, and a kill after it finished proves nothing
+    time.sleep(rng.uniform(0.0, 0.05))
     if proc.poll() is not None:
-        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err
         return False
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -118,7 +121,7 @@ FAST = (
 
 def test_sigkill_local_log_yields_the_uninterrupted_dataset(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    write_log(log, 12_000, seed=11)
+    write_log(log, 20_000, seed=11)
     assert_fault_run_matches(
         consume_command(str(log), tmp_path / "ref", "--no-fsync"),
         consume_command(str(log), tmp_path / "data", *FAST),
@@ -132,7 +135,7 @@ def test_sigkill_local_log_yields_the_uninterrupted_dataset(tmp_path: Path) -> N
 def test_sigkill_redis_stream_yields_the_uninterrupted_dataset(
     tmp_path: Path, redis_url: str
 ) -> None:
-    fill_stream(f"{redis_url}/events", 12_000, seed=12)
+    fill_stream(f"{redis_url}/events", 20_000, seed=12)
     assert_fault_run_matches(
         consume_command(f"{redis_url}/events", tmp_path / "ref", "--group", "ref", "--no-fsync"),
         consume_command(f"{redis_url}/events", tmp_path / "data", "--group", "live", *FAST),
