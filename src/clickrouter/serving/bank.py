@@ -142,6 +142,8 @@ class ModelBank:
     def predict_proba(self, profiles: list[dict[str, Any]]) -> np.ndarray:
         """P(sale) of every campaign; shape (n_profiles, n_campaigns), float64."""
         canonical = self.canonical(profiles)
+        if len(canonical) == 1:  # the per-request path: no batch machinery
+            return self._score(canonical, self.space.indices(canonical[0])[None, :])
         return self._score(canonical, self.space.indices_many(canonical))
 
     def predict_proba_slots(self, canonical: list[dict[str, Any]], slots: np.ndarray) -> np.ndarray:
