@@ -114,12 +114,6 @@ class FeatureSpace:
                 seen[value] = seen.get(value, 0) + 1
         return cls({f: [v for v, c in counts[f].items() if c >= min_count] for f in counts})
 
-    def merged(self, other: FeatureSpace) -> FeatureSpace:
-        """A space whose vocabularies are the union of both (self's order first)."""
-        return FeatureSpace(
-            {f: [*self.vocabularies[f], *other.vocabularies[f]] for f in self.fields}
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,

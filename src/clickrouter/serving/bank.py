@@ -127,11 +127,15 @@ class ModelBank:
     def n_generic(self) -> int:
         return len(self.assembly_.generic_cols)
 
-    def campaign(self, campaign_id: str) -> Campaign:
+    def column_of(self, campaign_id: str) -> int:
+        """Column of ``campaign_id`` in every result; unknown ids are a 404."""
         try:
-            return self.campaigns[self._index[campaign_id]]
+            return self._index[campaign_id]
         except KeyError:
             raise InvalidInput(f"unknown campaign {campaign_id!r}", status=404) from None
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        return self.campaigns[self.column_of(campaign_id)]
 
     def canonical(self, profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Canonical profiles of raw or canonical request dicts."""

@@ -43,7 +43,6 @@ class LiveBank:
     load_seconds: float
     manifest: dict[str, Any] = field(default_factory=dict)
     campaigns_body: bytes = b""  # the /v1/campaigns answer, encoded once per version
-    columns: dict[str, int] = field(default_factory=dict)  # campaign id -> bank column
 
     @property
     def version(self) -> str:
@@ -64,7 +63,6 @@ def load_live_bank(models_path: Path, cache_dir: Path | None) -> LiveBank:
         load_seconds=time.perf_counter() - started,
         manifest=_read_manifest(directory),
         campaigns_body=_campaigns_body(bank),
-        columns={campaign_id: j for j, campaign_id in enumerate(bank.campaign_ids)},
     )
 
 

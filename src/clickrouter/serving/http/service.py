@@ -92,7 +92,7 @@ class PredictorService:
         proba = _score_one(bank, canonical, slots)
         mask = bank.eligibility_.one(slots)
         decision = bank.decision_from(proba, mask, top=top or 1)
-        choice = self.policy.choose(live.columns[decision.campaign_id], mask, decision.n_eligible)
+        choice = self.policy.choose(bank.column_of(decision.campaign_id), mask, decision.n_eligible)
         campaign = bank.campaigns[choice.column]
         probability = float(proba[choice.column])
         outcome = Outcome(
