@@ -134,7 +134,8 @@ def start_predictor(config: DemoConfig, paths: Paths) -> tuple[ManagedProcess, s
 
 def start_consumer(config: DemoConfig, paths: Paths) -> ManagedProcess:
     argv = python_module(
-        "clickrouter.demo.consume",
+        "clickrouter.stream.cli",
+        "consume",
         "--source",
         str(paths.events),
         "--data",
@@ -143,8 +144,14 @@ def start_consumer(config: DemoConfig, paths: Paths) -> ManagedProcess:
         repr(config.attribution_wall),
         "--lateness-seconds",
         repr(config.lateness_wall),
+        "--commit-seconds",
+        "1.0",
+        "--min-file-rows",
+        "5000",
         "--max-hold-seconds",
         repr(config.hold_seconds),
+        "--no-fsync",
+        "--quiet",
     )
     return ManagedProcess("consumer", argv, paths.logs)
 
