@@ -57,18 +57,49 @@ def extract_profile(raw: dict[str, Any], *, now: float | None = None) -> dict[st
     Already-canonical input is accepted: ``local_hour``/``local_weekday`` given
     as integers in range are kept as they are.
     """
-    country = canonical_country(raw.get("country"))
-    device, os_name, browser = _device_os_browser(raw)
-    hour, weekday = _local_time(raw, country, now)
+    get = raw.get
+    fields = (get("country"), get("device"), get("os"), get("browser"), get("provider"))
+    agent, tz_name = get("user_agent"), get("tz")
+    if all(type(v) is str or v is None for v in (*fields, agent, tz_name)):
+        # real traffic repeats these strings: canonicalise each combination once
+        country, device, os_name, browser, provider, zone = _static_fields(*fields, agent, tz_name)
+    else:  # numbers, booleans, lists...: no cache (True and 1 hash alike)
+        country, device, os_name, browser, provider = _canonical_fields(raw)
+        zone = None
+    hour, weekday = _local_time(raw, country, now, zone)
     return {
         "country": country,
         "device": device,
         "os": os_name,
         "browser": browser,
-        "provider": normalise_label(raw.get("provider")),
+        "provider": provider,
         "local_hour": hour,
         "local_weekday": weekday,
     }
+
+
+def _canonical_fields(raw: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """(country, device, os, browser, provider) of a raw request."""
+    country = canonical_country(raw.get("country"))
+    device, os_name, browser = _device_os_browser(raw)
+    return country, device, os_name, browser, normalise_label(raw.get("provider"))
+
+
+@lru_cache(maxsize=16384)
+def _static_fields(
+    country: str | None,
+    device: str | None,
+    os_name: str | None,
+    browser: str | None,
+    provider: str | None,
+    user_agent: str | None,
+    tz_name: str | None,
+) -> tuple[str, str, str, str, str, ZoneInfo]:
+    """The canonical fields that do not depend on the time, and the user's zone."""
+    raw = {"country": country, "device": device, "os": os_name, "browser": browser}
+    raw |= {"provider": provider, "user_agent": user_agent}
+    fields = _canonical_fields(raw)
+    return (*fields, zone_for(tz_name, fields[0]))
 
 
 def click_id_of(raw: dict[str, Any]) -> str:
@@ -141,14 +172,52 @@ def parse_user_agent(agent: str) -> tuple[str, str, str]:
     return tuple(UNKNOWN if label in _UA_UNKNOWN else label for label in labels)  # type: ignore[return-value]
 
 
-def _local_time(raw: dict[str, Any], country: str, now: float | None) -> tuple[int, int]:
+def _local_time(
+    raw: dict[str, Any], country: str, now: float | None, zone: ZoneInfo | None = None
+) -> tuple[int, int]:
     given = _given_local_time(raw)
     if given is not None:
         return given
     epoch = parse_timestamp(raw.get("ts"), now=now)
-    zone = zone_for(raw.get("tz"), country)
-    local = datetime.fromtimestamp(epoch, tz=zone)
-    return local.hour, local.weekday()
+    return local_hour_weekday(epoch, zone or zone_for(raw.get("tz"), country))
+
+
+# Local time by a cached UTC offset: the offset of a zone is looked up once per
+# 15-minute span of UTC, and only trusted when the span starts and ends with the
+# same offset (no transition inside). No tz database has two transitions within
+# 15 minutes, so a span with equal ends has one offset throughout.
+_SPAN = 900
+_FAST_END = 253402300800 - 3 * 86400  # near year 9999 leave overflow to datetime
+
+
+def local_hour_weekday(epoch: float, zone: ZoneInfo) -> tuple[int, int]:
+    """(hour 0-23, weekday 0=Monday) of epoch seconds in ``zone``, DST-correct.
+
+    The same as ``datetime.fromtimestamp(epoch, zone)``, which rounds to the
+    microsecond: a fraction that could round up into the next second takes
+    that exact path, as do spans that contain a transition.
+    """
+    second = math.floor(epoch)
+    if epoch - second < 0.999999 and 0 <= epoch < _FAST_END:
+        offset = _span_offset(zone, second // _SPAN)
+        if offset is not None:
+            local = second + offset
+            return (local // 3600) % 24, (local // 86400 + 3) % 7  # 1970-01-01: a Thursday
+    moment = datetime.fromtimestamp(epoch, tz=zone)
+    return moment.hour, moment.weekday()
+
+
+@lru_cache(maxsize=8192)
+def _span_offset(zone: ZoneInfo, span: int) -> int | None:
+    """UTC offset (seconds) of ``zone`` throughout a span, None if it changes within."""
+    first = _offset_at(zone, span * _SPAN)
+    return first if first == _offset_at(zone, span * _SPAN + _SPAN - 1) else None
+
+
+def _offset_at(zone: ZoneInfo, epoch: int) -> int:
+    offset = datetime.fromtimestamp(epoch, tz=zone).utcoffset()
+    assert offset is not None
+    return int(offset.total_seconds())
 
 
 def _given_local_time(raw: dict[str, Any]) -> tuple[int, int] | None:

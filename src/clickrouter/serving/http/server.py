@@ -3,8 +3,9 @@
 :func:`build_app` wires settings, bank holder, policy, event sink, metrics and
 routes into one ASGI app (one per worker process). :class:`PredictorServer`
 runs it in a background thread for in-process use; :func:`run_server` is the
-blocking runner behind ``clickrouter serve`` (N worker processes share one
-listening socket, and the compiled weights through the bank cache).
+blocking runner behind ``clickrouter serve`` (N worker processes, one
+``SO_REUSEPORT`` socket each on the same port, sharing the compiled weights
+through the bank cache).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 import msgspec
 import uvicorn
 import uvloop
-from uvicorn.supervisors import Multiprocess
 
 from clickrouter.config import Settings
 from clickrouter.errors import ClickrouterError
@@ -37,10 +37,13 @@ from clickrouter.serving.http.routes import admin_routes, meta_routes, v1_routes
 from clickrouter.serving.http.service import PredictorService
 from clickrouter.serving.http.sink import open_sink
 from clickrouter.serving.http.v2 import v2_routes
+from clickrouter.serving.http.workers import ReusePortMultiprocess
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "CLICKROUTER_HTTP_SERVE_CONFIG"  # how worker processes receive the config
+BACKLOG = 4096
+INLINE_PROTOCOL = "clickrouter.serving.http.fastpath:InlineHttpToolsProtocol"
 
 
 class ServeConfig(msgspec.Struct, kw_only=True):
@@ -51,7 +54,9 @@ class ServeConfig(msgspec.Struct, kw_only=True):
     settings: Settings
     cache_dir: str | None = None
     metrics_dir: str | None = None  # shared Prometheus files of the workers (set by run_server)
-    http: str = "httptools"  # uvicorn's HTTP parser: httptools (fastest measured) or h11
+    # uvicorn's HTTP protocol: httptools with the hot routes inline (fastest measured),
+    # httptools-asgi (uvicorn's own, every request through ASGI) or h11
+    http: str = "httptools"
     loop: str = "uvloop"  # event loop: uvloop (fastest measured) or asyncio
 
 
@@ -101,11 +106,13 @@ def app_from_env() -> PredictorApp:
     return build_app(msgspec.json.decode(os.environ[CONFIG_ENV], type=ServeConfig))
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to (host, port); port 0 picks a free port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -121,15 +128,28 @@ def _uvicorn_config(app: PredictorApp | str, config: ServeConfig, workers: int) 
         factory=isinstance(app, str),
         workers=workers,
         loop=config.loop,
-        http=config.http,
+        http=http_protocol(config.http),
         lifespan="on",
         access_log=False,
         log_level="warning",
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=10,
-        backlog=4096,
+        backlog=BACKLOG,
     )
+
+
+def http_protocol(name: str) -> str:
+    """uvicorn's ``http`` setting for ``ServeConfig.http`` (see ``cli.HTTP_PROTOCOLS``).
+
+    An import string, not the class: uvicorn pickles its config into each worker,
+    and a class would be imported while unpickling, before the worker answers the
+    supervisor's health pings (under load that import outlasted the 5 s ping
+    timeout and the supervisor killed the worker).
+    """
+    if name == "httptools":
+        return INLINE_PROTOCOL
+    return {"httptools-asgi": "httptools"}.get(name, name)
 
 
 def default_cache_dir() -> Path:
@@ -142,13 +162,13 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; end with status 0 then
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_quietly)
-    sock = bind_socket(settings.host, settings.port)
+    sockets = reuseport_sockets(settings.host, settings.port, workers)
     if workers > 1 and config.cache_dir is not None:
         _warm_cache(config)  # workers then map one shared copy instead of compiling N
     if port_file is not None:
-        _write_atomically(port_file, f"{sock.getsockname()[1]}\n")
+        _write_atomically(port_file, f"{sockets[0].getsockname()[1]}\n")
     if workers == 1:
-        uvicorn.Server(_uvicorn_config(build_app(config), config, 1)).run(sockets=[sock])
+        uvicorn.Server(_uvicorn_config(build_app(config), config, 1)).run(sockets=sockets)
         return
     metrics_dir = tempfile.mkdtemp(prefix="clickrouter-metrics-")
     # prometheus_client reads this when a worker imports it: values go to shared files
@@ -157,9 +177,25 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
     target = "clickrouter.serving.http.server:app_from_env"
     try:
-        Multiprocess(_uvicorn_config(target, config, workers), sockets=[sock]).run()
+        ReusePortMultiprocess(_uvicorn_config(target, config, workers), sockets).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one (host, port), one per worker (see workers.py).
+
+    Port 0 picks a free port once. They listen at once: connections queue in the
+    kernel until their worker accepts.
+    """
+    if count == 1:
+        return [bind_socket(host, port)]
+    first = bind_socket(host, port, reuse_port=True)
+    port = first.getsockname()[1]
+    sockets = [first] + [bind_socket(host, port, reuse_port=True) for _ in range(count - 1)]
+    for sock in sockets:
+        sock.listen(BACKLOG)
+    return sockets
 
 
 def _exit_quietly(signum: int, frame: object) -> None:

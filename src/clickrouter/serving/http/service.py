@@ -23,6 +23,7 @@ from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
 from clickrouter.profile import click_id_of, extract_profile, parse_timestamp
 from clickrouter.serving.bank import ModelBank, RankedCampaign
+from clickrouter.serving.http.hotpath import decider_for
 from clickrouter.serving.http.metrics import ServiceMetrics
 from clickrouter.serving.http.models import BankHolder, LiveBank
 from clickrouter.serving.http.policy import Policy
@@ -89,9 +90,7 @@ class PredictorService:
         canonical = canonical_profile(raw)
         click_id = self._click_id(raw)
         slots = bank.space.indices(canonical)
-        proba = _score_one(bank, canonical, slots)
-        mask = bank.eligibility_.one(slots)
-        decision = bank.decision_from(proba, mask, top=top or 1)
+        proba, mask, decision = decider_for(bank).decide(canonical, slots, top or 1)
         choice = self.policy.choose(bank.column_of(decision.campaign_id), mask, decision.n_eligible)
         campaign = bank.campaigns[choice.column]
         probability = float(proba[choice.column])
@@ -199,7 +198,9 @@ def _score_one(bank: ModelBank, canonical: dict[str, Any], slots: np.ndarray) ->
 
 def landing_page(template: str, click_id: str) -> str:
     """The landing page URL; the click id is percent-encoded (no header or URL injection)."""
-    return template.replace("{click_id}", quote(click_id, safe="-._~"))
+    if not (click_id.isascii() and click_id.isalnum()):  # generated ids need no quoting
+        click_id = quote(click_id, safe="-._~")
+    return template.replace("{click_id}", click_id)
 
 
 def _ranked(entry: RankedCampaign) -> Ranked:

@@ -1,0 +1,78 @@
+"""Worker processes with one ``SO_REUSEPORT`` listening socket each.
+
+With one listening socket shared by every worker, whichever worker's event loop
+wakes first accepts the connection. Measured with two workers under ``wrk``
+(16 keep-alive connections): 30/70 on a quiet machine, 13/87 on a busy one, so
+one worker saturated its core while the other idled. Here the parent binds N
+sockets to the same port with ``SO_REUSEPORT`` and worker i serves socket i
+only: the kernel spreads incoming connections over the sockets by a hash of
+the connection's addresses. The parent keeps every socket open, so a worker
+that dies is replaced on its own socket and the connections queued there wait
+for the replacement instead of being refused.
+
+Supervision (health pings, restarts, SIGTERM to every worker) is uvicorn's
+:class:`~uvicorn.supervisors.Multiprocess`; only the socket given to each
+worker differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from uvicorn.config import STARTUP_FAILURE, Config
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
+
+log = logging.getLogger(__name__)
+
+
+class ReusePortMultiprocess(Multiprocess):
+    """uvicorn's supervisor with worker i serving ``sockets[i]`` (one per worker)."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.processes_num = len(sockets)
+
+    def _start(self, index: int) -> Process:
+        process = Process(self.config, [self.sockets[index]])
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        self.processes = [self._start(i) for i in range(len(self.sockets))]
+
+    def keep_subprocess_alive(self) -> None:
+        for index, process in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung or dead
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:  # would fail the same way again
+                log.error("worker %s failed to start; stopping", process.pid)
+                self.should_exit.set()
+                return
+            log.warning("worker %s died; starting a replacement on its socket", process.pid)
+            self.processes[index] = self._start(index)
+
+    def restart_all(self) -> None:
+        """SIGHUP: replace each worker, the new one ready before the old one stops."""
+        for index, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = self._start(index)
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                log.error("replacement worker %s not ready; keeping %s", new.pid, old.pid)
+                return
+            old.terminate()
+            old.join()
+            self.processes[index] = new
+
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN ignored: the worker count is fixed (one socket per worker)")
+
+    def handle_ttou(self) -> None:
+        log.warning("SIGTTOU ignored: the worker count is fixed (one socket per worker)")

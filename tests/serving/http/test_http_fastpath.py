@@ -1,0 +1,148 @@
+"""The inline protocol answers byte-for-byte what uvicorn's ASGI path answers.
+
+Two real servers on 127.0.0.1 over the same models, one with the inline fast
+path (the default) and one with uvicorn's own httptools protocol; raw sockets
+send the same bytes to both. Also: pipelined requests keep their order, and
+requests the fast path must not take (too large, chunked, HTTP/1.0,
+``Expect: 100-continue``) still get uvicorn's answers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from clickrouter.serving.bank import ModelBank
+from clickrouter.serving.http import PredictorServer
+from clickrouter.serving.http.hotpath import FusedDecider, GeneralDecider
+from serving.http.http_support import PROFILE, settings
+
+
+@pytest.fixture(scope="module")
+def servers(
+    sample_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PredictorServer, PredictorServer]]:
+    inline = PredictorServer(settings(max_body_bytes=4096), sample_models, None)
+    plain = PredictorServer(settings(max_body_bytes=4096), sample_models, None)
+    plain.config = msgspec.structs.replace(plain.config, http="httptools-asgi")
+    with inline, plain:
+        yield inline, plain
+
+
+def exchange(server: PredictorServer, data: bytes, responses: int = 1) -> list[bytes]:
+    """Send raw bytes; read ``responses`` HTTP responses (content-length framed)."""
+    assert server.port is not None
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(data)
+        buffer, answers = b"", []
+        while len(answers) < responses:
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return answers
+                buffer += chunk
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    (line.split(b":")[1] for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")),
+                    b"0",
+                )
+            )  # fmt: skip
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            answers.append(head + b"\r\n\r\n" + rest[:length])
+            buffer = rest[length:]
+        return answers
+
+
+def post(path: str, body: bytes, *headers: str, version: str = "1.1") -> bytes:
+    lines = [f"POST {path} HTTP/{version}", "Host: x", *headers]
+    if not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+DECIDE = json.dumps({**PROFILE, "click_id": "fixed-id"}).encode()
+CASES = {
+    "decide": post("/v1/decide", DECIDE),
+    "decide top 3": post("/v1/decide?top=3", DECIDE),
+    "bad top": post("/v1/decide?top=0", DECIDE),
+    "malformed JSON": post("/v1/decide", b"{nope"),
+    "not an object": post("/v1/decide", b"[1, 2]"),
+    "bad ts": post("/v1/decide", b'{"ts": "yesterday"}'),
+    "empty body": post("/v1/decide", b""),
+    "too large": post("/v1/decide", b" " * 5000),
+    "chunked": post("/v1/decide", b"%x\r\n%s\r\n0\r\n\r\n" % (len(DECIDE), DECIDE),
+                    "Transfer-Encoding: chunked"),
+    "http 1.0": post("/v1/decide", DECIDE, version="1.0"),
+    "expect 100": post("/v1/decide", DECIDE, "Expect: 100-continue"),
+    "click": b"GET /v1/click?country=FR&click_id=c%201&ts=1780000000 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "wrong method": b"GET /v1/decide HTTP/1.1\r\nHost: x\r\n\r\n",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_inline_answer_equals_the_asgi_answer(
+    servers: tuple[PredictorServer, PredictorServer], case: str
+) -> None:
+    inline, plain = servers
+    responses = 2 if case == "expect 100" else 1  # "100 Continue", then the answer
+    got = exchange(inline, CASES[case], responses)
+    expected = exchange(plain, CASES[case], responses)
+    assert len(got) == responses
+    assert got == expected
+
+
+def test_pipelined_requests_are_answered_in_order(
+    servers: tuple[PredictorServer, PredictorServer],
+) -> None:
+    inline, _ = servers
+    slow = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"  # an ASGI route between inline ones
+    first = post("/v1/decide", json.dumps({**PROFILE, "click_id": "a1"}).encode())
+    last = post("/v1/decide", json.dumps({**PROFILE, "click_id": "a2"}).encode())
+    answers = exchange(inline, first + slow + last + first, 4)
+    bodies = [json.loads(a.partition(b"\r\n\r\n")[2]) for a in answers]
+    assert [b.get("click_id") for b in bodies] == ["a1", None, "a2", "a1"]
+    assert "n_campaigns" in bodies[1]
+
+
+def test_decide_is_served_by_the_fused_kernel_and_matches_the_bank(
+    sample_models: Path,
+) -> None:
+    with ModelBank.from_directory(sample_models) as bank:
+        from clickrouter.serving.http.hotpath import decider_for
+
+        decider = decider_for(bank)
+        assert isinstance(decider, FusedDecider)
+        general = GeneralDecider(bank)
+        profiles = [PROFILE, {**PROFILE, "country": "US", "os": "ios"}, {}, {"country": "BR"}]
+        for raw in profiles:
+            canonical = bank.canonical([raw])[0]
+            slots = bank.space.indices(canonical)
+            for top in (1, 3, 1000):
+                fused = decider.decide(canonical, slots, top)
+                plain = general.decide(canonical, slots, top)
+                assert fused[0].tobytes() == plain[0].tobytes()  # bit-identical scores
+                assert (fused[1] == plain[1]).all()
+                assert fused[2] == plain[2]
+
+
+def test_the_compared_servers_run_the_two_protocols(
+    servers: tuple[PredictorServer, PredictorServer],
+) -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from clickrouter.serving.http.fastpath import InlineHttpToolsProtocol
+
+    inline, plain = servers
+    assert inline._server is not None and plain._server is not None
+    assert inline._server.config.http_protocol_class is InlineHttpToolsProtocol
+    assert plain._server.config.http_protocol_class is HttpToolsProtocol
+    assert inline.app is not None
+    assert {(b"POST", b"/v1/decide"), (b"GET", b"/v1/click")} == set(inline.app.inline_routes())
