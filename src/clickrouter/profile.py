@@ -46,6 +46,7 @@ _POPULOUS_ZONE: Final = {
     "UZ": "Asia/Tashkent",
     "CL": "America/Santiago",
 }
+_TEXT_KINDS: Final = frozenset({str, type(None)})  # raw values the memo may key on
 # ua-parser's names for "could not tell"
 _UA_UNKNOWN: Final = frozenset({"other", "generic smartphone", "generic feature phone", ""})
 
@@ -60,10 +61,11 @@ def extract_profile(raw: dict[str, Any], *, now: float | None = None) -> dict[st
     get = raw.get
     fields = (get("country"), get("device"), get("os"), get("browser"), get("provider"))
     agent, tz_name = get("user_agent"), get("tz")
-    if all(type(v) is str or v is None for v in (*fields, agent, tz_name)):
+    kinds = {type(v) for v in fields} | {type(agent), type(tz_name)}
+    if kinds <= _TEXT_KINDS:
         # real traffic repeats these strings: canonicalise each combination once
         country, device, os_name, browser, provider, zone = _static_fields(*fields, agent, tz_name)
-    else:  # numbers, booleans, lists...: no cache (True and 1 hash alike)
+    else:  # numbers, booleans, lists...: no cache (True == 1, 0.0 == -0.0 as keys)
         country, device, os_name, browser, provider = _canonical_fields(raw)
         zone = None
     hour, weekday = _local_time(raw, country, now, zone)

@@ -13,6 +13,7 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -146,3 +147,23 @@ def test_the_compared_servers_run_the_two_protocols(
     assert plain._server.config.http_protocol_class is HttpToolsProtocol
     assert inline.app is not None
     assert {(b"POST", b"/v1/decide"), (b"GET", b"/v1/click")} == set(inline.app.inline_routes())
+
+
+def test_request_series_counts_like_prometheus_client() -> None:
+    from prometheus_client import generate_latest
+
+    from clickrouter.serving.http.metrics import LATENCY_BUCKETS, ServiceMetrics
+
+    ours, library = ServiceMetrics(), ServiceMetrics()
+    samples = [0.0, 1e-5, *LATENCY_BUCKETS, 0.0003, 0.004, 7.5, 1e3]  # on and between bounds
+    for seconds in samples:
+        ours.request_series("/v1/decide", 200).observe(seconds)
+        library.latency.labels("/v1/decide").observe(seconds)
+        library.responses.labels("/v1/decide", "200").inc()
+
+    def series(registry: Any) -> list[bytes]:  # without the creation timestamps
+        return [line for line in generate_latest(registry).splitlines() if b"_created" not in line]
+
+    assert series(ours.registry) == series(library.registry)
+    text = generate_latest(ours.registry)
+    assert b'clickrouter_http_request_duration_seconds_count{route="/v1/decide"} 19.0' in text

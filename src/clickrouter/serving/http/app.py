@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
-from clickrouter.serving.http.metrics import ServiceMetrics
+from clickrouter.serving.http.metrics import RequestSeries, ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,7 @@ class PredictorApp:
         self.max_body_bytes = max_body_bytes
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
-        self._observers: dict[str, Any] = {}
-        self._counters: dict[tuple[str, int], Any] = {}
+        self._series: dict[tuple[str, int], RequestSeries] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -225,16 +224,10 @@ class PredictorApp:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request in the latency histogram and the status counter."""
-        observer = self._observers.get(route)
-        if observer is None:
-            observer = self._observers[route] = self.metrics.latency.labels(route)
-        observer.observe(seconds)
-        counter = self._counters.get((route, status))
-        if counter is None:
-            counter = self._counters[route, status] = self.metrics.responses.labels(
-                route, str(status)
-            )
-        counter.inc()
+        series = self._series.get((route, status))
+        if series is None:
+            series = self._series[route, status] = self.metrics.request_series(route, status)
+        series.observe(seconds)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

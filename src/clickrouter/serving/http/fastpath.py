@@ -60,10 +60,21 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         self._route: Route | None = None  # the inline route of the request being read
         self._body: list[bytes] = []
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the ASGI scope here; an inline request never needs it, so
+        # it is built in on_headers_complete once the request turns out not inline
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
     def on_headers_complete(self) -> None:
         route = self._inline_route() if self.inline else None
         if route is None:
             self._route = None
+            url, headers, expect = self.url, self.headers, self.expect_100_continue
+            super().on_message_begin()  # the scope, around a fresh headers list
+            self.url, self.expect_100_continue = url, expect
+            self.headers.extend(headers)
             super().on_headers_complete()
         else:
             self._route = route

@@ -14,7 +14,9 @@ answering worker's own and carry its ``worker`` label.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -53,6 +55,29 @@ class DecisionCounts:
             family.add_metric([self.worker, campaign_id], count)
         family.add_metric([self.worker, OTHER], sum(count for _, count in ranked[self.top :]))
         yield family
+
+
+class RequestSeries:
+    """The latency histogram and response counter of one (route, status).
+
+    Updates go straight to prometheus_client's value objects: its
+    ``Histogram.observe`` walks the buckets in Python and both metrics check
+    observability on every call (~6.6 us per request measured); a bisect and
+    three increments cost a fraction of that. Same buckets, same values, in
+    one process or in the workers' shared files (``tests/serving/http`` compares
+    the exposition with the library's own path).
+    """
+
+    def __init__(self, histogram: Histogram, counter: Counter) -> None:
+        self._bounds: list[float] = list(histogram._upper_bounds)  # ends with +Inf
+        self._buckets: list[Any] = histogram._buckets
+        self._sum: Any = histogram._sum
+        self._count: Any = counter._value
+
+    def observe(self, seconds: float) -> None:
+        self._sum.inc(seconds)
+        self._buckets[bisect_left(self._bounds, seconds)].inc(1)  # first bound >= seconds
+        self._count.inc(1)
 
 
 class SinkStats:
@@ -134,6 +159,10 @@ class ServiceMetrics:
         )
         self._info_labels: tuple[str, str] | None = None
         self.sink_stats: SinkStats | None = None
+
+    def request_series(self, route: str, status: int) -> RequestSeries:
+        """Where answers of ``route`` with ``status`` are counted and timed."""
+        return RequestSeries(self.latency.labels(route), self.responses.labels(route, str(status)))
 
     def track_sink(
         self, lag: Callable[[], int], written: Callable[[], int], dropped: Callable[[], int]
