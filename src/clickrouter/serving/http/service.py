@@ -23,7 +23,7 @@ from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
 from clickrouter.profile import click_id_of, extract_profile, parse_timestamp
 from clickrouter.serving.bank import ModelBank, RankedCampaign
-from clickrouter.serving.http.hotpath import decider_for
+from clickrouter.serving.http.hotpath import Decider, decider_for
 from clickrouter.serving.http.metrics import ServiceMetrics
 from clickrouter.serving.http.models import BankHolder, LiveBank
 from clickrouter.serving.http.policy import Policy
@@ -76,6 +76,7 @@ class PredictorService:
         self._counter = itertools.count()
         self._click_prefix = os.urandom(10).hex()  # 20 + 12 hex digits, like a uuid4 hex
         self._clicks = itertools.count()
+        self._decider: Decider | None = None  # of the live bank (one lookup per version)
 
     def live(self) -> LiveBank:
         live = self.holder.live
@@ -90,7 +91,7 @@ class PredictorService:
         canonical = canonical_profile(raw)
         click_id = self._click_id(raw)
         slots = bank.space.indices(canonical)
-        proba, mask, decision = decider_for(bank).decide(canonical, slots, top or 1)
+        proba, mask, decision = self._decider_of(bank).decide(canonical, slots, top or 1)
         choice = self.policy.choose(bank.column_of(decision.campaign_id), mask, decision.n_eligible)
         campaign = bank.campaigns[choice.column]
         probability = float(proba[choice.column])
@@ -109,6 +110,12 @@ class PredictorService:
         )
         self._log_click(outcome, canonical, raw)
         return outcome
+
+    def _decider_of(self, bank: ModelBank) -> Decider:
+        decider = self._decider
+        if decider is None or decider.bank is not bank:
+            decider = self._decider = decider_for(bank)
+        return decider
 
     def _log_click(self, outcome: Outcome, canonical: dict[str, Any], raw: dict[str, Any]) -> None:
         self.sink.emit(
