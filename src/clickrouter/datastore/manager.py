@@ -134,14 +134,33 @@ class DataManager:
         state: bytes | None = None,
         counters: Mapping[str, int] | None = None,
         sidecars: Mapping[str, Iterable[bytes]] | None = None,
+        state_part: bytes | None = None,
+        keep_parts: Iterable[str] | None = None,
     ) -> Manifest:
-        """Atomically add ``records`` (RECORD_SCHEMA) with the state that produced them."""
+        """Atomically add ``records`` (RECORD_SCHEMA) with the state that produced them.
+
+        ``state_part`` / ``keep_parts``: incremental state (see
+        :meth:`DatasetWriter.commit`); the parts are listed in the manifest.
+        """
         return self.writer.commit(
-            records, source=source, state=state, counters=counters, sidecars=sidecars
+            records,
+            source=source,
+            state=state,
+            counters=counters,
+            sidecars=sidecars,
+            state_part=state_part,
+            keep_parts=keep_parts,
         )
 
     def load_state(self) -> bytes | None:
         return self.writer.load_state()
+
+    def load_state_part(self, rel: str) -> bytes:
+        return self.writer.load_state_part(rel)
+
+    def next_state_part(self) -> str:
+        """The name the next commit gives its ``state_part``."""
+        return self.writer.next_state_part()
 
     def compact(self, *, small_rows: int = 100_000) -> int:
         return self.writer.compact(small_rows=small_rows)

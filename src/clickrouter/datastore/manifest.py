@@ -45,6 +45,8 @@ class Manifest(msgspec.Struct, kw_only=True):
     campaigns: dict[str, CampaignInfo] = msgspec.field(default_factory=dict)
     source: dict[str, Any] = msgspec.field(default_factory=dict)  # opaque source offsets
     state_file: str | None = None  # consumer state blob, relative to the root
+    # immutable state parts written once each (incremental consumer state), relative
+    state_parts: list[str] = msgspec.field(default_factory=list)
     sidecars: dict[str, int] = msgspec.field(default_factory=dict)  # committed byte lengths
     counters: dict[str, int] = msgspec.field(default_factory=dict)
 

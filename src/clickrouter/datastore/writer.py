@@ -4,9 +4,11 @@ Commit protocol (each step survives SIGKILL at any instant):
 
 1. new Parquet files: temp name -> fsync -> rename (not yet listed anywhere);
 2. sidecar JSONL lines (dead letters, late events) appended and fsynced;
-3. consumer state blob ``_state/state-<gen>.bin``: temp -> fsync -> rename;
+3. consumer state: new immutable parts ``_state/part-<gen>.bin`` (written
+   once, listed until the consumer lets them go) and the small state blob
+   ``_state/state-<gen>.bin``: temp -> fsync -> rename;
 4. ``_state/manifest.json`` replaced atomically: the commit point;
-5. superseded files (old state blob, compacted inputs) deleted.
+5. superseded files (old state blob, released parts, compacted inputs) deleted.
 
 Recovery, when a writer opens the dataset: delete temp files and every data or
 state file the manifest does not list, and truncate each sidecar to its
@@ -63,8 +65,9 @@ class DatasetWriter:
                 path.unlink()
         for path in (self.root / STATE_DIR).iterdir():
             name = path.name
-            stale_state = name.startswith("state-") and (
-                f"{STATE_DIR}/{name}" != self.manifest.state_file
+            rel = f"{STATE_DIR}/{name}"
+            stale_state = (name.startswith("state-") and rel != self.manifest.state_file) or (
+                name.startswith("part-") and rel not in self.manifest.state_parts
             )
             if name.endswith(TMP_SUFFIX) or stale_state:
                 path.unlink()
@@ -94,12 +97,24 @@ class DatasetWriter:
         state: bytes | None = None,
         counters: Mapping[str, int] | None = None,
         sidecars: Mapping[str, Iterable[bytes]] | None = None,
+        state_part: bytes | None = None,
+        keep_parts: Iterable[str] | None = None,
     ) -> Manifest:
-        """Make ``records``, sidecar lines, ``state`` and ``source`` durable together."""
+        """Make ``records``, sidecar lines, ``state`` and ``source`` durable together.
+
+        ``state_part`` adds one immutable state part (its name is returned as the
+        last of ``manifest.state_parts``); ``keep_parts`` names the earlier parts
+        still needed (None keeps them all): the others are deleted after the commit.
+        """
         old = self.manifest
         gen = old.generation + 1
         new_files = write_records(self.root, records, gen, source, durable=self.durable)
         lengths = {**old.sidecars, **self._append_sidecars(sidecars or {})}
+        parts = list(old.state_parts if keep_parts is None else keep_parts)
+        released = sorted(set(old.state_parts) - set(parts))
+        if state_part is not None:
+            parts.append(self._write_state(gen, state_part, prefix="part"))
+            assert parts[-1] == self.next_state_part()
         state_file = self._write_state(gen, state) if state is not None else old.state_file
         manifest = Manifest(
             generation=gen,
@@ -107,10 +122,12 @@ class DatasetWriter:
             campaigns=_grow_campaigns(old.campaigns, new_files, gen),
             source=dict(source),
             state_file=state_file,
+            state_parts=parts,
             sidecars=lengths,
             counters=dict(counters if counters is not None else old.counters),
         )
-        self._publish(manifest, drop=[old.state_file] if old.state_file != state_file else [])
+        stale: list[str | None] = [old.state_file] if old.state_file != state_file else []
+        self._publish(manifest, drop=[*stale, *released])
         return manifest
 
     def _append_sidecars(self, sidecars: Mapping[str, Iterable[bytes]]) -> dict[str, int]:
@@ -127,8 +144,8 @@ class DatasetWriter:
                 lengths[name] = fh.tell()
         return lengths
 
-    def _write_state(self, gen: int, state: bytes) -> str:
-        rel = f"{STATE_DIR}/state-{gen:010d}.bin"
+    def _write_state(self, gen: int, state: bytes, *, prefix: str = "state") -> str:
+        rel = f"{STATE_DIR}/{prefix}-{gen:010d}.bin"
         write_atomic(self.root / rel, state, durable=self.durable)
         return rel
 
@@ -143,6 +160,16 @@ class DatasetWriter:
         if self.manifest.state_file is None:
             return None
         return (self.root / self.manifest.state_file).read_bytes()
+
+    def next_state_part(self) -> str:
+        """The name the next commit's ``state_part`` gets (relative to the root)."""
+        return f"{STATE_DIR}/part-{self.manifest.generation + 1:010d}.bin"
+
+    def load_state_part(self, rel: str) -> bytes:
+        """One of ``manifest.state_parts`` (a path relative to the root)."""
+        if rel not in self.manifest.state_parts:
+            raise ClickrouterError(f"{self.root}: {rel!r} is not a committed state part")
+        return (self.root / rel).read_bytes()
 
     # -- maintenance ------------------------------------------------------
     def compact(self, *, small_rows: int = 100_000) -> int:

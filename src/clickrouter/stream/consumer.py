@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import operator
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from clickrouter.datastore.manager import DataManager
-from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS, Attributor
+from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
-from clickrouter.stream.records import records_table
+from clickrouter.stream.fastattr import BatchAttributor
 from clickrouter.stream.source import Chunk, Source
+from clickrouter.stream.state import StateBook
 
 COUNTERS = (
     "events_read",
@@ -40,14 +40,6 @@ COUNTERS = (
     "commits",
 )
 SEVEN_DAYS = 7 * 24 * 3600.0
-_LABEL = operator.itemgetter(1)
-
-
-class ConsumerState(msgspec.Struct, frozen=True):
-    """The consumer's committed state blob: attribution state and held records."""
-
-    attribution: bytes
-    held: bytes  # Arrow IPC stream of the held records (RECORD_SCHEMA)
 
 
 @contextlib.contextmanager
@@ -75,6 +67,7 @@ class ConsumerManager:
     compact_every : compact small files every this many commits (0 = never).
     retention_seconds : on compaction, drop files whose records are all older
         than this, in event time behind the newest event seen (None = keep all).
+    batch_events : join this many events at a time (several polls), at most.
     progress : called with :meth:`stats` after every batch.
     """
 
@@ -89,6 +82,7 @@ class ConsumerManager:
         commit_seconds: float = 5.0,
         compact_every: int = 100,
         retention_seconds: float | None = None,
+        batch_events: int = 8192,
         buffer: RecordBuffer | None = None,
         progress: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
@@ -96,16 +90,16 @@ class ConsumerManager:
         self.commit_events, self.commit_seconds = commit_events, commit_seconds
         self.compact_every, self.progress = compact_every, progress
         self.retention_seconds = retention_seconds
-        self.attributor = Attributor(window_seconds, lateness_seconds)
+        self.batch_events = batch_events
+        self.attributor = BatchAttributor(window_seconds, lateness_seconds)
         self.decoder = ChunkDecoder()
         self.buffer = buffer if buffer is not None else RecordBuffer()  # empty is falsy
+        self.book = StateBook(self.attributor, self.buffer)
         manifest = data.manifest()
         self.counters = {name: int(manifest.counters.get(name, 0)) for name in COUNTERS}
         blob = data.load_state()
         if blob is not None:
-            state = msgspec.msgpack.decode(blob, type=ConsumerState)
-            self.attributor.restore(state.attribution)
-            self.buffer.add_ipc(state.held, time.monotonic())
+            self.book.restore(blob, data.load_state_part, time.monotonic())
         source.restore(manifest.source)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
@@ -119,7 +113,7 @@ class ConsumerManager:
         ``compact`` merges the small files the commits left behind.
         """
         with _gc_paused():
-            while self.step():
+            while self.step(commit_when_idle=False):  # the final commit follows
                 pass
             if flush_all:
                 self.attributor.flush_all()
@@ -137,26 +131,45 @@ class ConsumerManager:
             self.commit(final=True)
         return self.stats()
 
-    def step(self) -> bool:
+    def step(self, *, commit_when_idle: bool = True) -> bool:
         """Poll and process one batch; commit when due. False when nothing was new."""
-        chunks = self.source.poll()
-        for chunk in chunks:
-            self._process(chunk)
+        chunks = self._poll_batch()
+        if chunks:
+            self._process(chunks)
         due = self._uncommitted >= self.commit_events
         if due or (
             self._uncommitted and time.monotonic() - self._last_commit >= self.commit_seconds
         ):
             self.commit()
-        elif not chunks and self._uncommitted:
+        elif not chunks and self._uncommitted and commit_when_idle:
             self.commit()  # caught up: make what was read durable now
         if self.progress is not None:
             self.progress(self.stats())
         return bool(chunks)
 
-    def _process(self, chunk: Chunk) -> None:
-        self.attributor.add_all(self.decoder.decode(chunk))
-        self.counters["events_read"] += len(chunk.lines)
-        self._uncommitted += len(chunk.lines)
+    def _poll_batch(self) -> list[Chunk]:
+        """Chunks of several polls, up to ``batch_events`` lines (and never past
+        the next commit point): the columnar join's per-batch costs are fixed.
+        Polls again only while the source has a backlog (a poll of >= 512
+        lines), so a trickling live source is never waited on."""
+        room = min(self.batch_events, self.commit_events - self._uncommitted)
+        chunks: list[Chunk] = []
+        lines = 0
+        while True:
+            polled = self.source.poll()
+            chunks.extend(polled)
+            got = sum(len(chunk.lines) for chunk in polled)
+            lines += got
+            if got < 512 or lines >= room:
+                return chunks
+
+    def _process(self, chunks: list[Chunk]) -> None:
+        """One batch for the whole poll (one chunk per log writer): fewer, larger
+        batches amortise the per-batch work of the columnar join."""
+        self.attributor.add_batch(self.decoder.decode_batch(chunks))
+        lines = sum(len(chunk.lines) for chunk in chunks)
+        self.counters["events_read"] += lines
+        self._uncommitted += lines
 
     # -- commit -------------------------------------------------------------------
     def commit(self, *, final: bool = False) -> None:
@@ -164,21 +177,28 @@ class ConsumerManager:
 
         Records due for a file (see :class:`RecordBuffer`; all of them when
         ``final``) go to Parquet; the rest stay held in the committed state.
+        The state is incremental (see :mod:`clickrouter.stream.state`): one new
+        part with what is new, plus a small blob.
         """
         records, late_sales, late_clicks = self.attributor.take_output()
         dead = self.decoder.take_dead_letters()
         self._count(records, late_sales, late_clicks, dead)
         self.counters["commits"] += 1
         now = time.monotonic()
-        self.buffer.add(records_table(records), now)
+        self.buffer.add(records, now)
         due = self.buffer.take(now, force=final)
-        state = ConsumerState(self.attributor.snapshot(), self.buffer.to_ipc())
+        keep = self.book.release()
+        part = self.book.fresh_part()
+        if part is not None:
+            self.book.adopt(self.data.next_state_part())
         manifest = self.data.commit(
             due,
             source=self.source.position(),
-            state=msgspec.msgpack.encode(state),
+            state=self.book.blob(),
             counters=self.counters,
             sidecars={"dead_letters": dead, "late_sales": late_sales, "late_clicks": late_clicks},
+            state_part=part,
+            keep_parts=keep,
         )
         self.source.acknowledge()
         self._uncommitted = 0
@@ -195,14 +215,14 @@ class ConsumerManager:
 
     def _count(
         self,
-        records: list[Any],
+        records: pa.Table,
         late_sales: list[bytes],
         late_clicks: list[bytes],
         dead: list[bytes],
     ) -> None:
         c = self.counters
-        c["records_labelled"] += len(records)
-        c["positives_labelled"] += sum(map(_LABEL, records))
+        c["records_labelled"] += records.num_rows
+        c["positives_labelled"] += int(pc.sum(records["label"]).as_py() or 0)
         c["late_sales"] += len(late_sales)
         c["late_clicks"] += len(late_clicks)
         c["dead_lettered"] += len(dead)

@@ -3,11 +3,15 @@
 The fast path decodes a whole chunk in one ``msgspec`` call; only a chunk that
 contains a bad line is decoded again line by line, through the same
 :func:`clickrouter.events.decode_event` every other reader uses.
+:meth:`ChunkDecoder.decode_batch` then checks value ranges column-wise and
+returns an :class:`~clickrouter.stream.batch.EventBatch`.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from itertools import repeat
 
 import msgspec
 
@@ -19,6 +23,7 @@ from clickrouter.events import (
     _check_ranges,  # the exact range checks decode_event applies, for the batch path
     decode_event,
 )
+from clickrouter.stream.batch import EventBatch, build_batch
 from clickrouter.stream.source import Chunk
 
 _batch_decoder = msgspec.json.Decoder(Event)
@@ -29,12 +34,133 @@ def _join(lines: list[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+_AT_LINE = re.compile(r"- at `\$\[(\d+)\]")
+_AT_BYTE = re.compile(r"\(byte (\d+)\)")
+
+
+def _failed_line(exc: msgspec.DecodeError, data: bytes) -> int | None:
+    """Which line of ``data`` a ``decode_lines`` error names, if it names one.
+
+    A hint only: a wrong guess costs time, never correctness, because every
+    line is either part of a block that decoded whole or decoded alone.
+    """
+    message = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        at = _AT_LINE.search(message)
+        return int(at[1]) if at else None
+    at = _AT_BYTE.search(message)
+    return data.count(b"\n", 0, int(at[1])) if at else None
+
+
 class ChunkDecoder:
     """Decodes chunks; collects dead-letter lines and remembers safe campaign ids."""
 
     def __init__(self) -> None:
         self.dead_letters: list[bytes] = []
         self._safe_campaigns: set[str] = set()
+        self._dead_at: list[tuple[int, bytes]] = []  # this chunk's, by line index
+
+    def decode_batch(self, chunks: list[Chunk]) -> EventBatch:
+        """The chunks' valid events, in order, as one batch of columns; the other
+        lines become dead letters (in line order, whatever check refused them)."""
+        events: list[Event] = []
+        raws: list[bytes] = []
+        origin: list[tuple[int, int]] = []  # (chunk number, line) of each event
+        dead: list[tuple[int, int, bytes]] = []
+        for n, chunk in enumerate(chunks):
+            self._dead_at = []
+            index: list[int] = []
+            if chunk.data is None:
+                self._parse_slow(chunk, 0, len(chunk.lines), events, index)
+            else:
+                self._parse_block(chunk, 0, len(chunk.lines), chunk.data, events, index)
+            lines = chunk.lines
+            raws.extend(lines if len(index) == len(lines) else [lines[i] for i in index])
+            origin.extend(zip(repeat(n), index))
+            dead.extend((n, i, letter) for i, letter in self._dead_at)
+        batch, problems = build_batch(
+            events, raws, campaign_ok=self._campaign_ok, invalid=self._invalid
+        )
+        for k, reason in problems:
+            n, i = origin[k]
+            dead.append((n, i, self._letter(chunks[n], i, reason)))
+        dead.sort(key=lambda item: item[:2])
+        self.dead_letters.extend(letter for _, _, letter in dead)
+        return batch
+
+    def _parse_block(
+        self, chunk: Chunk, lo: int, hi: int, data: bytes, events: list[Event], index: list[int]
+    ) -> None:
+        """msgspec-decode lines ``lo:hi`` (joined in ``data``) in one call.
+
+        A bad line fails the call; msgspec names where (line or byte), so the
+        lines before it are decoded in one call, it goes the line-by-line way,
+        and the rest continues. When the error does not name a line inside
+        the block (a blank line, another message), the block is halved.
+        """
+        while lo < hi:
+            bad: int | None = None
+            try:
+                decoded: list[Event] = _batch_decoder.decode_lines(data)
+            except msgspec.DecodeError as exc:
+                decoded, bad = [], _failed_line(exc, data)
+            if len(decoded) == hi - lo:
+                events.extend(decoded)
+                index.extend(range(lo, hi))
+                return
+            if bad is None or not 0 <= bad < hi - lo or hi - lo <= _SLOW_BLOCK:
+                self._halve(chunk, lo, hi, events, index)
+                return
+            if bad:
+                self._parse_block(
+                    chunk, lo, lo + bad, _join(chunk.lines[lo : lo + bad]), events, index
+                )
+            self._parse_slow(chunk, lo + bad, lo + bad + 1, events, index)
+            lo += bad + 1
+            data = _join(chunk.lines[lo:hi])
+
+    def _halve(self, chunk: Chunk, lo: int, hi: int, events: list[Event], index: list[int]) -> None:
+        if hi - lo <= _SLOW_BLOCK:
+            self._parse_slow(chunk, lo, hi, events, index)
+            return
+        mid = (lo + hi) // 2
+        self._parse_block(chunk, lo, mid, _join(chunk.lines[lo:mid]), events, index)
+        self._parse_block(chunk, mid, hi, _join(chunk.lines[mid:hi]), events, index)
+
+    def _parse_slow(
+        self, chunk: Chunk, lo: int, hi: int, events: list[Event], index: list[int]
+    ) -> None:
+        for i in range(lo, hi):
+            raw = chunk.lines[i]
+            if not raw.strip():
+                self._dead_at.append((i, self._letter(chunk, i, "empty line")))
+                continue
+            try:
+                event = _batch_decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                self._dead_at.append((i, self._letter(chunk, i, f"invalid event: {exc}")))
+                continue
+            except msgspec.DecodeError as exc:
+                self._dead_at.append((i, self._letter(chunk, i, f"malformed JSON: {exc}")))
+                continue
+            events.append(event)
+            index.append(i)
+
+    def _campaign_ok(self, campaign_id: str) -> bool:
+        if campaign_id in self._safe_campaigns:
+            return True
+        if is_safe_campaign_id(campaign_id):
+            self._safe_campaigns.add(campaign_id)
+            return True
+        return False
+
+    def _letter(self, chunk: Chunk, i: int, reason: str) -> bytes:
+        record = {
+            "reason": reason,
+            "position": chunk.position_of(i),
+            "line": chunk.lines[i].decode("utf-8", errors="replace"),
+        }
+        return json.dumps(record).encode()
 
     def decode(self, chunk: Chunk) -> list[tuple[Event, bytes]]:
         if chunk.data is None:
@@ -111,12 +237,7 @@ class ChunkDecoder:
         return f"invalid event: campaign_id {event.campaign_id!r} cannot name a partition"
 
     def _dead(self, chunk: Chunk, i: int, reason: str) -> None:
-        record = {
-            "reason": reason,
-            "position": chunk.position_of(i),
-            "line": chunk.lines[i].decode("utf-8", errors="replace"),
-        }
-        self.dead_letters.append(json.dumps(record).encode())
+        self.dead_letters.append(self._letter(chunk, i, reason))
 
     def take_dead_letters(self) -> list[bytes]:
         out, self.dead_letters = self.dead_letters, []
