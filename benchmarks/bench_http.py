@@ -5,7 +5,9 @@ Measures, in one run:
 * the baseline: a server that loops sklearn ``predict_proba`` over every campaign
   model per request (the original system), a handful of requests;
 * the HTTP stack choice: ``clickrouter serve`` on uvicorn with uvloop + httptools
-  against uvicorn's pure-Python defaults (asyncio + h11), one worker;
+  and the inline protocol for the hot routes (the default) against uvicorn's own
+  httptools protocol (every request through ASGI), uvicorn's pure-Python
+  defaults (asyncio + h11) and granian, one worker;
 * saturated throughput and p50/p99 of ``clickrouter serve`` with 1 and 2 workers
   (load from ``wrk`` when installed, else a raw-socket asyncio client in its own
   process);
@@ -439,6 +441,7 @@ def run(args: argparse.Namespace) -> None:
     report("baseline (sklearn loop)", results["baseline"])
     runs = [
         ("uvicorn asyncio+h11, 1 worker", 1, ("asyncio", "h11")),
+        ("uvicorn uvloop+httptools ASGI only, 1 worker", 1, ("uvloop", "httptools-asgi")),
         ("uvicorn uvloop+httptools, 1 worker", 1, ("uvloop", "httptools")),
         ("uvicorn uvloop+httptools, 2 workers", 2, ("uvloop", "httptools")),
     ]
@@ -446,6 +449,7 @@ def run(args: argparse.Namespace) -> None:
         runs.insert(2, ("granian uvloop, 1 worker", 1, ("granian", "")))
     for name, workers, stack in runs:
         server = predictor(models, cache, work, workers, stack)
+        load = os.getloadavg()[0]
         try:
             saturate(server.port, bodies, 2.0, args.connections)  # warm-up, discarded
             cpu_before = cpu_seconds(server.process.pid)
@@ -453,6 +457,7 @@ def run(args: argparse.Namespace) -> None:
             saturated["server_cpu_s"] = cpu_seconds(server.process.pid) - cpu_before
             saturated["per_cpu_s"] = saturated["requests"] / saturated["server_cpu_s"]
             results[name] = {
+                "load_avg": load,
                 "saturated": saturated,
                 "at_1000_rps": fixed_rate(server.port, bodies, 1000.0, 8.0),
             }
@@ -461,7 +466,8 @@ def run(args: argparse.Namespace) -> None:
         results[name]["events_per_worker"] = events_per_writer(server.events)
         report(name + ", saturated", results[name]["saturated"], results["baseline"])
         report(name + ", 1,000 req/s", results[name]["at_1000_rps"], results["baseline"])
-        print(f"  click events written per worker: {results[name]['events_per_worker']}")
+        print(f"  click events written per worker: {results[name]['events_per_worker']}", end="")
+        print(f"; load average {load:.1f} at the start of this run")
     results["load_avg_end"] = os.getloadavg()[0]
     start, end = results["load_avg_start"], results["load_avg_end"]
     print(f"load average: {start:.1f} at start, {end:.1f} at end")
@@ -474,7 +480,7 @@ def report(name: str, r: dict[str, Any], baseline: dict[str, Any] | None = None)
     errors = f"  non-200: {r.get('non_200', 0)}" if r.get("non_200") else ""
     p99 = f"  p99 {r['p99_ms']:7.2f} ms" if "p99_ms" in r else ""
     cpu = f"  {r['per_cpu_s']:,.0f} req/server-CPU-s" if "per_cpu_s" in r else ""
-    line = f"{name:<46} {r['rps']:>9,.1f} req/s  p50 {r['p50_ms']:7.2f} ms{p99}{ratio}{cpu}{errors}"
+    line = f"{name:<58} {r['rps']:>9,.1f} req/s  p50 {r['p50_ms']:7.2f} ms{p99}{ratio}{cpu}{errors}"
     print(line, flush=True)
 
 

@@ -131,3 +131,42 @@ def assert_workers_share_one_table(parent: int, cache: Path) -> None:
         time.sleep(0.1)
     assert len(tables) == 2 and tables[0] == tables[1]
     assert next(iter(tables[0])).startswith(str(cache))
+
+
+def test_each_worker_serves_its_own_share_of_connections(tmp_path: Path, sample_models: Path):
+    """One SO_REUSEPORT socket per worker: the kernel spreads new connections over both."""
+    served = Served(tmp_path, sample_models, "--workers", "2", "--cache-dir", str(tmp_path / "c"))
+    try:
+        deadline = time.monotonic() + 60
+        ready = 0
+        while ready < 16:  # both workers loaded: 16 fresh connections in a row answer ready
+            status = httpx.get(served.url + "/v2/health/ready").status_code
+            ready = ready + 1 if status == 200 else 0
+            assert time.monotonic() < deadline, "workers not ready"
+        for _ in range(32):  # a fresh connection each (no client: no keep-alive pool)
+            assert httpx.post(served.url + "/v1/decide", json=PROFILE).status_code == 200
+    finally:
+        assert served.terminate() == 0
+    clicks: dict[str, int] = {}
+    for segment in served.events.glob("*.jsonl"):
+        writer = segment.name.split(".")[0]
+        lines = segment.read_bytes().splitlines()
+        clicks[writer] = clicks.get(writer, 0) + sum(b'"type":"click"' in line for line in lines)
+    assert sum(clicks.values()) == 32
+    assert len(clicks) == 2 and min(clicks.values()) > 0, clicks  # P(all on one) = 2**-31
+
+
+def test_reuseport_sockets_listen_on_one_port() -> None:
+    import socket
+
+    from clickrouter.serving.http.server import reuseport_sockets
+
+    sockets = reuseport_sockets("127.0.0.1", 0, 3)
+    try:
+        assert len({s.getsockname()[1] for s in sockets}) == 1
+        assert len({s.fileno() for s in sockets}) == 3
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in sockets)
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
