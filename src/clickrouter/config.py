@@ -26,8 +26,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 8000
     workers: int = 1
     admin_token: str | None = None
-    policy: str = "greedy"  # or "epsilon-greedy"
+    policy: str = "greedy"  # or "epsilon-greedy", "thompson"
     epsilon: float = 0.05
+    thompson_scale: float = 1.0  # multiplies the Thompson posterior spread (< 1: tempered)
     top_k_default: int = 10
     max_body_bytes: int = 64 * 1024
     reload_poll_seconds: float = 1.0

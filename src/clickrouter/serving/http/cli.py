@@ -56,7 +56,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from clickrouter.serving.http.server import ServeConfig, default_cache_dir, run_server
 
     settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers)
-    make_policy(settings.policy, settings.epsilon)  # bad settings fail here, not in each worker
+    # bad settings fail here, not in each worker
+    make_policy(settings.policy, settings.epsilon, thompson_scale=settings.thompson_scale)
     directory, _ = resolve_model_dir(args.models)  # fails early on a store without CURRENT
     if not (directory / "campaigns.json").is_file():
         raise InvalidInput(f"--models {args.models}: no campaigns.json in {directory}")

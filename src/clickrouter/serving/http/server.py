@@ -72,9 +72,8 @@ def build_app(config: ServeConfig) -> PredictorApp:
     )
     sink = open_sink(config.events, f"predictor-{os.getpid()}")
     metrics.track_sink(sink.lag, lambda: sink.written, lambda: sink.dropped)
-    service = PredictorService(
-        holder, make_policy(settings.policy, settings.epsilon), sink, metrics
-    )
+    policy = make_policy(settings.policy, settings.epsilon, thompson_scale=settings.thompson_scale)
+    service = PredictorService(holder, policy, sink, metrics)
     watcher = ReloadWatcher(holder, settings.reload_poll_seconds)
     router = Router(
         v1_routes(service)

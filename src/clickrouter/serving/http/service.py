@@ -92,7 +92,8 @@ class PredictorService:
         click_id = self._click_id(raw)
         slots = bank.space.indices(canonical)
         proba, mask, decision = self._decider_of(bank).decide(canonical, slots, top or 1)
-        choice = self.policy.choose(bank.column_of(decision.campaign_id), mask, decision.n_eligible)
+        best = bank.column_of(decision.campaign_id)
+        choice = self.policy.choose_scored(live, proba, mask, best, decision.n_eligible)
         campaign = bank.campaigns[choice.column]
         probability = float(proba[choice.column])
         outcome = Outcome(
