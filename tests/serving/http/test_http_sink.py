@@ -111,3 +111,19 @@ def test_served_decisions_go_to_a_redis_stream(redis_url: str, sample_models: Pa
     entries = redis.Redis(port=int(redis_url.split(":")[2].split("/")[0])).xrange("clicks")
     logged = [decode_event(fields[b"e"]) for _, fields in entries]
     assert [e.click_id for e in logged] == ids
+
+
+def test_event_log_backend_writes_exactly_the_encoded_event_lines(tmp_path: Path):
+    from clickrouter.events import CanonicalProfile, ClickEvent, encode_event
+
+    profile = CanonicalProfile("FR", "d", "android", "chrome", "p", 3, 4)
+    events: list[Event] = [
+        ClickEvent("e1", "k1", 1.5, profile, "c1", "https://x/?k=k1", 0.25, "v1", {"a": [1]}),
+        sale(2),
+        ClickEvent("e3", "k3", 2.0, profile, "c2", "https://x/?k=k3", 1.0, "v1"),
+    ]
+    backend = EventLogBackend(tmp_path, "predictor-lines")
+    backend.write_batch(events)
+    backend.close()
+    (segment,) = tmp_path.glob("*.jsonl")
+    assert segment.read_bytes() == b"".join(encode_event(e) for e in events)
