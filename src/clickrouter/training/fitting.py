@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -24,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from clickrouter.features import FeatureSpace
 from clickrouter.training.design import column_offsets, design_matrix, restrict, used_columns
+from clickrouter.training.hours import fold_harmonics, harmonic_features, hour_columns
 from clickrouter.training.metrics import evaluate, log_loss
 from clickrouter.training.publish import read_model
 from clickrouter.training.served import served_proba
@@ -43,6 +45,7 @@ class FitSettings:
     guard_tolerance: float
     max_iter: int
     guard_min_positives: int = 10
+    hour_harmonics: int = 1
 
 
 @dataclass
@@ -145,7 +148,10 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
 
 
 def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) -> FitResult:
+    harmonics = settings.hour_harmonics
     used = used_columns(task.cols)
+    if harmonics:  # every hour scores the fitted curve, seen in training or not
+        used = np.union1d(used, hour_columns(space))
     field_of = np.searchsorted(column_offsets(space), used, side="right") - 1
     X = design_matrix(restrict(task.cols, used), len(used))
     X_hold = design_matrix(restrict(task.hold_cols, used), len(used))
@@ -154,7 +160,8 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     # sampling negatives at rate r (or weighting positives by w) multiplies the
     # odds by 1/r (w); adding log(r / w) to the intercept undoes it exactly
     shift = math.log(task.rate) - math.log(settings.positive_weight)
-    fit = _Fit(X, y, weight, task.rate, field_of, settings.max_iter)
+    hours = _Hours(harmonic_features(task.cols, space, harmonics), harmonics, used, space)
+    fit = _Fit(X, y, weight, task.rate, field_of, settings.max_iter, hours)
     chosen, metrics, scores = _choose_c(settings, task, fit, X_hold, shift)
     coef_used, intercept = fit(chosen, slice(None))
     coef = np.zeros(settings.n_columns, dtype=np.float64)
@@ -186,20 +193,46 @@ class _Fit:
         rate: float,
         field_of: np.ndarray,
         max_iter: int,
+        hours: _Hours,
     ) -> None:
         self.X, self.y, self.weight, self.field_of = X, y, weight, field_of
         self.population = np.where(y > 0, 1.0, 1.0 / rate)  # rows each kept row stands for
         self.max_iter = max_iter
+        self.hours = hours
+        self.design = sp.hstack([X, sp.csr_matrix(hours.features)], format="csr")
 
     def __call__(self, C: float, rows: slice) -> tuple[np.ndarray, float]:
-        model = _fit(self.X[rows], self.y[rows], self.weight[rows], C, self.max_iter)
-        coef, intercept = model.coef_[0].copy(), float(model.intercept_[0])
+        model = _fit(self.design[rows], self.y[rows], self.weight[rows], C, self.max_iter)
+        coef = self.hours.fold(model.coef_[0])
+        intercept = float(model.intercept_[0])
         mass = np.asarray(self.X[rows].T @ self.population[rows]).ravel()
         n_fields = int(self.field_of.max(initial=-1)) + 1
         total = np.bincount(self.field_of, weights=mass * coef, minlength=n_fields)
         count = np.bincount(self.field_of, weights=mass, minlength=n_fields)
         centre = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return coef - centre[self.field_of], intercept + float(centre.sum())
+
+
+class _Hours:
+    """The hour harmonics next to the one-hot columns, and their folding back.
+
+    features: (n_kept, 2 * harmonics) dense columns (none when harmonics is 0);
+    fold() turns a coefficient vector over [one-hot | harmonics] into one over
+    the one-hot columns alone, the curve added to the 24 hour columns.
+    """
+
+    def __init__(
+        self, features: np.ndarray, harmonics: int, used: np.ndarray, space: FeatureSpace
+    ) -> None:
+        self.features, self.harmonics = features, harmonics
+        self.width = len(used)
+        self.positions = np.searchsorted(used, hour_columns(space)) if harmonics else None
+
+    def fold(self, coef: np.ndarray) -> np.ndarray:
+        one_hot = coef[: self.width].copy()
+        if self.positions is not None:
+            one_hot[self.positions] += fold_harmonics(coef[self.width :], self.harmonics)
+        return one_hot
 
 
 def _choose_c(

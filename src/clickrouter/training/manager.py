@@ -261,6 +261,7 @@ class TrainingManager:
             guard_tolerance=s.guard_tolerance,
             max_iter=s.max_iter,
             guard_min_positives=s.guard_min_positives,
+            hour_harmonics=s.hour_harmonics,
         )
 
     def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:

@@ -21,6 +21,9 @@ class TrainingSettings:
     prior_positives: strength of the Beta prior (in sales) centred on the
         pooled rate of the thin campaigns.
     c_grid: inverse L2 strengths tried on the time-ordered validation split.
+    hour_harmonics: daily-cycle harmonics fitted for ``local_hour`` next to its
+        one-hot columns (0 = one-hot only); folded into the hour coefficients,
+        so the published model is the same one-hot pipeline (see ``hours.py``).
     holdout_fraction: newest share of each campaign's rows held out.
     guard_tolerance: keep the served model when the new log loss exceeds its
         log loss by more than this relative margin...
@@ -45,6 +48,7 @@ class TrainingSettings:
     workers: int | None = None
     max_iter: int = 300
     seed: int = 0
+    hour_harmonics: int = 1
 
     def __post_init__(self) -> None:
         _check("negative_rate", self.negative_rate, 0 < self.negative_rate <= 1)
@@ -53,6 +57,8 @@ class TrainingSettings:
         _check("prior_positives", self.prior_positives, self.prior_positives > 0)
         _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
         _check("c_grid", self.c_grid, bool(self.c_grid) and all(c > 0 for c in self.c_grid))
+        harmonics = self.hour_harmonics
+        _check("hour_harmonics", harmonics, isinstance(harmonics, int) and 0 <= harmonics <= 11)
         _check("holdout_fraction", self.holdout_fraction, 0 < self.holdout_fraction < 1)
         _check("guard_tolerance", self.guard_tolerance, self.guard_tolerance >= 0)
         _check("keep_versions", self.keep_versions, self.keep_versions >= 1)
