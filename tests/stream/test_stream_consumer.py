@@ -172,3 +172,30 @@ def test_a_given_record_buffer_is_used(tmp_path: Path) -> None:
     with DataManager(tmp_path / "data", writable=True, durable=False) as dm:
         consumer = ConsumerManager(LocalLogSource(tmp_path / "log"), dm, buffer=buffer)
         assert consumer.buffer is buffer  # an empty buffer is falsy: must not be replaced
+
+
+def test_decode_worker_process_gives_the_in_process_result(tmp_path: Path) -> None:
+    lines = list(sample_lines(3000, seed=9, span_seconds=DAY / 2))
+    write_log(tmp_path / "log", lines)
+    results = []
+    for name, worker in (("inproc", False), ("worker", True)):
+        with DataManager(tmp_path / name, writable=True, durable=False) as dm:
+            consumer = ConsumerManager(
+                LocalLogSource(tmp_path / "log"),
+                dm,
+                window_seconds=DAY,
+                commit_events=700,
+                batch_events=600,
+                decode_worker=worker,
+            )
+            assert consumer.pipeline.wait_ready(timeout=60) == worker
+            stats = consumer.run_once()
+            assert (consumer.pipeline.remote_batches > 3) == worker
+            consumer.close()
+        stats.pop("commits")
+        dead = (tmp_path / name / "_dead_letters.jsonl").read_bytes()
+        results.append((stats, DataManager(tmp_path / name).read_all(), dead))
+    (stats_a, table_a, dead_a), (stats_b, table_b, dead_b) = results
+    assert stats_a == stats_b and stats_a["dead_lettered"] > 0
+    assert table_a.equals(table_b) and len(table_a) > 2000
+    assert dead_a == dead_b

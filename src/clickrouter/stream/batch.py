@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import compress
 from operator import attrgetter
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 
@@ -33,6 +34,7 @@ _CAMPAIGN, _PROPENSITY, _MODEL_VERSION, _REVENUE = map(
     attrgetter, ("campaign_id", "propensity", "model_version", "revenue")
 )
 _HOUR, _WEEKDAY = attrgetter("local_hour"), attrgetter("local_weekday")
+_event_decoder = msgspec.json.Decoder(Event)
 
 
 @dataclass(slots=True)
@@ -43,7 +45,7 @@ class EventBatch:
     has one row per click event, ``click_pos[r]`` being that click's position.
     """
 
-    events: list[Event]
+    events: list[Event] | None  # None: decoded elsewhere; see :meth:`event`
     raws: list[bytes]
     ts: list[float]
     ids: list[str]
@@ -53,7 +55,14 @@ class EventBatch:
     clicks: pa.Table
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.raws)
+
+    def event(self, j: int) -> Event:
+        """Event ``j`` (decoded again from its line when the batch came from a
+        decode worker: only the few events the join handles one by one)."""
+        if self.events is None:
+            return _event_decoder.decode(self.raws[j])
+        return self.events[j]
 
 
 Problem = tuple[int, str]  # (index into the events given, reason)

@@ -54,6 +54,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--group", default="clickrouter", help="Redis consumer group")
     p.add_argument("--consumer", default="consumer-1", help="Redis consumer name")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (tests, benchmarks)")
+    p.add_argument(
+        "--no-decode-worker",
+        action="store_true",
+        help="decode in the consumer process instead of a second one",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=run_consume)
 
@@ -122,10 +127,13 @@ def run_consume(args: argparse.Namespace) -> int:
                 min_file_rows=args.min_file_rows, max_hold_seconds=args.max_hold_seconds
             ),
             progress=display.update,
+            decode_worker=not args.no_decode_worker,
         )
-        with display:
-            stats = _run(consumer, args)
-        consumer.close()
+        try:
+            with display:
+                stats = _run(consumer, args)
+        finally:
+            consumer.close()
     print_summary(stats, SUMMARY_ROWS)
     return 0
 

@@ -25,6 +25,7 @@ from clickrouter.datastore.manager import DataManager
 from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
+from clickrouter.stream.decodeworker import DecodePipeline
 from clickrouter.stream.fastattr import BatchAttributor
 from clickrouter.stream.source import Chunk, Source
 from clickrouter.stream.state import StateBook
@@ -68,6 +69,8 @@ class ConsumerManager:
     retention_seconds : on compaction, drop files whose records are all older
         than this, in event time behind the newest event seen (None = keep all).
     batch_events : join this many events at a time (several polls), at most.
+    decode_worker : decode in a second process, overlapped with the join (see
+        :mod:`clickrouter.stream.decodeworker`); call :meth:`close` at the end.
     progress : called with :meth:`stats` after every batch.
     """
 
@@ -83,6 +86,7 @@ class ConsumerManager:
         compact_every: int = 100,
         retention_seconds: float | None = None,
         batch_events: int = 8192,
+        decode_worker: bool = False,
         buffer: RecordBuffer | None = None,
         progress: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
@@ -93,6 +97,7 @@ class ConsumerManager:
         self.batch_events = batch_events
         self.attributor = BatchAttributor(window_seconds, lateness_seconds)
         self.decoder = ChunkDecoder()
+        self.pipeline = DecodePipeline(self.decoder, use_worker=decode_worker)
         self.buffer = buffer if buffer is not None else RecordBuffer()  # empty is falsy
         self.book = StateBook(self.attributor, self.buffer)
         manifest = data.manifest()
@@ -135,7 +140,13 @@ class ConsumerManager:
         """Poll and process one batch; commit when due. False when nothing was new."""
         chunks = self._poll_batch()
         if chunks:
-            self._process(chunks)
+            self.pipeline.submit(chunks)
+            lines = sum(len(chunk.lines) for chunk in chunks)
+            self.counters["events_read"] += lines
+            self._uncommitted += lines
+        # keep a batch in flight while reading on, so decoding overlaps the join
+        while len(self.pipeline) > (1 if chunks else 0):
+            self.attributor.add_batch(self.pipeline.next())
         due = self._uncommitted >= self.commit_events
         if due or (
             self._uncommitted and time.monotonic() - self._last_commit >= self.commit_seconds
@@ -163,14 +174,6 @@ class ConsumerManager:
             if got < 512 or lines >= room:
                 return chunks
 
-    def _process(self, chunks: list[Chunk]) -> None:
-        """One batch for the whole poll (one chunk per log writer): fewer, larger
-        batches amortise the per-batch work of the columnar join."""
-        self.attributor.add_batch(self.decoder.decode_batch(chunks))
-        lines = sum(len(chunk.lines) for chunk in chunks)
-        self.counters["events_read"] += lines
-        self._uncommitted += lines
-
     # -- commit -------------------------------------------------------------------
     def commit(self, *, final: bool = False) -> None:
         """Make everything processed so far durable, then acknowledge the source.
@@ -180,6 +183,8 @@ class ConsumerManager:
         The state is incremental (see :mod:`clickrouter.stream.state`): one new
         part with what is new, plus a small blob.
         """
+        while len(self.pipeline):  # what was read is joined before it is committed
+            self.attributor.add_batch(self.pipeline.next())
         records, late_sales, late_clicks = self.attributor.take_output()
         dead = self.decoder.take_dead_letters()
         self._count(records, late_sales, late_clicks, dead)
@@ -244,4 +249,5 @@ class ConsumerManager:
         }
 
     def close(self) -> None:
+        self.pipeline.close()
         self.source.close()

@@ -58,15 +58,28 @@ class ChunkDecoder:
     def __init__(self) -> None:
         self.dead_letters: list[bytes] = []
         self._safe_campaigns: set[str] = set()
-        self._dead_at: list[tuple[int, bytes]] = []  # this chunk's, by line index
+        self._dead_at: list[tuple[int, str]] = []  # this chunk's (line, reason)
 
     def decode_batch(self, chunks: list[Chunk]) -> EventBatch:
         """The chunks' valid events, in order, as one batch of columns; the other
         lines become dead letters (in line order, whatever check refused them)."""
+        batch, _, dead = self.parse(chunks)
+        self.add_dead_letters(chunks, dead)
+        return batch
+
+    def add_dead_letters(self, chunks: list[Chunk], dead: list[tuple[int, int, str]]) -> None:
+        """Dead letters for ``(chunk number, line, reason)``, in that order."""
+        self.dead_letters.extend(self._letter(chunks[n], i, reason) for n, i, reason in dead)
+
+    def parse(
+        self, chunks: list[Chunk]
+    ) -> tuple[EventBatch, list[tuple[int, int]], list[tuple[int, int, str]]]:
+        """The batch, the ``(chunk number, line)`` of each of its events, and the
+        refused lines as ``(chunk number, line, reason)`` sorted by position."""
         events: list[Event] = []
         raws: list[bytes] = []
-        origin: list[tuple[int, int]] = []  # (chunk number, line) of each event
-        dead: list[tuple[int, int, bytes]] = []
+        origin: list[tuple[int, int]] = []
+        dead: list[tuple[int, int, str]] = []
         for n, chunk in enumerate(chunks):
             self._dead_at = []
             index: list[int] = []
@@ -77,16 +90,16 @@ class ChunkDecoder:
             lines = chunk.lines
             raws.extend(lines if len(index) == len(lines) else [lines[i] for i in index])
             origin.extend(zip(repeat(n), index))
-            dead.extend((n, i, letter) for i, letter in self._dead_at)
+            dead.extend((n, i, reason) for i, reason in self._dead_at)
         batch, problems = build_batch(
             events, raws, campaign_ok=self._campaign_ok, invalid=self._invalid
         )
-        for k, reason in problems:
-            n, i = origin[k]
-            dead.append((n, i, self._letter(chunks[n], i, reason)))
+        dead.extend((*origin[k], reason) for k, reason in problems)
+        if problems:
+            drop = {k for k, _ in problems}
+            origin = [o for k, o in enumerate(origin) if k not in drop]
         dead.sort(key=lambda item: item[:2])
-        self.dead_letters.extend(letter for _, _, letter in dead)
-        return batch
+        return batch, origin, dead
 
     def _parse_block(
         self, chunk: Chunk, lo: int, hi: int, data: bytes, events: list[Event], index: list[int]
@@ -133,15 +146,15 @@ class ChunkDecoder:
         for i in range(lo, hi):
             raw = chunk.lines[i]
             if not raw.strip():
-                self._dead_at.append((i, self._letter(chunk, i, "empty line")))
+                self._dead_at.append((i, "empty line"))
                 continue
             try:
                 event = _batch_decoder.decode(raw)
             except msgspec.ValidationError as exc:
-                self._dead_at.append((i, self._letter(chunk, i, f"invalid event: {exc}")))
+                self._dead_at.append((i, f"invalid event: {exc}"))
                 continue
             except msgspec.DecodeError as exc:
-                self._dead_at.append((i, self._letter(chunk, i, f"malformed JSON: {exc}")))
+                self._dead_at.append((i, f"malformed JSON: {exc}"))
                 continue
             events.append(event)
             index.append(i)

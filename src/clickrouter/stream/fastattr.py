@@ -175,7 +175,7 @@ class BatchAttributor:
             wm = self.max_ts - self.lateness
             if self._expiring and self._expiring[0][0] < wm:
                 self._expire_orphans(wm, wms)
-            event, raw, ts = batch.events[j], batch.raws[j], batch.ts[j]
+            event, raw, ts = batch.event(j), batch.raws[j], batch.ts[j]
             if ts < self.max_ts - horizon:
                 self._late(event, raw, "older than the attribution window behind the watermark")
                 continue

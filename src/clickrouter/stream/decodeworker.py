@@ -1,0 +1,252 @@
+"""Decode batches in a second process, so parsing runs beside the join.
+
+Parsing JSON and building the click columns is about half of the consumer's
+CPU and holds the GIL, so a thread cannot overlap it; a worker process can.
+The consumer sends each batch's raw chunk bytes; the worker answers with the
+batch's columns (Arrow IPC), ids, timestamps and refused lines (reasons only:
+the consumer names positions). The worker is stateless and answers batches in
+the order sent, so the consumer joins exactly the batches it would have
+decoded itself. It exits when its input closes, including when the consumer
+is killed. Until it has started (imports take a few hundred milliseconds),
+the consumer decodes in-process.
+
+Wire format: frames of an 8-byte little-endian length and a msgpack body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from typing import IO
+
+import msgspec
+import numpy as np
+
+from clickrouter.errors import ClickrouterError
+from clickrouter.stream.batch import EventBatch
+from clickrouter.stream.buffer import ipc_to_table, table_to_ipc
+from clickrouter.stream.decode import ChunkDecoder
+from clickrouter.stream.source import Chunk
+
+_LEN = struct.Struct("<Q")
+READY = b"R"
+
+
+class Decoded(msgspec.Struct, frozen=True, array_like=True):
+    """One decoded batch as the worker sends it."""
+
+    chunk_no: bytes  # int32 per event: which chunk of the batch
+    line_no: bytes  # int32 per event: which line of that chunk
+    ids: list[str]
+    click_ids: list[str]
+    ts: bytes  # float64 per event
+    is_click: bytes  # bool per event
+    clicks: bytes  # Arrow IPC, CLICK_SCHEMA
+    dead: list[tuple[int, int, str]]
+
+
+class DecodeWorkerDied(ClickrouterError):
+    status = 500
+
+
+def _write_frame(out: IO[bytes], body: bytes) -> None:
+    out.write(_LEN.pack(len(body)))
+    out.write(body)
+    out.flush()
+
+
+def _read_frame(src: IO[bytes]) -> bytes | None:
+    head = src.read(_LEN.size)
+    if len(head) < _LEN.size:
+        return None
+    (size,) = _LEN.unpack(head)
+    body = src.read(size)
+    return body if len(body) == size else None
+
+
+def _no_position(i: int) -> str:
+    return str(i)  # the consumer names positions; the worker only gives line numbers
+
+
+Frame = list[tuple[bytes | None, list[bytes]]]  # per chunk: its bytes, or its lines
+
+
+def encode_batch(decoder: ChunkDecoder, frame: Frame) -> bytes:
+    """The worker's answer for one batch (per chunk: its joined bytes, or its
+    lines when a line holds a newline and the bytes cannot be split)."""
+    chunks = [
+        Chunk(_lines(data), data, _no_position)
+        if data is not None
+        else Chunk(lines, None, _no_position)
+        for data, lines in frame
+    ]
+    batch, origin, dead = decoder.parse(chunks)
+    where = np.asarray(origin, dtype=np.int32).reshape(-1, 2)
+    return msgspec.msgpack.encode(
+        Decoded(
+            chunk_no=where[:, 0].tobytes(),
+            line_no=where[:, 1].tobytes(),
+            ids=batch.ids,
+            click_ids=batch.click_ids,
+            ts=np.asarray(batch.ts, dtype=np.float64).tobytes(),
+            is_click=np.asarray(batch.is_click, dtype=bool).tobytes(),
+            clicks=table_to_ipc(batch.clicks),
+            dead=dead,
+        )
+    )
+
+
+def _lines(data: bytes) -> list[bytes]:
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    return lines
+
+
+def decode_answer(
+    body: bytes, chunks: list[Chunk]
+) -> tuple[EventBatch, list[tuple[int, int, str]]]:
+    """Rebuild the batch in the consumer from the worker's answer."""
+    got = msgspec.msgpack.decode(body, type=Decoded)
+    chunk_no = np.frombuffer(got.chunk_no, dtype=np.int32)
+    line_no = np.frombuffer(got.line_no, dtype=np.int32)
+    if sum(len(c.lines) for c in chunks) == len(line_no):
+        raws = [line for chunk in chunks for line in chunk.lines]
+    else:
+        raws = [
+            chunks[n].lines[i] for n, i in zip(chunk_no.tolist(), line_no.tolist(), strict=True)
+        ]
+    is_click = np.frombuffer(got.is_click, dtype=bool)
+    batch = EventBatch(
+        events=None,
+        raws=raws,
+        ts=np.frombuffer(got.ts, dtype=np.float64).tolist(),
+        ids=got.ids,
+        click_ids=got.click_ids,
+        is_click=is_click.tolist(),
+        click_pos=np.flatnonzero(is_click),
+        clicks=ipc_to_table(got.clicks),
+    )
+    return batch, [(n, i, reason) for n, i, reason in got.dead]
+
+
+class DecodePipeline:
+    """Batches decoded in order, by a worker process once it is up, else here."""
+
+    def __init__(self, decoder: ChunkDecoder, *, use_worker: bool = True) -> None:
+        self.decoder = decoder
+        self._queue: deque[tuple[list[Chunk], EventBatch | None]] = deque()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        self.remote_batches = 0  # batches the worker decoded
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        if use_worker:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "clickrouter.stream.decodeworker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C is the consumer's to handle; it
+            )  # stops the worker by closing its input
+            # a thread writes the inputs, so a full pipe never blocks the reader
+            threading.Thread(target=self._send_loop, daemon=True).start()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def _send_loop(self) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        stdin = self._proc.stdin
+        while (body := self._outbox.get()) is not None:
+            try:
+                _write_frame(stdin, body)
+            except (BrokenPipeError, ValueError):
+                return  # the worker died: the reader reports it
+        stdin.close()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until the worker is up (tests); False without a worker."""
+        return self._worker_ready(timeout)
+
+    def _worker_ready(self, timeout: float = 0.0) -> bool:
+        if self._ready or self._proc is None or self._proc.stdout is None:
+            return self._ready
+        readable, _, _ = select.select([self._proc.stdout], [], [], timeout)
+        if readable:
+            self._ready = self._proc.stdout.read(1) == READY
+            if not self._ready:
+                raise DecodeWorkerDied("the decode worker failed to start")
+        return self._ready
+
+    def submit(self, chunks: list[Chunk]) -> None:
+        # once the worker is up every batch goes there (never back here), so
+        # dead letters, added as batches are taken, stay in order
+        if not self._worker_ready():
+            batch = self.decoder.decode_batch(chunks)
+            self._queue.append((chunks, batch))
+            return
+        frame = [(c.data, []) if c.data is not None else (None, c.lines) for c in chunks]
+        self._outbox.put(msgspec.msgpack.encode(frame))
+        self._queue.append((chunks, None))
+        self.remote_batches += 1
+
+    def next(self) -> EventBatch:
+        """The oldest submitted batch, decoded."""
+        chunks, batch = self._queue.popleft()
+        if batch is not None:
+            return batch
+        assert self._proc is not None and self._proc.stdout is not None
+        body = _read_frame(self._proc.stdout)
+        if body is None:
+            raise DecodeWorkerDied(f"the decode worker exited (status {self._proc.poll()})")
+        batch, dead = decode_answer(body, chunks)
+        self.decoder.add_dead_letters(chunks, dead)
+        return batch
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time the worker used so far (0 without a worker)."""
+        if self._proc is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self._proc.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        self._outbox.put(None)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._proc = None
+
+
+def serve(src: IO[bytes], out: IO[bytes]) -> None:
+    """The worker's loop: answer each frame until the input closes."""
+    decoder = ChunkDecoder()
+    out.write(READY)
+    out.flush()
+    while (body := _read_frame(src)) is not None:
+        frame = msgspec.msgpack.decode(body, type=Frame)
+        _write_frame(out, encode_batch(decoder, frame))
+
+
+if __name__ == "__main__":
+    import gc
+
+    gc.disable()  # short-lived acyclic objects only (see consumer._gc_paused)
+    with contextlib.suppress(BrokenPipeError):  # the consumer went away
+        serve(sys.stdin.buffer, sys.stdout.buffer)
