@@ -53,6 +53,7 @@ class EventBatch:
     is_click: list[bool]
     click_pos: np.ndarray  # shape (n_clicks,), int64
     clicks: pa.Table
+    clicks_ipc: bytes | None = None  # ``clicks`` as Arrow IPC, when it came so
 
     def __len__(self) -> int:
         return len(self.raws)

@@ -21,7 +21,8 @@ class ClickBlock:
     """Clicks of one batch; ``part`` names the committed state part holding them."""
 
     __slots__ = (
-        "alive", "click_ids", "due", "event_ids", "member", "next_due", "part", "table", "ts",
+        "alive", "click_ids", "due", "event_ids", "ipc", "member", "next_due", "part", "table",
+        "ts",
     )  # fmt: skip
 
     def __init__(
@@ -33,8 +34,10 @@ class ClickBlock:
         alive: np.ndarray,
         member: np.ndarray | None,
         part: str | None = None,
+        ipc: bytes | None = None,
     ) -> None:
         self.table = table
+        self.ipc = ipc  # ``table`` as Arrow IPC when it arrived so (saves re-encoding)
         self.event_ids, self.click_ids = event_ids, click_ids  # per row, as Python objects
         self.ts = table.column("ts").to_numpy()
         self.due = self.ts + window  # the same float the line-by-line join computes

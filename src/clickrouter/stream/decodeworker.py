@@ -133,6 +133,7 @@ def decode_answer(
         is_click=is_click.tolist(),
         click_pos=np.flatnonzero(is_click),
         clicks=ipc_to_table(got.clicks),
+        clicks_ipc=got.clicks,
     )
     return batch, [(n, i, reason) for n, i, reason in got.dead]
 

@@ -99,6 +99,7 @@ class BatchAttributor:
             self.window,
             alive,
             member,
+            ipc=batch.clicks_ipc,
         )
         rows = np.flatnonzero(plain[batch.click_pos])
         member[rows] = alive[rows] = True

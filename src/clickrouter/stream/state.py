@@ -39,7 +39,11 @@ _sale_decoder = msgspec.json.Decoder(SaleEvent)
 class PartFile(msgspec.Struct, frozen=True):
     """The content of one state part file."""
 
-    clicks: bytes  # Arrow IPC stream, CLICK_SCHEMA: clicks accepted in that commit
+    # the clicks of that commit's batches: per batch an Arrow IPC stream
+    # (CLICK_SCHEMA; the bytes the decode worker sent, when it decoded the
+    # batch) and which of its rows were accepted (np.packbits; None = all)
+    clicks: list[bytes]
+    accepted: list[bytes | None]
     ids: list[str]  # other event ids remembered in that commit
     ids_ts: list[float]
     held: bytes  # Arrow IPC stream, RECORD_SCHEMA: records held in that commit
@@ -85,11 +89,13 @@ class StateBook:
         """What this commit adds, as one part file (None when nothing)."""
         attr = self.attr
         held = self.buffer.fresh()
-        table = _members([b for b in attr.fresh if len(b)])
-        if not attr.fresh_ids and not held.num_rows and not table.num_rows:
+        blocks = [b for b in attr.fresh if len(b)]
+        if not attr.fresh_ids and not held.num_rows and not blocks:
             return None
+        clicks = [b.ipc if b.ipc is not None else table_to_ipc(b.table) for b in blocks]
+        accepted = [None if b.member is None else np.packbits(b.member).tobytes() for b in blocks]
         return msgspec.msgpack.encode(
-            PartFile(table_to_ipc(table), attr.fresh_ids, attr.fresh_ids_ts, table_to_ipc(held))
+            PartFile(clicks, accepted, attr.fresh_ids, attr.fresh_ids_ts, table_to_ipc(held))
         )
 
     def adopt(self, name: str) -> None:
@@ -166,7 +172,7 @@ class StateBook:
 
     def _restore_part(self, ref: PartRef, content: PartFile, now: float) -> None:
         attr = self.attr
-        table = ipc_to_table(content.clicks)
+        table = _accepted_clicks(content)
         alive = np.unpackbits(np.frombuffer(ref.pending, dtype=np.uint8), count=ref.clicks)
         click_ids = table.column("click_id").to_pylist()
         event_ids = table.column("id").to_pylist()
@@ -188,15 +194,18 @@ class StateBook:
         self.buffer.add_part(ref.name, ipc_to_table(content.held), held, now)
 
 
-def _members(blocks: list[ClickBlock]) -> pa.Table:
-    """The accepted rows of ``blocks``, one filter over their concatenation."""
-    if not blocks:
+def _accepted_clicks(content: PartFile) -> pa.Table:
+    """The part's accepted clicks, in order, as one table."""
+    tables = []
+    for ipc, accepted in zip(content.clicks, content.accepted, strict=True):
+        table = ipc_to_table(ipc)
+        if accepted is not None:
+            bits = np.frombuffer(accepted, dtype=np.uint8)
+            table = table.filter(pa.array(np.unpackbits(bits, count=table.num_rows).astype(bool)))
+        tables.append(table)
+    if not tables:
         return CLICK_SCHEMA.empty_table()
-    table = pa.concat_tables([b.table for b in blocks])
-    if all(b.member is None for b in blocks):
-        return table
-    masks = [np.ones(len(b), dtype=bool) if b.member is None else b.member for b in blocks]
-    return table.filter(pa.array(np.concatenate(masks)))
+    return pa.concat_tables(tables).combine_chunks()
 
 
 def _pending(part: Part) -> bool:
