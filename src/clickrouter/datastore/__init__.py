@@ -1,6 +1,29 @@
-"""DataManager: labelled records into self-contained, hive-partitioned Parquet datasets."""
+"""DataManager: labelled records into self-contained, hive-partitioned Parquet datasets.
 
-from clickrouter.datastore.manager import DataManager
-from clickrouter.datastore.schema import PARTITION_COLUMNS, RECORD_COLUMNS, RECORD_SCHEMA
+Public names load lazily, so importing :mod:`clickrouter.datastore.schema`
+(the record schema, all a decode worker needs) does not pay for pandas and
+``pyarrow.dataset``.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clickrouter.datastore.manager import DataManager
+    from clickrouter.datastore.schema import PARTITION_COLUMNS, RECORD_COLUMNS, RECORD_SCHEMA
+
+_LAZY = {
+    "DataManager": "clickrouter.datastore.manager",
+    "PARTITION_COLUMNS": "clickrouter.datastore.schema",
+    "RECORD_COLUMNS": "clickrouter.datastore.schema",
+    "RECORD_SCHEMA": "clickrouter.datastore.schema",
+}
 __all__ = ["PARTITION_COLUMNS", "RECORD_COLUMNS", "RECORD_SCHEMA", "DataManager"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clickrouter.datastore' has no attribute {name!r}")

@@ -12,7 +12,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,23 +23,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickrouter.datastore.atomic import fsync_dir, fsync_file, tmp_name
+from clickrouter.datastore.ids import is_safe_campaign_id
 from clickrouter.datastore.manifest import DataFile
 from clickrouter.datastore.schema import RECORD_SCHEMA
 from clickrouter.errors import InvalidInput
 from clickrouter.features import FORMAT_VERSION as FEATURE_FORMAT_VERSION
 from clickrouter.profile import CANONICAL_FIELDS
 
-SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 # campaign_id is a partition column: the files hold every other record column
 FILE_SCHEMA = pa.schema([f for f in RECORD_SCHEMA if f.name != "campaign_id"])
 _EPOCH = dt.date(1970, 1, 1)
 SECONDS_PER_DAY = 86400
 _WRITER_THREADS = 4
-
-
-def is_safe_campaign_id(campaign_id: str) -> bool:
-    """Whether ``campaign_id`` can name a partition directory as it is."""
-    return bool(SAFE_ID.fullmatch(campaign_id)) and campaign_id not in (".", "..")
 
 
 def utc_date(ts: float) -> str:

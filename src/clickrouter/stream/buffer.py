@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
 
 SECONDS_PER_DAY = 86400.0
 Key = tuple[str, int]
@@ -154,16 +155,3 @@ class RecordBuffer:
     def add_ipc(self, data: bytes, now: float) -> None:
         if data:
             self.add(ipc_to_table(data), now)
-
-
-def table_to_ipc(table: pa.Table) -> bytes:
-    """One Arrow IPC stream; chunks are merged first (writing hundreds of small
-    record batches costs several times the copy)."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    return bytes(sink.getvalue())
-
-
-def ipc_to_table(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()

@@ -15,7 +15,7 @@ from itertools import repeat
 
 import msgspec
 
-from clickrouter.datastore.partition import is_safe_campaign_id
+from clickrouter.datastore.ids import is_safe_campaign_id
 from clickrouter.events import (
     ClickEvent,
     Event,

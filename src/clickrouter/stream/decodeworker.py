@@ -30,8 +30,8 @@ import msgspec
 import numpy as np
 
 from clickrouter.errors import ClickrouterError
+from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
 from clickrouter.stream.batch import EventBatch
-from clickrouter.stream.buffer import ipc_to_table, table_to_ipc
 from clickrouter.stream.decode import ChunkDecoder
 from clickrouter.stream.source import Chunk
 

@@ -28,9 +28,10 @@ import pyarrow as pa
 
 from clickrouter.errors import ClickrouterError
 from clickrouter.events import SaleEvent
+from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
 from clickrouter.stream.batch import CLICK_SCHEMA
 from clickrouter.stream.blocks import ClickBlock
-from clickrouter.stream.buffer import RecordBuffer, ipc_to_table, table_to_ipc
+from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.fastattr import BatchAttributor
 
 _sale_decoder = msgspec.json.Decoder(SaleEvent)
