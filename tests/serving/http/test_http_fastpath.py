@@ -167,3 +167,31 @@ def test_request_series_counts_like_prometheus_client() -> None:
     assert series(ours.registry) == series(library.registry)
     text = generate_latest(ours.registry)
     assert b'clickrouter_http_request_duration_seconds_count{route="/v1/decide"} 19.0' in text
+
+
+def test_shutdown_answers_an_inline_request_still_arriving(
+    sample_models: Path, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from serving.http.http_support import read_events
+
+    server = PredictorServer(settings(), sample_models, tmp_path / "events").start()
+    assert server.port is not None
+    request = post("/v1/decide", json.dumps({**PROFILE, "click_id": "late"}).encode())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request[:-10])  # headers and most of the body
+        time.sleep(0.2)
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()  # graceful shutdown begins while the body is incomplete
+        time.sleep(0.3)
+        sock.sendall(request[-10:])
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes after answering
+            answer += chunk
+        stopping.join()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head
+    assert json.loads(body)["click_id"] == "late"
+    assert [e.click_id for e in read_events(tmp_path / "events")] == ["late"]

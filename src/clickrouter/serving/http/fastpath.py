@@ -59,6 +59,7 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         self.max_body = self.predictor.max_body_bytes if self.predictor is not None else 0
         self._route: Route | None = None  # the inline route of the request being read
         self._body: list[bytes] = []
+        self._closing = False  # shutdown began while an inline request was being read
 
     def on_message_begin(self) -> None:
         # uvicorn builds the ASGI scope here; an inline request never needs it, so
@@ -94,6 +95,14 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         self._route = None
         self._answer(route, b"".join(self._body))
         self._body = []
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: an inline request still arriving is answered, then closed
+        (uvicorn does the same for its in-flight requests)."""
+        if self._route is None:
+            super().shutdown()
+        else:
+            self._closing = True
 
     def _inline_route(self) -> Route | None:
         """The inline route of the request whose headers just arrived, if it may be inline."""
@@ -136,12 +145,17 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
             body,
         )
         response = self.predictor.respond_inline(route, request)
+        if self._closing:
+            response.headers.append((b"connection", b"close"))
         data = http_response(response, self.server_state.default_headers)
         if self.transport.is_closing():
             return  # the client went away while we decided (the event is logged regardless)
         self.transport.write(data)
         self.server_state.total_requests += 1
         self.predictor.observe(route.template, response.status, time.perf_counter() - started)
+        if self._closing:
+            self.transport.close()
+            return
         # as uvicorn does after each response: close the connection after an idle spell
         self._unset_keepalive_if_required()
         self.timeout_keep_alive_task = self.loop.call_later(
