@@ -10,6 +10,7 @@ Python objects.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
@@ -53,6 +54,8 @@ class EventBatch:
     is_click: list[bool]
     click_pos: np.ndarray  # shape (n_clicks,), int64
     clicks: pa.Table
+    repeated_ids: set[str]  # event ids found more than once in the batch
+    repeated_click_ids: set[str]  # click ids found more than once (any event type)
     clicks_ipc: bytes | None = None  # ``clicks`` as Arrow IPC, when it came so
 
     def __len__(self) -> int:
@@ -146,4 +149,23 @@ def _columns(
         arrays[name] = pa.array(list(map(attrgetter(name), profiles)), pa.string())
     table = pa.Table.from_arrays([arrays[n] for n in CLICK_SCHEMA.names], schema=CLICK_SCHEMA)
     click_pos = np.flatnonzero(np.array(is_click, dtype=bool))
-    return EventBatch(events, raws, ts, ids, click_ids, is_click, click_pos, table)
+    return EventBatch(
+        events,
+        raws,
+        ts,
+        ids,
+        click_ids,
+        is_click,
+        click_pos,
+        table,
+        repeated(ids),
+        repeated(click_ids),
+    )
+
+
+def repeated(keys: list[str]) -> set[str]:
+    """The keys found more than once (computed where the batch is decoded, so
+    in the decode worker when there is one)."""
+    if len(set(keys)) == len(keys):
+        return set()
+    return {key for key, n in Counter(keys).items() if n > 1}

@@ -50,6 +50,8 @@ class Decoded(msgspec.Struct, frozen=True, array_like=True):
     is_click: bytes  # bool per event
     clicks: bytes  # Arrow IPC, CLICK_SCHEMA
     dead: list[tuple[int, int, str]]
+    repeated_ids: list[str]
+    repeated_click_ids: list[str]
 
 
 class DecodeWorkerDied(ClickrouterError):
@@ -99,6 +101,8 @@ def encode_batch(decoder: ChunkDecoder, frame: Frame) -> bytes:
             is_click=np.asarray(batch.is_click, dtype=bool).tobytes(),
             clicks=table_to_ipc(batch.clicks),
             dead=dead,
+            repeated_ids=list(batch.repeated_ids),
+            repeated_click_ids=list(batch.repeated_click_ids),
         )
     )
 
@@ -133,6 +137,8 @@ def decode_answer(
         is_click=is_click.tolist(),
         click_pos=np.flatnonzero(is_click),
         clicks=ipc_to_table(got.clicks),
+        repeated_ids=set(got.repeated_ids),
+        repeated_click_ids=set(got.repeated_click_ids),
         clicks_ipc=got.clicks,
     )
     return batch, [(n, i, reason) for n, i, reason in got.dead]

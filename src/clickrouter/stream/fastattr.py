@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from collections import Counter
 from itertools import compress, repeat
 
 import numpy as np
@@ -137,13 +136,8 @@ class BatchAttributor:
         if not plain.any():
             return plain
         ids, cids = batch.ids, batch.click_ids
-        busy_ids = self.seen.intersection(ids)
-        if len(set(ids)) != len(ids):
-            busy_ids |= {k for k, n in Counter(ids).items() if n > 1}
-        cid_set = set(cids)
-        busy = (self.known.keys() & cid_set) | (self.orphans.keys() & cid_set)
-        if len(cid_set) != len(cids):
-            busy |= {k for k, n in Counter(cids).items() if n > 1}
+        busy_ids = self.seen.intersection(ids) | batch.repeated_ids
+        busy = self.known.keys() & cids | self.orphans.keys() & cids | batch.repeated_click_ids
         if busy_ids or busy:
             clash = [i in busy_ids or c in busy for i, c in zip(ids, cids, strict=True)]
             plain &= ~np.array(clash, dtype=bool)
