@@ -136,7 +136,11 @@ def test_predictor_and_training_health(demo: tuple[DemoConfig, dict[str, Any]]) 
     latency = traffic["latency_ms"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert sum(traffic["latency_histogram"]["counts"]) == traffic["decisions"]
-    assert len(report["models"]["top"]) == min(config.top_campaigns, config.campaigns)
+    # the most-clicked campaigns (Thompson sampling may show fewer than top_campaigns)
+    shown = {c["campaign_id"] for c in raw_events(config.out / "events")[0]}
+    top = report["models"]["top"]
+    assert len(top) == min(config.top_campaigns, len(shown))
+    assert [t["clicks"] for t in top] == sorted((t["clicks"] for t in top), reverse=True)
 
 
 def test_report_files(demo: tuple[DemoConfig, dict[str, Any]]) -> None:

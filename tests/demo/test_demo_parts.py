@@ -1,4 +1,4 @@
-"""The demo's own pieces: knob validation, histogram quantiles, the trainer's data view."""
+"""The demo's own pieces: knob validation, histogram quantiles, the live view."""
 
 from __future__ import annotations
 
@@ -6,18 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from clickrouter.datastore.manager import DataManager
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.scrape import quantile
-from clickrouter.demo.trainingdata import FastTrainingData
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.eventgen import generate_events
 from clickrouter.sim.world import World
-from clickrouter.stream.consumer import ConsumerManager
-from clickrouter.stream.local_source import LocalLogSource
 
 
 @pytest.mark.parametrize(
@@ -56,36 +51,6 @@ def test_quantile_interpolates_within_buckets() -> None:
     assert quantile(buckets, 0.7) == pytest.approx(0.0015)
     assert quantile(buckets, 0.95) == pytest.approx(0.0035)
     assert quantile({}, 0.5) != quantile({}, 0.5)  # NaN when empty
-
-
-def test_fast_training_data_reads_what_the_data_manager_reads(tmp_path: Path) -> None:
-    world = World.generate(40, seed=2)
-    generate_events(world, tmp_path, 6000)
-    with DataManager(tmp_path / "data", writable=True, durable=False) as data:
-        consumer = ConsumerManager(
-            LocalLogSource(tmp_path / "events"),
-            data,
-            window_seconds=20.0,
-            lateness_seconds=1.0,
-            commit_events=700,
-        )
-        consumer.buffer.min_file_rows = 1  # a file per partition per commit: many small files
-        consumer.run_once(flush_all=True, compact=False)
-    manager = DataManager(tmp_path / "data")
-    assert len(manager.files()) > len(manager.campaigns())  # several files per campaign
-    fast = FastTrainingData(manager)
-    assert fast.data_versions() == {c: manager.data_version(c) for c in manager.campaigns()}
-    every = manager.read_all()
-    assert len(every) == 6000
-    pd.testing.assert_frame_equal(fast.read_all(), every)
-    start, end = float(every["ts"].quantile(0.2)), float(every["ts"].quantile(0.9))
-    pd.testing.assert_frame_equal(fast.read_all(start, end), manager.read_all(start, end))
-    for campaign in manager.campaigns()[:10]:
-        pd.testing.assert_frame_equal(
-            fast.read_training_set(campaign, start, end),
-            manager.read_training_set(campaign, start, end),
-        )
-    assert fast.read_training_set("no-such-campaign", start, end).empty
 
 
 def test_live_view_renders_from_the_event_log(tmp_path: Path) -> None:

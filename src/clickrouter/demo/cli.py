@@ -31,8 +31,9 @@ def register(subparsers: Any) -> None:
     arg("--base-rate-max", type=float, default=DEFAULTS.base_rate_max)
     arg("--payout-sigma", type=float, default=DEFAULTS.payout_sigma)
     arg("--effect-scale", type=float, default=DEFAULTS.effect_scale)
-    arg("--policy", default=DEFAULTS.policy, help="greedy or epsilon-greedy")
-    arg("--epsilon", type=float, default=DEFAULTS.epsilon, help="exploration share")
+    arg("--policy", default=DEFAULTS.policy, help="thompson, epsilon-greedy or greedy")
+    arg("--epsilon", type=float, default=DEFAULTS.epsilon, help="epsilon-greedy's exploration")
+    arg("--thompson-scale", type=float, default=DEFAULTS.thompson_scale, help="posterior spread")
     arg("--attribution-hours", type=float, default=DEFAULTS.attribution_hours)
     arg("--retrain-hours", type=float, default=DEFAULTS.retrain_hours)
     arg("--min-positives", type=int, default=DEFAULTS.min_positives)
@@ -61,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         effect_scale=args.effect_scale,
         policy=args.policy,
         epsilon=args.epsilon,
+        thompson_scale=args.thompson_scale,
         attribution_hours=args.attribution_hours,
         retrain_hours=args.retrain_hours,
         min_positives=args.min_positives,

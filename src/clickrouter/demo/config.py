@@ -29,7 +29,8 @@ class DemoConfig:
     Traffic: ``minutes`` of wall-clock traffic at ``rate`` requests/s in total,
     split over ``drivers`` driver processes of ``threads`` connections each
     (the round trip, not the CPU, bounds one connection on a loaded machine);
-    ``speedup`` simulated seconds per wall second. Serving: ``policy`` and ``epsilon``. Ingestion:
+    ``speedup`` simulated seconds per wall second. Serving: ``policy`` with its
+    ``epsilon`` (epsilon-greedy) or ``thompson_scale`` (Thompson sampling). Ingestion:
     ``attribution_hours`` (simulated), ``hold_seconds`` (wall; how long the
     consumer may hold records for fuller files). Training: a cycle every
     ``retrain_hours`` simulated hours, ``min_positives`` sales before a campaign
@@ -42,7 +43,7 @@ class DemoConfig:
     """
 
     out: Path = Path("demo-out")
-    campaigns: int = 300
+    campaigns: int = 5000
     seed: int = 0
     base_rate_min: float = 1e-3
     base_rate_max: float = 3e-2
@@ -53,8 +54,9 @@ class DemoConfig:
     drivers: int = 2
     threads: int = 4
     speedup: float = 720.0
-    policy: str = "epsilon-greedy"
+    policy: str = "thompson"
     epsilon: float = 0.02
+    thompson_scale: float = 0.3
     attribution_hours: float = 1.0
     hold_seconds: float = 3.0
     retrain_hours: float = 3.0
@@ -81,7 +83,8 @@ class DemoConfig:
         _check("drivers", self.drivers, 1 <= self.drivers <= 16)
         _check("threads", self.threads, 1 <= self.threads <= 64)
         _check("speedup", self.speedup, self.speedup > 0)
-        _check("policy", self.policy, self.policy in ("greedy", "epsilon-greedy"))
+        _check("policy", self.policy, self.policy in ("greedy", "epsilon-greedy", "thompson"))
+        _check("thompson_scale", self.thompson_scale, 0 <= self.thompson_scale <= 3)
         _check("epsilon", self.epsilon, 0 <= self.epsilon <= 1)
         _check("attribution_hours", self.attribution_hours, self.attribution_hours > 0)
         _check("hold_seconds", self.hold_seconds, self.hold_seconds >= 0)

@@ -95,10 +95,18 @@ def _intro(report: dict[str, Any]) -> str:
     return (
         f"<p>{config['campaigns']:,} campaigns, {events['clicks']:,} clicks over {days:.1f} "
         f"simulated days (speed-up x{config['speedup']:g}), policy "
-        f"{html.escape(config['policy'])} (epsilon {config['epsilon']:g}), a training cycle "
+        f"{html.escape(_policy(config))}, a training cycle "
         f"every {config['retrain_hours']:g} simulated hours, starting from a cold store (one "
         "base rate for every campaign).</p>"
     )
+
+
+def _policy(config: dict[str, Any]) -> str:
+    if config["policy"] == "epsilon-greedy":
+        return f"epsilon-greedy (epsilon {config['epsilon']:g})"
+    if config["policy"] == "thompson":
+        return f"Thompson sampling (scale {config.get('thompson_scale', 1.0):g})"
+    return str(config["policy"])
 
 
 def _revenue_section(report: dict[str, Any], image: str) -> list[str]:

@@ -123,6 +123,7 @@ def start_predictor(config: DemoConfig, paths: Paths) -> tuple[ManagedProcess, s
     env = {
         "CLICKROUTER_POLICY": config.policy,
         "CLICKROUTER_EPSILON": str(config.epsilon),
+        "CLICKROUTER_THOMPSON_SCALE": str(config.thompson_scale),
         "CLICKROUTER_RELOAD_POLL_SECONDS": "0.5",
     }
     process = ManagedProcess("predictor", argv, paths.logs, env)

@@ -53,7 +53,6 @@ def cycle_line(manager: Any, report: Any, cutoff: float, wall_started: float) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     from clickrouter.datastore.manager import DataManager
-    from clickrouter.demo.trainingdata import FastTrainingData
     from clickrouter.modelstore import ModelStore
     from clickrouter.training import TrainingManager, TrainingSettings
 
@@ -64,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     while not (args.data / "_state" / "manifest.json").exists():  # the consumer's first commit
         if stop.wait(0.2):
             return 0
-    data = FastTrainingData(DataManager(args.data))
+    data = DataManager(args.data)  # the trainer scans its committed files itself
     manager = TrainingManager(data, ModelStore(args.store), args.catalog, settings)
     next_at = time.time() + args.every
     while not stop.wait(max(0.0, next_at - time.time())):
