@@ -1,10 +1,11 @@
 """Raw lines -> validated events, or dead letters naming the reason and the position.
 
-The fast path decodes a whole chunk in one ``msgspec`` call; only a chunk that
-contains a bad line is decoded again line by line, through the same
-:func:`clickrouter.events.decode_event` every other reader uses.
-:meth:`ChunkDecoder.decode_batch` then checks value ranges column-wise and
-returns an :class:`~clickrouter.stream.batch.EventBatch`.
+The fast path decodes a whole chunk in one ``msgspec`` call; a bad line is
+found from msgspec's error and decoded alone, with the reasons
+:func:`clickrouter.events.decode_event` gives. :meth:`ChunkDecoder.decode_batch`
+then checks value ranges column-wise (naming a refused event's reason with the
+same checks ``decode_event`` applies) and returns an
+:class:`~clickrouter.stream.batch.EventBatch`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from clickrouter.events import (
     ClickEvent,
     Event,
     EventDecodeError,
-    _check_ranges,  # the exact range checks decode_event applies, for the batch path
-    decode_event,
+    _check_ranges,  # the exact range checks decode_event applies, to name a reason
 )
 from clickrouter.stream.batch import EventBatch, build_batch
 from clickrouter.stream.source import Chunk
@@ -175,65 +175,6 @@ class ChunkDecoder:
         }
         return json.dumps(record).encode()
 
-    def decode(self, chunk: Chunk) -> list[tuple[Event, bytes]]:
-        if chunk.data is None:
-            return self._decode_slow(chunk, 0, len(chunk.lines))
-        return self._decode_block(chunk, 0, len(chunk.lines), chunk.data)
-
-    def _decode_block(
-        self, chunk: Chunk, lo: int, hi: int, data: bytes
-    ) -> list[tuple[Event, bytes]]:
-        """Decode lines ``lo:hi`` (joined in ``data``); halve around bad lines."""
-        try:
-            events: list[Event] = _batch_decoder.decode_lines(data)
-        except msgspec.DecodeError:
-            events = []
-        if len(events) != hi - lo:  # a bad or blank line somewhere in the block
-            if hi - lo <= _SLOW_BLOCK:
-                return self._decode_slow(chunk, lo, hi)
-            mid = (lo + hi) // 2
-            return self._decode_block(chunk, lo, mid, _join(chunk.lines[lo:mid])) + (
-                self._decode_block(chunk, mid, hi, _join(chunk.lines[mid:hi]))
-            )
-        lines, safe = chunk.lines, self._safe_campaigns
-        out: list[tuple[Event, bytes]] = []
-        for i, event in enumerate(events, start=lo):
-            # the common case inline: a click of a known campaign with sane ranges
-            if (
-                event.__class__ is ClickEvent
-                and event.campaign_id in safe
-                and 0.0 < event.propensity <= 1.0
-                and 0 <= event.profile.local_hour < 24
-                and 0 <= event.profile.local_weekday < 7
-            ):
-                out.append((event, lines[i]))
-                continue
-            reason = self._invalid(event)
-            if reason is None:
-                out.append((event, lines[i]))
-            else:
-                self._dead(chunk, i, reason)
-        return out
-
-    def _decode_slow(self, chunk: Chunk, lo: int, hi: int) -> list[tuple[Event, bytes]]:
-        out: list[tuple[Event, bytes]] = []
-        for i in range(lo, hi):
-            raw = chunk.lines[i]
-            if not raw.strip():
-                self._dead(chunk, i, "empty line")
-                continue
-            try:
-                event = decode_event(raw)
-            except EventDecodeError as exc:
-                self._dead(chunk, i, exc.message)
-                continue
-            reason = self._campaign_problem(event)
-            if reason is None:
-                out.append((event, raw))
-            else:
-                self._dead(chunk, i, reason)
-        return out
-
     def _invalid(self, event: Event) -> str | None:
         try:
             _check_ranges(event)
@@ -248,9 +189,6 @@ class ChunkDecoder:
             self._safe_campaigns.add(event.campaign_id)
             return None
         return f"invalid event: campaign_id {event.campaign_id!r} cannot name a partition"
-
-    def _dead(self, chunk: Chunk, i: int, reason: str) -> None:
-        self.dead_letters.append(self._letter(chunk, i, reason))
 
     def take_dead_letters(self) -> list[bytes]:
         out, self.dead_letters = self.dead_letters, []

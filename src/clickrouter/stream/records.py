@@ -1,11 +1,17 @@
-"""Labelled clicks -> an Arrow table in the dataset's record schema."""
+"""Labelled clicks -> an Arrow table in the dataset's record schema.
+
+:func:`labelled_records` is what the consumer uses (rows of click blocks);
+:func:`records_table` builds the same from event objects (tests, tools).
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from clickrouter.datastore.schema import RECORD_SCHEMA
 from clickrouter.stream.attribution import Record
+from clickrouter.stream.blocks import ClickBlock
 
 
 def records_table(records: list[Record]) -> pa.Table:
@@ -30,3 +36,33 @@ def records_table(records: list[Record]) -> pa.Table:
         "model_version": [c.model_version for c in clicks],
     }
     return pa.Table.from_pydict(columns, schema=RECORD_SCHEMA)
+
+
+def labelled_records(
+    positives: list[tuple[ClickBlock, int, float, float]],
+    negatives: list[tuple[ClickBlock, np.ndarray]],
+) -> pa.Table:
+    """One ``take`` over every block involved (a take per block costs ~0.5 ms)."""
+    n_neg = sum(len(rows) for _, rows in negatives)
+    if not positives and not n_neg:
+        return RECORD_SCHEMA.empty_table()
+    start: dict[int, int] = {}  # id(block) -> its first row in the concatenation
+    tables: list[pa.Table] = []
+    total = 0
+    for block in [b for b, _ in negatives] + [p[0] for p in positives]:
+        if id(block) not in start:
+            start[id(block)] = total
+            total += block.table.num_rows
+            tables.append(block.table)
+    index = [rows + start[id(b)] for b, rows in negatives if len(rows)]
+    index.append(np.array([start[id(p[0])] + p[1] for p in positives], dtype=np.int64))
+    clicks = pa.concat_tables(tables).take(pa.array(np.concatenate(index)))
+    n_pos = len(positives)
+    label = np.zeros(n_neg + n_pos, dtype=np.int8)
+    label[n_neg:] = 1
+    revenue = np.zeros(n_neg + n_pos, dtype=np.float64)
+    revenue[n_neg:] = [p[2] for p in positives]
+    sale_ts = pa.array([None] * n_neg + [p[3] for p in positives], pa.float64())
+    columns = {"label": pa.array(label), "revenue": pa.array(revenue), "sale_ts": sale_ts}
+    arrays = [columns[n] if n in columns else clicks.column(n) for n in RECORD_SCHEMA.names]
+    return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
