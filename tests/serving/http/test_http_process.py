@@ -170,3 +170,17 @@ def test_reuseport_sockets_listen_on_one_port() -> None:
     finally:
         for s in sockets:
             s.close()
+
+
+def test_reuseport_sockets_refuse_a_port_in_use() -> None:
+    from clickrouter.errors import ClickrouterError
+    from clickrouter.serving.http.server import reuseport_sockets
+
+    first = reuseport_sockets("127.0.0.1", 0, 2)
+    try:
+        with pytest.raises(ClickrouterError, match="cannot listen"):
+            for s in reuseport_sockets("127.0.0.1", first[0].getsockname()[1], 2):
+                s.close()  # only reached when it wrongly succeeds
+    finally:
+        for s in first:
+            s.close()

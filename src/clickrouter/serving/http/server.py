@@ -189,11 +189,21 @@ def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """
     if count == 1:
         return [bind_socket(host, port)]
-    first = bind_socket(host, port, reuse_port=True)
-    port = first.getsockname()[1]
-    sockets = [first] + [bind_socket(host, port, reuse_port=True) for _ in range(count - 1)]
-    for sock in sockets:
-        sock.listen(BACKLOG)
+    if port != 0:
+        # SO_REUSEPORT would let this server join another's sockets on a busy port
+        # and split its traffic; a plain bind first fails as usual when it is taken
+        bind_socket(host, port).close()
+    sockets = [bind_socket(host, port, reuse_port=True)]
+    port = sockets[0].getsockname()[1]
+    try:
+        while len(sockets) < count:
+            sockets.append(bind_socket(host, port, reuse_port=True))
+        for sock in sockets:
+            sock.listen(BACKLOG)
+    except (OSError, ClickrouterError):
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 
