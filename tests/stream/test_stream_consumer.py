@@ -199,3 +199,36 @@ def test_decode_worker_process_gives_the_in_process_result(tmp_path: Path) -> No
     assert stats_a == stats_b and stats_a["dead_lettered"] > 0
     assert table_a.equals(table_b) and len(table_a) > 2000
     assert dead_a == dead_b
+
+
+def test_a_dead_decode_worker_stops_the_consumer_without_losing_anything(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    import pytest
+
+    from clickrouter.stream.decodeworker import DecodeWorkerDied
+
+    lines = list(sample_lines(4000, seed=5, span_seconds=DAY / 2))
+    write_log(tmp_path / "log", lines)
+    with DataManager(tmp_path / "data", writable=True, durable=False) as dm:
+        consumer = ConsumerManager(
+            LocalLogSource(tmp_path / "log"),
+            dm,
+            window_seconds=DAY,
+            commit_events=1000,
+            batch_events=500,
+            decode_worker=True,
+        )
+        assert consumer.pipeline.wait_ready(timeout=60)
+        consumer.step()  # one batch is now with the worker
+        assert consumer.pipeline._proc is not None
+        os.kill(consumer.pipeline._proc.pid, signal.SIGKILL)
+        with pytest.raises(DecodeWorkerDied, match="decode worker exited"):
+            consumer.run_once()
+        consumer.close()
+    consume(tmp_path / "log", tmp_path / "data")  # a restart (in-process) finishes
+    consume(tmp_path / "log", tmp_path / "ref")
+    assert (
+        DataManager(tmp_path / "data").read_all().equals(DataManager(tmp_path / "ref").read_all())
+    )

@@ -162,7 +162,8 @@ class DecodePipeline:
                 start_new_session=True,  # Ctrl-C is the consumer's to handle; it
             )  # stops the worker by closing its input
             # a thread writes the inputs, so a full pipe never blocks the reader
-            threading.Thread(target=self._send_loop, daemon=True).start()
+            self._sender = threading.Thread(target=self._send_loop, daemon=True)
+            self._sender.start()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -170,12 +171,14 @@ class DecodePipeline:
     def _send_loop(self) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         stdin = self._proc.stdin
-        while (body := self._outbox.get()) is not None:
-            try:
+        try:
+            while (body := self._outbox.get()) is not None:
                 _write_frame(stdin, body)
-            except (BrokenPipeError, ValueError):
-                return  # the worker died: the reader reports it
-        stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass  # the worker died: the reader reports it
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until the worker is up (tests); False without a worker."""
@@ -236,6 +239,7 @@ class DecodePipeline:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        self._sender.join(timeout=10)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         self._proc = None
