@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from clickrouter.stream.attribution import Attributor
     from clickrouter.stream.consumer import ConsumerManager
     from clickrouter.stream.eventlog import EventLogWriter
+    from clickrouter.stream.fastattr import BatchAttributor
     from clickrouter.stream.local_source import LocalLogSource
     from clickrouter.stream.redis_stream import RedisStreamSink, RedisStreamSource
     from clickrouter.stream.sink import EventSink, open_sink
 
 _LAZY = {
     "Attributor": "clickrouter.stream.attribution",
+    "BatchAttributor": "clickrouter.stream.fastattr",
     "ConsumerManager": "clickrouter.stream.consumer",
     "EventLogWriter": "clickrouter.stream.eventlog",
     "EventSink": "clickrouter.stream.sink",
@@ -29,6 +31,7 @@ _LAZY = {
 }
 __all__ = [
     "Attributor",
+    "BatchAttributor",
     "ConsumerManager",
     "EventLogWriter",
     "EventSink",

@@ -1,13 +1,17 @@
 """ConsumerManager: source -> decode -> attribution -> DataManager commits.
 
-One loop iteration polls the source, decodes the lines (bad ones become dead
-letters), feeds the events to the :class:`Attributor`, and every
-``commit_events`` events or ``commit_seconds`` seconds commits, in one atomic
-DataManager commit: the new records, the dead letters and late events, the
-attribution state and the source position. Only then is the source
-acknowledged. A crash anywhere therefore resumes from the last commit, and
-because attribution is deterministic in the event sequence, the final dataset
-equals that of a run that never crashed.
+One loop iteration polls the source (a few polls, up to ``batch_events``
+lines), decodes them into one batch of columns (bad lines become dead letters;
+in a decode worker process when enabled, one batch ahead of the join), feeds
+the batch to the :class:`~clickrouter.stream.fastattr.BatchAttributor`, and
+every ``commit_events`` events or ``commit_seconds`` seconds joins whatever is
+still being decoded and commits, in one atomic DataManager commit: the new
+records, the dead letters and late events, the new state part and the state
+blob (:mod:`clickrouter.stream.state`), and the source position. Only then is
+the source acknowledged. A crash anywhere therefore resumes from the last
+commit, and because attribution is deterministic in the event sequence (not
+in batch boundaries), the final dataset equals that of a run that never
+crashed.
 """
 
 from __future__ import annotations
