@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, not_
 
 import msgspec
 import numpy as np
@@ -126,7 +126,7 @@ def _columns(
     except OverflowError:  # an int beyond 64 bits
         return None
     campaigns = list(map(_CAMPAIGN, clicks))
-    sales = [e for e in events if isinstance(e, SaleEvent)]
+    sales: list[SaleEvent] = list(compress(events, map(not_, is_click)))  # type: ignore[arg-type]
     revenue = np.array(list(map(_REVENUE, sales)), dtype=np.float64)
     ok = (propensity > 0.0) & (propensity <= 1.0) & (hour >= 0) & (hour < 24)
     ok &= (weekday >= 0) & (weekday < 7)
