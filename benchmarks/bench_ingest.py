@@ -7,8 +7,8 @@ duplicates, out-of-order postbacks, malformed lines):
   with partition columns at the end (no dead letters, no state, no fsync);
 * ConsumerManager, local event log -> Parquet (the CLI's code path: atomic
   commits with fsync, durable attribution state, dead letters, compaction),
-  once decoding in-process and once with the CLI's default decode worker
-  process (its CPU time is added to the CPU column);
+  once as ``consume`` runs it and once with ``--decode-worker`` (decoding in
+  a second process; its CPU time is added to the CPU column);
 * ConsumerManager, Redis Streams -> Parquet (consumer group, XACK), against a
   redis-server started here on a free loopback port.
 
@@ -124,7 +124,7 @@ def timed(label: str, fn: Any) -> tuple[Timing, Any]:
     return timing, result
 
 
-def consume(source: Any, data: Path, *, worker: bool = True) -> dict[str, Any]:
+def consume(source: Any, data: Path, *, worker: bool = False) -> dict[str, Any]:
     """The CLI's ``consume --once``: ingest (commits with fsync), then compaction.
 
     ``stats["worker_cpu"]``: CPU seconds of the decode worker process, which
@@ -183,16 +183,16 @@ def main() -> None:
         t_naive, _ = timed(
             "baseline json.loads + pandas", lambda: naive_ingest(work / "log", work / "naive")
         )
-        t_inproc, istats = timed(
-            "ConsumerManager local log, decoding in-process",
-            lambda: consume(LocalLogSource(work / "log"), work / "data1", worker=False),
-        )
         t_local, stats = timed(
-            "ConsumerManager local log, decode worker",
+            "ConsumerManager local log (consume --once)",
             lambda: consume(LocalLogSource(work / "log"), work / "data"),
         )
-        t_local = t_local._replace(cpu=t_local.cpu + stats["worker_cpu"])
-        assert stats["events_read"] == istats["events_read"] == len(lines), stats
+        t_worker, wstats = timed(
+            "ConsumerManager local log, decode worker (consume --once --decode-worker)",
+            lambda: consume(LocalLogSource(work / "log"), work / "data1", worker=True),
+        )
+        t_worker = t_worker._replace(cpu=t_worker.cpu + wstats["worker_cpu"])
+        assert stats["events_read"] == wstats["events_read"] == len(lines), stats
         proc, port = start_redis(work)
         try:
             url = f"redis://127.0.0.1:{port}/events"
@@ -205,34 +205,34 @@ def main() -> None:
             t_redis, rstats = timed(
                 "ConsumerManager redis", lambda: consume(source, work / "rdata")
             )
-            t_redis = t_redis._replace(cpu=t_redis.cpu + rstats["worker_cpu"])
             assert rstats["events_read"] == len(rlines), rstats
         finally:
             proc.terminate()
             proc.wait()
-    report(len(lines), t_parse, t_naive, t_inproc, t_local, stats, len(rlines), t_redis, t_xadd)
+    report(len(lines), t_parse, t_naive, t_local, t_worker, stats, len(rlines), t_redis, t_xadd)
 
 
-def report(n: int, t_parse: Timing, t_naive: Timing, t_inproc: Timing, t_local: Timing,
+def report(n: int, t_parse: Timing, t_naive: Timing, t_local: Timing, t_worker: Timing,
            stats: dict[str, Any], rn: int, t_redis: Timing, t_xadd: Timing) -> None:  # fmt: skip
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nresults (events/s; {os.cpu_count()} cores, load average {load}; CPU includes"
-          " the decode worker process)")  # fmt: skip
+    print(f"\nresults (events/s; {os.cpu_count()} cores, load average {load}; the worker"
+          " row's CPU includes the decode worker process)")  # fmt: skip
     print(f"  {'':34} {'wall':>9} {'per CPU-s':>10}")
     rows = [
         ("floor: msgspec decode alone", n, t_parse),
         ("baseline json.loads + pandas", n, t_naive),
-        ("local log -> Parquet, in-process", n, t_inproc),
         ("local log -> Parquet (consume)", n, t_local),
+        ("  the same, --decode-worker", n, t_worker),
         ("Redis Streams -> Parquet", rn, t_redis),
         ("Redis XADD (sink, pipelined)", rn, t_xadd),
     ]
     for label, count, t in rows:
         print(f"  {label:34} {count / t.wall:>9,.0f} {count / t.cpu:>10,.0f}")
     wall_ratio, cpu_ratio = t_naive.wall / t_local.wall, t_naive.cpu / t_local.cpu
-    met = n / t_local.wall >= TARGET
+    best = max(n / t_local.wall, n / t_worker.wall)
+    verdict = "met" if best >= TARGET else "NOT met"
     print(f"  local vs baseline: x{wall_ratio:.2f} wall, x{cpu_ratio:.2f} CPU; target "
-          f"{TARGET:,}/s wall {'met' if met else 'NOT met'}")  # fmt: skip
+          f"{TARGET:,}/s wall {verdict} (best of the two rows)")  # fmt: skip
     print(f"  compaction after ingest: {t_local.wall - stats['ingest_seconds']:.2f} s wall")
     print(f"  records {stats['records_written']:,}, commits {stats['commits']}, "
           f"dead letters {stats['dead_lettered']}, late sales {stats['late_sales']}")  # fmt: skip

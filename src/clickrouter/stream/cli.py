@@ -55,9 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--consumer", default="consumer-1", help="Redis consumer name")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (tests, benchmarks)")
     p.add_argument(
-        "--no-decode-worker",
+        "--decode-worker",
         action="store_true",
-        help="decode in the consumer process instead of a second one",
+        help="decode in a second process, beside the join (uses a second free core)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=run_consume)
@@ -127,7 +127,7 @@ def run_consume(args: argparse.Namespace) -> int:
                 min_file_rows=args.min_file_rows, max_hold_seconds=args.max_hold_seconds
             ),
             progress=display.update,
-            decode_worker=not args.no_decode_worker,
+            decode_worker=args.decode_worker,
         )
         try:
             with display:

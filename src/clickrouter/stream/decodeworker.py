@@ -10,6 +10,11 @@ decoded itself. It exits when its input closes, including when the consumer
 is killed. Until it has started (imports take a few hundred milliseconds),
 the consumer decodes in-process.
 
+Off by default (``consume --decode-worker`` turns it on): it costs CPU (the
+batch crosses a pipe, columns are read back, the worker imports its own
+libraries) and wins wall time only with a second core free; on the shared
+2-core box it measured slower (see docs/benchmarks.md).
+
 Wire format: frames of an 8-byte little-endian length and a msgpack body.
 """
 
