@@ -184,12 +184,13 @@ class Thompson:
             z = self.rng_.standard_normal((self.LEVELS, self.POOL))
             factors = np.exp(sigma * z - sigma**2 / 2)
             payouts = np.array([c.payout for c in live.bank.campaigns], dtype=np.float64)
+            level = level.astype(np.int64)
             self._state = (
                 payouts,
-                level.astype(np.int64),
+                level,
                 factors,
-                factors.max(axis=1),
-                factors.min(axis=1),
+                payouts * factors.max(axis=1)[level],  # best possible value per unit P(sale)
+                payouts * factors.min(axis=1)[level],  # worst possible
             )
             self._key = live.bank
         return self._state
@@ -200,7 +201,7 @@ class Thompson:
         payouts, level, factors, high, low = self._prepare(live)
         column, propensity = _thompson_draw(
             proba, mask, payouts, level, factors, high, low, self.draws, self.DRAW_BUDGET
-        )
+        )  # high, low: per column, payout x the pool's largest / smallest factor
         if column < 0:  # no positive expected value anywhere: the greedy choice
             return Choice(best, 1.0)
         return Choice(int(column), float(propensity))
@@ -233,19 +234,17 @@ def _thompson_draw(
     """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score."""
     n = proba.shape[0]
     floor = 0.0
-    for c in range(n):
-        if mask[c]:
-            floor = max(floor, proba[c] * payouts[c] * low[level[c]])
+    for c in range(n):  # the best campaign's worst draw: no gathers, so LLVM vectorises
+        floor = max(floor, proba[c] * low[c] if mask[c] else 0.0)
     if floor <= 0.0:
         return -1, 1.0
     candidates = np.empty(n, dtype=np.int64)
     values = np.empty(n)
     k = 0
     for c in range(n):
-        value = proba[c] * payouts[c]
-        if mask[c] and value * high[level[c]] >= floor:
+        if mask[c] and proba[c] * high[c] >= floor:
             candidates[k] = c
-            values[k] = value
+            values[k] = proba[c] * payouts[c]
             k += 1
     winner = _one_draw(candidates, values, k, level, factors)
     rounds = max(1, min(draws, budget // k))
