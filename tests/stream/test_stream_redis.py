@@ -42,6 +42,23 @@ def test_sink_then_source_round_trip_and_ack(redis_url: str) -> None:
     assert client.xpending("ev", "clickrouter")["pending"] == 0
 
 
+def test_acknowledge_up_to_a_position_leaves_entries_read_ahead_pending(redis_url: str) -> None:
+    with RedisStreamSink.from_url(f"{redis_url}/ev") as sink:
+        sink.write_raw(b"".join(b"line-%d\n" % i for i in range(10)))
+    source = RedisStreamSource.from_url(f"{redis_url}/ev", count=4)
+    source.poll()
+    committed = source.position()  # lines 0-3 committed
+    source.poll()  # lines 4-7 read ahead, in flight
+    client = redis.Redis.from_url(redis_url)
+    source.acknowledge(committed)
+    pending = client.xpending_range("ev", "clickrouter", "-", "+", 100)
+    assert [p["message_id"] for p in pending] == [eid for eid, _ in client.xrange("ev")[4:8]]
+    source.acknowledge(committed)  # nothing more up to there
+    assert client.xpending("ev", "clickrouter")["pending"] == 4
+    source.acknowledge()
+    assert client.xpending("ev", "clickrouter")["pending"] == 0
+
+
 def test_restart_reclaims_own_pending_entries_and_skips_committed_ones(redis_url: str) -> None:
     with RedisStreamSink.from_url(f"{redis_url}/ev") as sink:
         sink.write_raw(b"".join(b"line-%d\n" % i for i in range(10)))

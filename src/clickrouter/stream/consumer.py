@@ -2,16 +2,18 @@
 
 One loop iteration polls the source (a few polls, up to ``batch_events``
 lines), decodes them into one batch of columns (bad lines become dead letters;
-in a decode worker process when enabled, one batch ahead of the join), feeds
-the batch to the :class:`~clickrouter.stream.fastattr.BatchAttributor`, and
-every ``commit_events`` events or ``commit_seconds`` seconds joins whatever is
-still being decoded and commits, in one atomic DataManager commit: the new
-records, the dead letters and late events, the new state part and the state
-blob (:mod:`clickrouter.stream.state`), and the source position. Only then is
-the source acknowledged. A crash anywhere therefore resumes from the last
-commit, and because attribution is deterministic in the event sequence (not
-in batch boundaries), the final dataset equals that of a run that never
-crashed.
+in a decode worker process when enabled, a few batches ahead of the join),
+feeds the batch to the :class:`~clickrouter.stream.fastattr.BatchAttributor`,
+and every ``commit_events`` events or ``commit_seconds`` seconds commits what
+has been joined, in one atomic DataManager commit: the new records, the dead
+letters and late events, the new state part and the state blob
+(:mod:`clickrouter.stream.state`), and the source position as it was right
+after the last joined batch (batches read ahead stay in flight, so the worker
+keeps decoding through the commit; after a crash they are read again). Only
+then is the source acknowledged, up to that position. A crash anywhere
+therefore resumes from the last commit, and because attribution is
+deterministic in the event sequence (not in batch boundaries), the final
+dataset equals that of a run that never crashed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import contextlib
 import gc
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -110,7 +114,10 @@ class ConsumerManager:
         if blob is not None:
             self.book.restore(blob, data.load_state_part, time.monotonic())
         source.restore(manifest.source)
-        self._uncommitted = 0
+        self._uncommitted = 0  # lines joined since the last commit
+        # per batch submitted and not yet joined: its lines, the position after it
+        self._inflight: deque[tuple[int, dict[str, Any]]] = deque()
+        self._joined_position = source.position()
         self._last_commit = time.monotonic()
 
     # -- loops ------------------------------------------------------------------
@@ -146,11 +153,10 @@ class ConsumerManager:
         if chunks:
             self.pipeline.submit(chunks)
             lines = sum(len(chunk.lines) for chunk in chunks)
-            self.counters["events_read"] += lines
-            self._uncommitted += lines
-        # keep a batch in flight while reading on, so decoding overlaps the join
-        while len(self.pipeline) > (1 if chunks else 0):
-            self.attributor.add_batch(self.pipeline.next())
+            self._inflight.append((lines, self.source.position()))
+        # keep batches in flight while reading on, so decoding overlaps the join
+        while len(self.pipeline) > (self.pipeline.depth if chunks else 0):
+            self._join_next()
         due = self._uncommitted >= self.commit_events
         if due or (
             self._uncommitted and time.monotonic() - self._last_commit >= self.commit_seconds
@@ -162,12 +168,19 @@ class ConsumerManager:
             self.progress(self.stats())
         return bool(chunks)
 
+    def _join_next(self) -> None:
+        self.attributor.add_batch(self.pipeline.next())
+        lines, self._joined_position = self._inflight.popleft()
+        self.counters["events_read"] += lines
+        self._uncommitted += lines
+
     def _poll_batch(self) -> list[Chunk]:
         """Chunks of several polls, up to ``batch_events`` lines (and never past
         the next commit point): the columnar join's per-batch costs are fixed.
         Polls again only while the source has a backlog (a poll of >= 512
         lines), so a trickling live source is never waited on."""
-        room = min(self.batch_events, self.commit_events - self._uncommitted)
+        ahead = self._uncommitted + sum(lines for lines, _ in self._inflight)
+        room = min(self.batch_events, self.commit_events - ahead % self.commit_events)
         chunks: list[Chunk] = []
         lines = 0
         while True:
@@ -180,15 +193,16 @@ class ConsumerManager:
 
     # -- commit -------------------------------------------------------------------
     def commit(self, *, final: bool = False) -> None:
-        """Make everything processed so far durable, then acknowledge the source.
+        """Make everything joined so far durable (everything read when ``final``),
+        then acknowledge the source up to there.
 
         Records due for a file (see :class:`RecordBuffer`; all of them when
         ``final``) go to Parquet; the rest stay held in the committed state.
         The state is incremental (see :mod:`clickrouter.stream.state`): one new
         part with what is new, plus a small blob.
         """
-        while len(self.pipeline):  # what was read is joined before it is committed
-            self.attributor.add_batch(self.pipeline.next())
+        while final and len(self.pipeline):  # the end: join everything read
+            self._join_next()
         records, late_sales, late_clicks = self.attributor.take_output()
         dead = self.decoder.take_dead_letters()
         self._count(records, late_sales, late_clicks, dead)
@@ -202,14 +216,14 @@ class ConsumerManager:
             self.book.adopt(self.data.next_state_part())
         manifest = self.data.commit(
             due,
-            source=self.source.position(),
+            source=self._joined_position,
             state=self.book.blob(),
             counters=self.counters,
             sidecars={"dead_letters": dead, "late_sales": late_sales, "late_clicks": late_clicks},
             state_part=part,
             keep_parts=keep,
         )
-        self.source.acknowledge()
+        self.source.acknowledge(self._joined_position)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
         if self.compact_every and manifest.generation % self.compact_every == 0:

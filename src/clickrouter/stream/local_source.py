@@ -46,7 +46,7 @@ class LocalLogSource:
     def position(self) -> dict[str, Any]:
         return {"kind": "local", "segments": dict(self.offsets)}
 
-    def acknowledge(self) -> None:
+    def acknowledge(self, position: Mapping[str, Any] | None = None) -> None:
         """Nothing to do: the committed offsets are the acknowledgement."""
 
     def close(self) -> None:

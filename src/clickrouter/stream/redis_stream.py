@@ -11,6 +11,7 @@ already in the dataset and are only acknowledged; later ones are processed.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -128,15 +129,22 @@ class RedisStreamSource:
         data = None if any(b"\n" in line for line in lines) else b"\n".join(lines) + b"\n"
         return Chunk(lines, data, lambda i: f"{self.stream}:{ids[i].decode()}")
 
-    def acknowledge(self) -> None:
-        """``XACK`` every entry delivered so far (call after they are committed)."""
-        delivered, self._delivered = self._delivered, []
-        for i in range(0, len(delivered), 10_000):
+    def acknowledge(self, position: Mapping[str, Any] | None = None) -> None:
+        """``XACK`` the entries delivered up to ``position`` (everything delivered
+        when None); call after they are committed. Entries delivered later (read
+        ahead, not yet committed) stay pending."""
+        upto = self.last_id if position is None else position.get("last_id")
+        if upto is None:
+            return
+        key = _id_key(upto)
+        # delivered in increasing id order: own backlog first, then new entries
+        cut = bisect.bisect_right(self._delivered, key, key=_id_key)
+        done, self._delivered = self._delivered[:cut], self._delivered[cut:]
+        for i in range(0, len(done), 10_000):
             self.client.xack(  # type: ignore[no-untyped-call]
-                self.stream, self.group, *delivered[i : i + 10_000]
+                self.stream, self.group, *done[i : i + 10_000]
             )
-        if self.last_id is not None:
-            self._committed = _id_key(self.last_id)
+        self._committed = max(self._committed, key)
 
     def close(self) -> None:
         self.client.close()

@@ -4,7 +4,8 @@ A source hands out :class:`Chunk` s of raw lines. Its :meth:`Source.position`
 covers every line handed out so far and is committed together with the data
 those lines produced; after a restart, :meth:`Source.restore` resumes right
 after the last committed line. :meth:`Source.acknowledge` runs after each
-commit (Redis Streams acknowledges the entries there; a log needs nothing).
+commit with the committed position (Redis Streams acknowledges the entries up
+to it there; a log needs nothing): the consumer may have read past it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class Source(Protocol):
 
     def position(self) -> dict[str, Any]: ...
 
-    def acknowledge(self) -> None: ...
+    def acknowledge(self, position: Mapping[str, Any] | None = None) -> None:
+        """Release what ``position`` (an earlier :meth:`position`) covers, once
+        committed; None: everything handed out so far."""
+        ...
 
     def describe(self) -> str: ...
 
