@@ -19,7 +19,8 @@ from clickrouter.profile import CATEGORICAL_FIELDS
 from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.compiler import CompiledModel, NotCompilable, Prober, categories_by_field
 from clickrouter.serving.directory import LoadedDirectory
-from clickrouter.serving.loading import model_columns
+from clickrouter.serving.loading import load_model, model_columns
+from clickrouter.serving.memo import CompileMemo, Layouts, compiled_from, memo_entry
 
 # the field whose rows carry each campaign's exp(-intercept) factor
 _INTERCEPT_FIELD = "local_weekday"
@@ -37,25 +38,32 @@ class Assembly:
     generic_paths: list[Path]
     skipped: list[str]
     generic_reasons: dict[str, str] = field(default_factory=dict)
+    reused: int = 0  # models taken from the compile memo (not kept in the bank cache)
 
     @property
     def all_compiled(self) -> bool:
         return len(self.generic_cols) == 0
 
 
-def assemble(loaded: LoadedDirectory, *, compile: bool = True) -> Assembly:
-    """Compile what compiles; route the rest to the generic path."""
-    space = shared_space(loaded.models, loaded.campaigns, loaded.manifest)
-    prober = Prober(space) if compile else None
+def assemble(
+    loaded: LoadedDirectory, *, compile: bool = True, memo: CompileMemo | None = None
+) -> Assembly:
+    """Compile what compiles; route the rest to the generic path.
+
+    Models standing as memo entries are laid out from them; every model
+    compiled here is added to ``memo`` when its compiled form can be reused.
+    """
+    space = _space_of(loaded, memo)
+    compiler = _Compiler(space, loaded, memo) if compile else None
     compiled: list[CompiledModel] = []
     compiled_cols: list[int] = []
     generic_cols: list[int] = []
     reasons: dict[str, str] = {}
-    for j, (campaign, model) in enumerate(zip(loaded.campaigns, loaded.models, strict=True)):
+    for j, campaign in enumerate(loaded.campaigns):
         try:
-            if prober is None:
+            if compiler is None:
                 raise NotCompilable("compilation disabled")
-            compiled.append(prober.compile(model, model_columns(model)))
+            compiled.append(compiler.compile(j))
             compiled_cols.append(j)
         except NotCompilable as exc:
             reasons[campaign.id] = str(exc)
@@ -69,21 +77,78 @@ def assemble(loaded: LoadedDirectory, *, compile: bool = True) -> Assembly:
         generic_paths=[loaded.model_paths[j] for j in generic_cols],
         skipped=loaded.problems,
         generic_reasons=reasons,
+        reused=compiler.reused if compiler is not None else 0,
     )
+
+
+class _Compiler:
+    """Compiles column ``j`` of a loaded directory, from its memo entry when it has one."""
+
+    def __init__(self, space: FeatureSpace, loaded: LoadedDirectory, memo: CompileMemo | None):
+        self.space = space
+        self.loaded = loaded
+        self.memo = memo
+        self.layouts = Layouts(space, memo) if memo is not None else None
+        self.reused = 0
+        self._prober: Prober | None = None  # built only when a model must be probed
+
+    def compile(self, j: int) -> CompiledModel:
+        entry = self.loaded.memo_entries[j] if self.loaded.memo_entries else None
+        if entry is not None and self.layouts is not None:
+            compiled = compiled_from(entry, self.layouts)
+            if compiled is not None:
+                self.reused += 1
+                return compiled
+        model = self.loaded.models[j]
+        if model is None:  # an entry that does not fit this space: load the file after all
+            model = load_model(self.loaded.model_paths[j])
+        if self._prober is None:
+            self._prober = Prober(self.space)
+        columns = model_columns(model)
+        compiled = self._prober.compile(model, columns)
+        digest = self.loaded.digests[j] if self.loaded.digests else None
+        if self.memo is not None and self.layouts is not None and digest is not None:
+            new_entry = memo_entry(model, columns, compiled, self.layouts)
+            if new_entry is not None:
+                self.memo.put(digest, self.loaded.model_paths[j].suffix, new_entry)
+        return compiled
+
+
+def _space_of(loaded: LoadedDirectory, memo: CompileMemo | None) -> FeatureSpace:
+    """The shared space; a memo entry's categories are read once per distinct layout."""
+    categories: list[dict[str, set[str]]] = []
+    seen_layouts: set[tuple[str, ...]] = set()
+    entries = loaded.memo_entries or [None] * len(loaded.models)
+    for model, entry in zip(loaded.models, entries, strict=True):
+        if entry is None or memo is None:
+            categories.append(categories_by_field(model))
+            continue
+        layouts = tuple(w.layout for w in entry.fields.values())
+        if layouts not in seen_layouts:
+            seen_layouts.add(layouts)
+            categories.append(memo.categories(entry))
+    return space_from_categories(categories, loaded.campaigns, loaded.manifest)
 
 
 def shared_space(
     models: list[Any], campaigns: list[Campaign], manifest: dict[str, Any]
 ) -> FeatureSpace:
     """One FeatureSpace covering every value any model or targeting rule distinguishes."""
+    return space_from_categories([categories_by_field(m) for m in models], campaigns, manifest)
+
+
+def space_from_categories(
+    categories: list[dict[str, set[str]]], campaigns: list[Campaign], manifest: dict[str, Any]
+) -> FeatureSpace:
+    """:func:`shared_space` from each model's categories per field."""
     values: dict[str, set[str]] = {f: set() for f in CATEGORICAL_FIELDS}
     spec = manifest.get("feature_space")
     if isinstance(spec, dict):
         for f, vocab in FeatureSpace.from_dict(spec).vocabularies.items():
             if f in values:
                 values[f].update(str(v) for v in vocab[1:])
-    for model in models:
-        for f, known in categories_by_field(model).items():
+    for known_by_field in categories:
+        for f, known in known_by_field.items():
             values[f].update(known)
     for campaign in campaigns:
         for f, rule in campaign.rules().items():

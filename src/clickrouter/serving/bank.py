@@ -25,6 +25,7 @@ from clickrouter.serving.assemble import Assembly, assemble
 from clickrouter.serving.cache import directory_key, load_cached, store_cached
 from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.directory import read_directory
+from clickrouter.serving.memo import CompileMemo
 from clickrouter.serving.pool import WorkerPool
 from clickrouter.serving.targeting import Eligibility
 
@@ -91,7 +92,9 @@ class ModelBank:
         compile: set False to score every model in the worker pool (benchmarks).
         workers: processes of the generic pool (default: CPU count).
         cache_dir: keep the compiled bank there, keyed by the directory's
-            content, and memory-map it on the next load (shared by processes).
+            content, and memory-map it on the next load (shared by processes);
+            also keep each compiled model there, keyed by its file's bytes, so
+            a new version reuses every model file it shares with earlier ones.
         """
         root = Path(path)
         if not root.is_dir():
@@ -101,7 +104,8 @@ class ModelBank:
         if cached is not None:
             assembly, version = cached
         else:
-            assembly, version = _assemble_directory(root, compile=compile)
+            memo = CompileMemo(Path(cache_dir)) if cache_dir is not None and compile else None
+            assembly, version = _assemble_directory(root, compile=compile, memo=memo)
             if cache_dir is not None and key:
                 store_cached(Path(cache_dir), key, assembly, version)
         if assembly.skipped and strict:
@@ -235,11 +239,13 @@ class ModelBank:
         )
 
 
-def _assemble_directory(root: Path, *, compile: bool) -> tuple[Assembly, str]:
-    loaded = read_directory(root)
+def _assemble_directory(
+    root: Path, *, compile: bool, memo: CompileMemo | None
+) -> tuple[Assembly, str]:
+    loaded = read_directory(root, memo)
     if not loaded.campaigns:
         raise ModelLoadError(f"{root}: no campaign could be loaded", loaded.problems)
-    return assemble(loaded, compile=compile), loaded.version
+    return assemble(loaded, compile=compile, memo=memo), loaded.version
 
 
 def _as_dict(profile: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -90,6 +91,11 @@ def categories_by_field(model: Any) -> dict[str, set[str]]:
             if name in CATEGORICAL_FIELDS:
                 found.setdefault(str(name), set()).update(str(v) for v in values)
     return found
+
+
+def has_imputer(model: Any) -> bool:
+    """Whether an imputer may rewrite values before the model's encoders see them."""
+    return any(isinstance(est, SimpleImputer) for _, est in _column_scopes(model, None))
 
 
 def _column_scopes(est: Any, columns: list[str] | None) -> Iterator[tuple[list[str] | None, Any]]:
@@ -235,7 +241,11 @@ class Prober:
             warnings.simplefilter("ignore", UserWarning)
             features = self._features(preprocessing, columns)
             # the linear decision function itself; sklearn's decision_function
-            # computes the same product but re-validates its input (~5 ms a call)
+            # computes the same product but re-validates its input (~5 ms a call).
+            # A CSR product sums each row's stored entries one after the other, so
+            # a probe row's logit depends on its content only, not on its position
+            # in the frame (BLAS may round rows differently by position): the
+            # compile memo relies on this to reuse contributions in a grown space.
             decision = np.asarray(features @ final.coef_.ravel(), dtype=np.float64)
             decision += float(np.ravel(final.intercept_)[0])
             scale = self._link_scale(final, features, decision)
@@ -260,9 +270,10 @@ class Prober:
                 self._cache.pop(next(iter(self._cache)))
             frame = self.frame[columns]
             if preprocessing is None:
-                self._cache[key] = frame.to_numpy(dtype=np.float64)
+                features = frame.to_numpy(dtype=np.float64)
             else:
-                self._cache[key] = preprocessing.transform(frame)
+                features = preprocessing.transform(frame)
+            self._cache[key] = sp.csr_matrix(features)
         return self._cache[key]
 
     def _link_scale(self, final: Any, features: Any, decision: np.ndarray) -> float:

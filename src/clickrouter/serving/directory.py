@@ -4,6 +4,10 @@ A model directory holds ``campaigns.json``, one ``<campaign_id>.joblib`` (or
 ``.skops``) per campaign and an optional ``manifest.json`` (version, feature
 spec, metrics, sha256 per file). Every problem found is collected with the file
 it concerns, so one pass tells the operator everything that is wrong.
+
+With a :class:`~clickrouter.serving.memo.CompileMemo`, a file whose bytes match
+a memo entry is not unpickled: the entry stands for the model (it was made from
+the same bytes, which passed every check then and would pass them again).
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ import msgspec
 from clickrouter.errors import ModelLoadError
 from clickrouter.serving.catalog import Campaign, load_catalog
 from clickrouter.serving.loading import MODEL_SUFFIXES, ModelFileError, load_model, sha256_of
+from clickrouter.serving.memo import CompileMemo, MemoEntry
 
 
 @dataclass
 class LoadedDirectory:
-    """What :func:`read_directory` found; ``models[i]`` belongs to ``campaigns[i]``."""
+    """What :func:`read_directory` found; ``models[i]`` belongs to ``campaigns[i]``.
+
+    With a memo, ``models[i]`` is None where ``memo_entries[i]`` stands for it;
+    ``digests[i]`` is the file's sha256 when it was computed (memo or manifest).
+    """
 
     path: Path
     version: str
@@ -30,9 +39,11 @@ class LoadedDirectory:
     models: list[Any] = field(default_factory=list)
     model_paths: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    memo_entries: list[MemoEntry | None] = field(default_factory=list)
+    digests: list[str | None] = field(default_factory=list)
 
 
-def read_directory(path: str | Path) -> LoadedDirectory:
+def read_directory(path: str | Path, memo: CompileMemo | None = None) -> LoadedDirectory:
     """Load every campaign model of ``path``; problems are collected, not raised.
 
     Raises :class:`ModelLoadError` only when the directory itself is unusable
@@ -50,7 +61,7 @@ def read_directory(path: str | Path) -> LoadedDirectory:
     files_spec = manifest.get("files")
     digests: dict[str, Any] = files_spec if isinstance(files_spec, dict) else {}
     for campaign in campaigns:
-        _load_one(loaded, campaign, files.get(campaign.id), digests)
+        _load_one(loaded, campaign, files.get(campaign.id), digests, memo)
     return loaded
 
 
@@ -88,7 +99,11 @@ def _report_orphans(
 
 
 def _load_one(
-    loaded: LoadedDirectory, campaign: Campaign, path: Path | None, digests: dict[str, Any]
+    loaded: LoadedDirectory,
+    campaign: Campaign,
+    path: Path | None,
+    digests: dict[str, Any],
+    memo: CompileMemo | None,
 ) -> None:
     if path is None:
         loaded.problems.append(
@@ -97,14 +112,20 @@ def _load_one(
         )
         return
     expected = digests.get(path.name)
-    if expected is not None and sha256_of(path) != expected:
+    digest = sha256_of(path) if expected is not None or memo is not None else None
+    if expected is not None and digest != expected:
         loaded.problems.append(f"{path}: sha256 differs from manifest.json (corrupt file?)")
         return
-    try:
-        model = load_model(path)
-    except ModelFileError as exc:
-        loaded.problems.append(str(exc))
-        return
+    entry = memo.get(digest, path.suffix) if memo is not None and digest is not None else None
+    model = None
+    if entry is None:
+        try:
+            model = load_model(path)
+        except ModelFileError as exc:
+            loaded.problems.append(str(exc))
+            return
     loaded.campaigns.append(campaign)
     loaded.models.append(model)
     loaded.model_paths.append(path)
+    loaded.memo_entries.append(entry)
+    loaded.digests.append(digest)

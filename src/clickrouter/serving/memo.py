@@ -1,0 +1,181 @@
+"""Per-file compile memo: a model file's compiled form, reused while its bytes are unchanged.
+
+Between two training cycles most of the 5,000 model files of a version are
+carried over byte for byte. Unpickling and probing them again is most of a
+reload, so every model that compiled is remembered, under the sha256 of its
+file's bytes, as what assembly needs from it without the model itself:
+
+- its columns and the logit at the probe baseline (every field OOV or 0),
+- per field, the values it lists (its encoders' categories; the whole domain
+  of a numeric field) and the contribution of each. A value it does not list
+  contributes exactly 0.0 in any space: it reaches the model as an unknown
+  value, exactly like the baseline's OOV sentinel.
+
+That last point only holds for models whose encoders see the raw profile
+values: an imputer in front of an encoder could map a value the model does not
+list onto one it does. Such models are never memoised, and a model is checked
+on the space it was compiled on (no unlisted value moved its logit). Probe
+logits depend on a probe row's content only (see :meth:`Prober.compile`), so an
+entry laid out on a grown space gives the contributions, bit for bit, that
+probing the model on that space would.
+
+The lists of values ("layouts") are shared by every model fitted with the same
+encoders, so they are stored once each, named by their hash. The memo lives in
+the bank cache directory under a name that includes the library versions: a
+new scikit-learn may unpickle or validate the same bytes differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import scipy
+import sklearn
+
+from clickrouter.features import FeatureSpace
+from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS
+from clickrouter.serving.compiler import CompiledModel, categories_by_field, has_imputer
+
+MEMO_FORMAT = 1
+
+
+class FieldWeights(msgspec.Struct, frozen=True):
+    layout: str  # hash naming the list of values the weights belong to
+    weights: bytes  # float64 contribution of each listed value, in list order
+
+
+class MemoEntry(msgspec.Struct, frozen=True):
+    """Everything assembly needs from one compiled model file."""
+
+    columns: list[str]
+    intercept: float
+    fields: dict[str, FieldWeights]
+
+
+class CompileMemo:
+    """The memo directory of a bank cache; every file is written atomically."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = Path(cache_dir) / f"memo-{_environment_tag()}"
+        self._layouts: dict[str, list[Any]] = {}
+
+    def get(self, digest: str, suffix: str) -> MemoEntry | None:
+        """The entry of a file's bytes, if every layout it names is readable too."""
+        try:
+            entry = msgspec.msgpack.decode(
+                (self.root / f"{digest}{suffix}.memo").read_bytes(), type=MemoEntry
+            )
+            for weights in entry.fields.values():
+                self.values(weights.layout)
+        except (OSError, msgspec.DecodeError):
+            return None
+        return entry
+
+    def values(self, layout: str) -> list[Any]:
+        """The values a layout lists (raises OSError/DecodeError when unreadable)."""
+        if layout not in self._layouts:
+            data = (self.root / f"layout-{layout}.values").read_bytes()
+            self._layouts[layout] = msgspec.msgpack.decode(data, type=list[str | int])
+        return self._layouts[layout]
+
+    def categories(self, entry: MemoEntry) -> dict[str, set[str]]:
+        """The categories the model's encoders know, per categorical field."""
+        return {
+            f: {str(v) for v in self.values(w.layout)}
+            for f, w in entry.fields.items()
+            if f in CATEGORICAL_FIELDS
+        }
+
+    def put(self, digest: str, suffix: str, entry: MemoEntry) -> None:
+        self._write(self.root / f"{digest}{suffix}.memo", msgspec.msgpack.encode(entry))
+
+    def put_layout(self, layout: str, values: list[Any]) -> None:
+        if layout not in self._layouts:
+            self._write(self.root / f"layout-{layout}.values", msgspec.msgpack.encode(values))
+            self._layouts[layout] = values
+
+    def _write(self, target: Path, data: bytes) -> None:
+        if target.exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(prefix=".memo.", dir=self.root)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(staging, target)
+
+
+class Layouts:
+    """Slots of value lists on one space, computed once per distinct list."""
+
+    def __init__(self, space: FeatureSpace, memo: CompileMemo) -> None:
+        self.space = space
+        self.memo = memo
+        self._slots: dict[str, np.ndarray | None] = {}
+        self._by_values: dict[tuple[str, frozenset[Any]], tuple[str, np.ndarray]] = {}
+
+    def slots(self, field: str, layout: str) -> np.ndarray | None:
+        """Global slots of a layout's values on this space (None: one is missing)."""
+        if layout not in self._slots:
+            start = self.space.field_slots(field).start
+            local = [self.space.local_index(field, v) for v in self.memo.values(layout)]
+            fits = all(local)
+            self._slots[layout] = np.asarray(local, dtype=np.intp) + start if fits else None
+        return self._slots[layout]
+
+    def of_values(self, field: str, listed: frozenset[Any]) -> tuple[str, np.ndarray]:
+        """(layout, global slots) of the values a model lists for ``field``, in slot order."""
+        key = (field, listed)
+        if key not in self._by_values:
+            block = self.space.field_slots(field)
+            vocabulary = self.space.vocabularies[field]
+            local = [i for i, v in enumerate(vocabulary) if i and v in listed]
+            values = [vocabulary[i] for i in local]
+            layout = hashlib.sha256(msgspec.msgpack.encode([field, values])).hexdigest()[:32]
+            self.memo.put_layout(layout, values)
+            self._by_values[key] = (layout, np.asarray(local, dtype=np.intp) + block.start)
+        return self._by_values[key]
+
+
+def compiled_from(entry: MemoEntry, layouts: Layouts) -> CompiledModel | None:
+    """An entry's contributions laid out on ``layouts``' space (None: it does not fit)."""
+    contrib = np.zeros(layouts.space.n_slots, dtype=np.float64)
+    for field, weights in entry.fields.items():
+        slots = layouts.slots(field, weights.layout)
+        if slots is None:
+            return None
+        contrib[slots] = np.frombuffer(weights.weights, dtype=np.float64)
+    return CompiledModel(intercept=entry.intercept, contrib=contrib)
+
+
+def memo_entry(
+    model: Any, columns: list[str], compiled: CompiledModel, layouts: Layouts
+) -> MemoEntry | None:
+    """The memo form of a model compiled on ``layouts``' space, or None when not reusable."""
+    if has_imputer(model):
+        return None
+    space = layouts.space
+    listed: dict[str, frozenset[Any]] = {
+        f: frozenset(v) for f, v in categories_by_field(model).items()
+    }
+    listed.update({f: frozenset(space.vocabularies[f][1:]) for f in NUMERIC_FIELDS})
+    covered = np.zeros(space.n_slots, dtype=bool)
+    fields: dict[str, FieldWeights] = {}
+    for field, values in listed.items():
+        layout, slots = layouts.of_values(field, values)
+        covered[slots] = True
+        fields[field] = FieldWeights(layout, compiled.contrib[slots].tobytes())
+    if np.any(compiled.contrib[~covered] != 0.0):
+        return None  # a value the model does not list moved its logit: not reusable
+    return MemoEntry(list(columns), compiled.intercept, fields)
+
+
+def _environment_tag() -> str:
+    """Memo format and the library versions a model's loading and probing depend on."""
+    versions = f"{MEMO_FORMAT}|{sklearn.__version__}|{np.__version__}|{scipy.__version__}"
+    return hashlib.sha256(versions.encode()).hexdigest()[:16]
