@@ -7,8 +7,9 @@ duplicates, out-of-order postbacks, malformed lines):
   with partition columns at the end (no dead letters, no state, no fsync);
 * ConsumerManager, local event log -> Parquet (the CLI's code path: atomic
   commits with fsync, durable attribution state, dead letters, compaction),
-  once as ``consume`` runs it and once with ``--decode-worker`` (decoding in
-  a second process; its CPU time is added to the CPU column);
+  once in-process (``consume --in-process``) and once with the decode worker
+  (decoding in a second process, ``consume``'s default with >= 2 CPUs; its
+  CPU time is added to the CPU column);
 * ConsumerManager, Redis Streams -> Parquet (consumer group, XACK), against a
   redis-server started here on a free loopback port.
 
@@ -184,11 +185,11 @@ def main() -> None:
             "baseline json.loads + pandas", lambda: naive_ingest(work / "log", work / "naive")
         )
         t_local, stats = timed(
-            "ConsumerManager local log (consume --once)",
+            "ConsumerManager local log (consume --once --in-process)",
             lambda: consume(LocalLogSource(work / "log"), work / "data"),
         )
         t_worker, wstats = timed(
-            "ConsumerManager local log, decode worker (consume --once --decode-worker)",
+            "ConsumerManager local log, decode worker (consume --once)",
             lambda: consume(LocalLogSource(work / "log"), work / "data1", worker=True),
         )
         t_worker = t_worker._replace(cpu=t_worker.cpu + wstats["worker_cpu"])
@@ -221,8 +222,8 @@ def report(n: int, t_parse: Timing, t_naive: Timing, t_local: Timing, t_worker: 
     rows = [
         ("floor: msgspec decode alone", n, t_parse),
         ("baseline json.loads + pandas", n, t_naive),
-        ("local log -> Parquet (consume)", n, t_local),
-        ("  the same, --decode-worker", n, t_worker),
+        ("local log -> Parquet (in-process)", n, t_local),
+        ("  the same, decode worker", n, t_worker),
         ("Redis Streams -> Parquet", rn, t_redis),
         ("Redis XADD (sink, pipelined)", rn, t_xadd),
     ]

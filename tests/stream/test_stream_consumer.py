@@ -118,6 +118,21 @@ def test_cli_bad_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
     assert url.returncode == 2 and "redis://HOST" in url.stderr
     bad = run_cli("--source", str(tmp_path), "--data", "d", "--commit-events", "zero")
     assert bad.returncode == 2 and "expected a positive integer" in bad.stderr
+    both = run_cli("--source", str(tmp_path), "--data", "d", "--decode-worker", "--in-process")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_cli_decodes_in_a_worker_by_default_with_two_cpus() -> None:
+    import argparse
+    import os
+
+    from clickrouter.stream.cli import use_decode_worker
+
+    def choice(worker: bool = False, in_process: bool = False) -> bool:
+        return use_decode_worker(argparse.Namespace(decode_worker=worker, in_process=in_process))
+
+    assert choice() == (len(os.sched_getaffinity(0)) >= 2)
+    assert choice(worker=True) and not choice(in_process=True)
 
 
 def test_retention_drops_data_older_than_the_event_time_horizon(tmp_path: Path) -> None:

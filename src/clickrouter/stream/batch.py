@@ -10,7 +10,6 @@ Python objects.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
@@ -166,6 +165,6 @@ def _columns(
 def repeated(keys: list[str]) -> set[str]:
     """The keys found more than once (computed where the batch is decoded, so
     in the decode worker when there is one)."""
-    if len(set(keys)) == len(keys):
-        return set()
-    return {key for key, n in Counter(keys).items() if n > 1}
+    seen: set[str] = set()
+    add = seen.add  # one pass: a key is kept when met again (add returns None)
+    return {key for key in keys if key in seen or add(key)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -54,10 +55,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--group", default="clickrouter", help="Redis consumer group")
     p.add_argument("--consumer", default="consumer-1", help="Redis consumer name")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (tests, benchmarks)")
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--decode-worker",
         action="store_true",
-        help="decode in a second process, beside the join (uses a second free core)",
+        help="decode in a second process, beside the join (default with >= 2 CPUs)",
+    )
+    where.add_argument(
+        "--in-process", action="store_true", help="decode in this process (default with 1 CPU)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=run_consume)
@@ -100,6 +105,14 @@ def open_source(spec: str, *, group: str, consumer: str, follow: bool) -> Any:
     return LocalLogSource(spec)
 
 
+def use_decode_worker(args: argparse.Namespace) -> bool:
+    """A decode worker when asked, or by default when this process may use two
+    CPUs: it measured faster in wall time there (docs/benchmarks.md)."""
+    if args.decode_worker or args.in_process:
+        return bool(args.decode_worker)
+    return len(os.sched_getaffinity(0)) >= 2
+
+
 def run_consume(args: argparse.Namespace) -> int:
     from clickrouter.config import Settings
     from clickrouter.datastore.manager import DataManager
@@ -127,7 +140,7 @@ def run_consume(args: argparse.Namespace) -> int:
                 min_file_rows=args.min_file_rows, max_hold_seconds=args.max_hold_seconds
             ),
             progress=display.update,
-            decode_worker=args.decode_worker,
+            decode_worker=use_decode_worker(args),
         )
         try:
             with display:

@@ -20,10 +20,10 @@ the consumer has room for a share). The previous design kept one batch in
 flight and read each answer only when it needed it, so the worker sat
 blocked on a full 64 KiB pipe and idled through every commit.
 
-Off by default (``consume --decode-worker`` turns it on): it costs CPU (the
-batch crosses a pipe, columns are read back, the worker imports its own
-libraries) and wins wall time only with a second core free (see
-docs/benchmarks.md).
+``consume`` uses it when the process may run on two CPUs (``--in-process``
+turns it off): it costs some CPU (the batch crosses a pipe, columns are read
+back, the worker imports its own libraries) and wins wall time only with a
+second core free (see docs/benchmarks.md).
 
 Wire format: frames of an 8-byte little-endian length and a msgpack body.
 """
