@@ -45,7 +45,8 @@ def directory_key(path: Path) -> str:
     """
     digest = hashlib.sha256(f"clickrouter-bank-{CACHE_FORMAT}".encode())
     digest.update(path.resolve().name.encode() + b"\0")
-    for file in sorted(p for p in path.iterdir() if p.is_file()):
+    # sorted by name (the paths' own order, without slow Path comparisons)
+    for file in sorted((p for p in path.iterdir() if p.is_file()), key=lambda p: p.name):
         digest.update(file.name.encode() + b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()[:32]

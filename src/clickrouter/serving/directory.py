@@ -79,7 +79,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _model_files(root: Path, problems: list[str]) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    for path in sorted(root.iterdir()):
+    # by name: the order of sorting the paths, without 5,000 slow Path comparisons
+    for path in sorted(root.iterdir(), key=_name):
         if path.suffix not in MODEL_SUFFIXES or not path.is_file():
             continue
         if path.stem in files:
@@ -87,6 +88,10 @@ def _model_files(root: Path, problems: list[str]) -> dict[str, Path]:
             continue
         files[path.stem] = path
     return files
+
+
+def _name(path: Path) -> str:
+    return path.name
 
 
 def _report_orphans(
