@@ -33,8 +33,8 @@ from clickrouter.datastore.manager import DataManager
 from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
-from clickrouter.stream.decodeworker import DecodePipeline
 from clickrouter.stream.fastattr import BatchAttributor
+from clickrouter.stream.pipeline import DecodePipeline
 from clickrouter.stream.source import Chunk, Source
 from clickrouter.stream.state import StateBook
 
