@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
         "--cache-dir",
         type=Path,
         default=None,
-        help="compiled-bank cache shared by the workers (default with --workers > 1: a temp dir)",
+        help=(
+            "compiled-bank cache: workers share it, reloads compile into it in a child"
+            " process and reuse unchanged model files (default: a temp dir)"
+        ),
     )
     serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     serve.add_argument("--http", choices=HTTP_PROTOCOLS, default="httptools")
@@ -61,7 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
     directory, _ = resolve_model_dir(args.models)  # fails early on a store without CURRENT
     if not (directory / "campaigns.json").is_file():
         raise InvalidInput(f"--models {args.models}: no campaigns.json in {directory}")
-    cache_dir = args.cache_dir or (default_cache_dir() if settings.workers > 1 else None)
+    cache_dir = args.cache_dir or default_cache_dir()
     config = ServeConfig(
         models=str(args.models),
         events=str(args.events or settings.events_dir),
