@@ -156,6 +156,9 @@ def start_consumer(config: DemoConfig, paths: Paths) -> ManagedProcess:
         "--max-hold-seconds",
         repr(config.hold_seconds),
         "--no-fsync",
+        # the demo's ~1,000 events/s need no decode worker, and on a box the whole
+        # demo saturates, the worker's extra process costs CPU the predictor needs
+        "--in-process",
         "--quiet",
     )
     return ManagedProcess("consumer", argv, paths.logs)
