@@ -137,6 +137,9 @@ class BankHolder:
         self.rejected: str | None = None  # last store version that failed to load
         self._on_swap = on_swap
         self._on_reject = on_reject
+        # run in the loading thread on each new bank before the swap (the service
+        # warms its decision path there); a failure is logged, never fatal
+        self.prepare: Callable[[LiveBank], None] | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -152,6 +155,8 @@ class BankHolder:
         async with self._lock:
             try:
                 new = await asyncio.to_thread(load_live_bank, self.models_path, self.cache_dir)
+                if self.prepare is not None:
+                    await asyncio.to_thread(self._prepare_quietly, new)
             except Exception as exc:
                 self._reject(exc)
                 if isinstance(exc, ClickrouterError):
@@ -165,6 +170,13 @@ class BankHolder:
                 old.bank.close()
             log.info("serving model version %s from %s", new.version, new.directory)
             return new
+
+    def _prepare_quietly(self, new: LiveBank) -> None:
+        assert self.prepare is not None
+        try:
+            self.prepare(new)
+        except Exception:  # the warm-up is an optimisation: serve the version regardless
+            log.exception("warming up model version %s failed", new.version)
 
     def _reject(self, exc: BaseException) -> None:
         try:

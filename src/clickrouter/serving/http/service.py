@@ -77,6 +77,8 @@ class PredictorService:
         self._click_prefix = os.urandom(10).hex()  # 20 + 12 hex digits, like a uuid4 hex
         self._clicks = itertools.count()
         self._decider: Decider | None = None  # of the live bank (one lookup per version)
+        self._prepared: Decider | None = None  # built by prepare() for the incoming bank
+        holder.prepare = self.prepare
 
     def live(self) -> LiveBank:
         live = self.holder.live
@@ -115,8 +117,30 @@ class PredictorService:
     def _decider_of(self, bank: ModelBank) -> Decider:
         decider = self._decider
         if decider is None or decider.bank is not bank:
-            decider = self._decider = decider_for(bank)
+            prepared = self._prepared
+            if prepared is None or prepared.bank is not bank:
+                prepared = decider_for(bank)
+            decider = self._decider = prepared
         return decider
+
+    def prepare(self, live: LiveBank) -> None:
+        """Run one unlogged decision on a freshly loaded bank, before it is swapped in.
+
+        Called in the loading thread: the decision path's tables are laid out and
+        the numba kernels of the decider and the policy are compiled (or read from
+        numba's cache) there, not on the event loop. A fresh checkout compiles them
+        in ~6 s, which on the first request stalled every connection of the worker.
+        """
+        bank = live.bank
+        canonical = canonical_profile({})
+        decider = decider_for(bank)
+        try:
+            proba, mask, decision = decider.decide(canonical, bank.space.indices(canonical), 1)
+            best = bank.column_of(decision.campaign_id)
+            self.policy.choose_scored(live, proba, mask, best, decision.n_eligible)
+        except ClickrouterError:
+            pass  # e.g. no campaign eligible for the empty profile: the tables are laid out
+        self._prepared = decider
 
     def _log_click(self, outcome: Outcome, canonical: dict[str, Any], raw: dict[str, Any]) -> None:
         self.sink.emit(
