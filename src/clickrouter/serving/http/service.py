@@ -8,6 +8,7 @@ choice, every postback as a :class:`~clickrouter.events.SaleEvent`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -22,11 +23,11 @@ import numpy as np
 from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
 from clickrouter.profile import click_id_of, extract_profile, parse_timestamp
-from clickrouter.serving.bank import ModelBank, RankedCampaign
+from clickrouter.serving.bank import Decision, ModelBank, RankedCampaign
 from clickrouter.serving.http.hotpath import Decider, decider_for
 from clickrouter.serving.http.metrics import ServiceMetrics
 from clickrouter.serving.http.models import BankHolder, LiveBank
-from clickrouter.serving.http.policy import Policy
+from clickrouter.serving.http.policy import Choice, Policy
 from clickrouter.serving.http.sink import EventSink
 
 MAX_TOP = 1000
@@ -92,10 +93,7 @@ class PredictorService:
         bank = live.bank
         canonical = canonical_profile(raw)
         click_id = self._click_id(raw)
-        slots = bank.space.indices(canonical)
-        proba, mask, decision = self._decider_of(bank).decide(canonical, slots, top or 1)
-        best = bank.column_of(decision.campaign_id)
-        choice = self.policy.choose_scored(live, proba, mask, best, decision.n_eligible)
+        proba, decision, choice = self._choose(live, self._decider_of(bank), canonical, top or 1)
         campaign = bank.campaigns[choice.column]
         probability = float(proba[choice.column])
         outcome = Outcome(
@@ -123,6 +121,16 @@ class PredictorService:
             decider = self._decider = prepared
         return decider
 
+    def _choose(
+        self, live: LiveBank, decider: Decider, canonical: dict[str, Any], top: int
+    ) -> tuple[np.ndarray, Decision, Choice]:
+        """Scores, the bank's ranking and the policy's choice for one canonical profile."""
+        bank = live.bank
+        proba, mask, decision = decider.decide(canonical, bank.space.indices(canonical), top)
+        best = bank.column_of(decision.campaign_id)
+        choice = self.policy.choose_scored(live, proba, mask, best, decision.n_eligible)
+        return proba, decision, choice
+
     def prepare(self, live: LiveBank) -> None:
         """Run one unlogged decision on a freshly loaded bank, before it is swapped in.
 
@@ -131,15 +139,10 @@ class PredictorService:
         numba's cache) there, not on the event loop. A fresh checkout compiles them
         in ~6 s, which on the first request stalled every connection of the worker.
         """
-        bank = live.bank
-        canonical = canonical_profile({})
-        decider = decider_for(bank)
-        try:
-            proba, mask, decision = decider.decide(canonical, bank.space.indices(canonical), 1)
-            best = bank.column_of(decision.campaign_id)
-            self.policy.choose_scored(live, proba, mask, best, decision.n_eligible)
-        except ClickrouterError:
-            pass  # e.g. no campaign eligible for the empty profile: the tables are laid out
+        decider = decider_for(live.bank)
+        # e.g. no campaign eligible for the empty profile: the tables are laid out anyway
+        with contextlib.suppress(ClickrouterError):
+            self._choose(live, decider, canonical_profile({}), 1)
         self._prepared = decider
 
     def _log_click(self, outcome: Outcome, canonical: dict[str, Any], raw: dict[str, Any]) -> None:
