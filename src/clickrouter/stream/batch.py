@@ -158,13 +158,26 @@ def _columns(
         click_pos,
         table,
         repeated(ids),
-        repeated(click_ids),
+        repeated_click_ids(click_ids, is_click),
     )
 
 
 def repeated(keys: list[str]) -> set[str]:
     """The keys found more than once (computed where the batch is decoded, so
     in the decode worker when there is one)."""
+    if len(set(keys)) == len(keys):  # the usual case, one C-level pass
+        return set()
     seen: set[str] = set()
     add = seen.add  # one pass: a key is kept when met again (add returns None)
     return {key for key in keys if key in seen or add(key)}
+
+
+def repeated_click_ids(click_ids: list[str], is_click: list[bool]) -> set[str]:
+    """:func:`repeated` of ``click_ids``, split by event type: a batch's clicks
+    rarely repeat a click id, but a sale usually names a click of the same
+    batch, which would send every batch down the slow one-pass path."""
+    of_clicks = list(compress(click_ids, is_click))
+    of_sales = list(compress(click_ids, map(not_, is_click)))
+    out = repeated(of_clicks) | repeated(of_sales)
+    out.update(set(of_sales).intersection(of_clicks))
+    return out

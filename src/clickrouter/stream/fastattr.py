@@ -138,9 +138,11 @@ class BatchAttributor:
         ids, cids = batch.ids, batch.click_ids
         busy_ids = self.seen.intersection(ids) | batch.repeated_ids
         busy = self.known.keys() & cids | self.orphans.keys() & cids | batch.repeated_click_ids
-        if busy_ids or busy:
-            clash = [i in busy_ids or c in busy for i, c in zip(ids, cids, strict=True)]
-            plain &= ~np.array(clash, dtype=bool)
+        n = len(ids)  # membership tests as C-level maps, not a Python loop
+        if busy_ids:
+            plain &= ~np.fromiter(map(busy_ids.__contains__, ids), dtype=bool, count=n)
+        if busy:
+            plain &= ~np.fromiter(map(busy.__contains__, cids), dtype=bool, count=n)
         return plain
 
     def _accept_plain(

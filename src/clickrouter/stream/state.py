@@ -18,6 +18,7 @@ how much is pending.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -128,8 +129,7 @@ class StateBook:
         for block in part.blocks:
             event_ids, click_ids = block.member_ids()
             seen.difference_update(event_ids)
-            for click_id in click_ids:
-                known.pop(click_id, None)
+            deque(map(known.pop, click_ids, repeat(None)), maxlen=0)  # a C-level loop
 
     def blob(self) -> bytes:
         attr, held = self.attr, self.buffer.part_masks()
