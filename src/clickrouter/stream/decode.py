@@ -88,7 +88,7 @@ class ChunkDecoder:
             else:
                 self._parse_block(chunk, 0, len(chunk.lines), chunk.data, events, index)
             lines = chunk.lines
-            raws.extend(lines if len(index) == len(lines) else [lines[i] for i in index])
+            raws.extend(lines if len(index) == len(lines) else map(lines.__getitem__, index))
             origin.extend(zip(repeat(n), index))
             dead.extend((n, i, reason) for i, reason in self._dead_at)
         batch, problems = build_batch(

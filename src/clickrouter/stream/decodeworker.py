@@ -123,12 +123,7 @@ def decode_answer(
     got = msgspec.msgpack.decode(body, type=Decoded)
     chunk_no = np.frombuffer(got.chunk_no, dtype=np.int32)
     line_no = np.frombuffer(got.line_no, dtype=np.int32)
-    if sum(len(c.lines) for c in chunks) == len(line_no):
-        raws = [line for chunk in chunks for line in chunk.lines]
-    else:
-        raws = [
-            chunks[n].lines[i] for n, i in zip(chunk_no.tolist(), line_no.tolist(), strict=True)
-        ]
+    raws = _raws(chunks, chunk_no, line_no)
     is_click = np.frombuffer(got.is_click, dtype=bool)
     batch = EventBatch(
         events=None,
@@ -144,6 +139,20 @@ def decode_answer(
         clicks_ipc=got.clicks,
     )
     return batch, [(n, i, reason) for n, i, reason in got.dead]
+
+
+def _raws(chunks: list[Chunk], chunk_no: np.ndarray, line_no: np.ndarray) -> list[bytes]:
+    """The lines of the batch's events, chunk by chunk (chunk numbers never
+    decrease): a chunk with no refused line is one C-level ``extend``."""
+    raws: list[bytes] = []
+    bounds = np.searchsorted(chunk_no, np.arange(len(chunks) + 1)).tolist()
+    for n, chunk in enumerate(chunks):
+        lo, hi = bounds[n], bounds[n + 1]
+        if hi - lo == len(chunk.lines):
+            raws.extend(chunk.lines)
+        else:
+            raws.extend(map(chunk.lines.__getitem__, line_no[lo:hi].tolist()))
+    return raws
 
 
 def serve(src: IO[bytes], out: IO[bytes]) -> None:

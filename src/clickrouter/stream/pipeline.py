@@ -178,13 +178,15 @@ class DecodePipeline:
         if self._proc is None:
             return
         self._outbox.put(None)
+        # the receiver ends when the worker closes its output, i.e. exits: join
+        # it first, since Popen.wait(timeout) polls with sleeps of up to 50 ms
+        for thread in self._threads:
+            thread.join(timeout=10)
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        for thread in self._threads:
-            thread.join(timeout=10)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         self._proc = None
