@@ -29,6 +29,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     policy: str = "greedy"  # or "epsilon-greedy", "thompson"
     epsilon: float = 0.05
     thompson_scale: float = 1.0  # multiplies the Thompson posterior spread (< 1: tempered)
+    thompson_profile_spread: float = 0.5  # Thompson: log-sd of a profile's unmodelled deviation
     top_k_default: int = 10
     max_body_bytes: int = 64 * 1024
     reload_poll_seconds: float = 1.0

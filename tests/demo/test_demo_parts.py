@@ -21,6 +21,7 @@ from clickrouter.sim.world import World
         (["--campaigns", "1"], "campaigns"),
         (["--policy", "softmax"], "policy"),
         (["--thompson-scale", "-1"], "thompson_scale"),
+        (["--thompson-profile-spread", "2"], "thompson_profile_spread"),
         (["--base-rate-min", "0.2", "--base-rate-max", "0.1"], "base_rate_min"),
     ],
 )

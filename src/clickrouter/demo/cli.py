@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     arg("--policy", default=DEFAULTS.policy, help="thompson, epsilon-greedy or greedy")
     arg("--epsilon", type=float, default=DEFAULTS.epsilon, help="epsilon-greedy's exploration")
     arg("--thompson-scale", type=float, default=DEFAULTS.thompson_scale, help="posterior spread")
+    arg(
+        "--thompson-profile-spread",
+        type=float,
+        default=DEFAULTS.thompson_profile_spread,
+        help="log-sd of a profile's deviation no model covers yet (0 = off)",
+    )
     arg("--attribution-hours", type=float, default=DEFAULTS.attribution_hours)
     arg("--retrain-hours", type=float, default=DEFAULTS.retrain_hours)
     arg("--min-positives", type=int, default=DEFAULTS.min_positives)
@@ -63,6 +69,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         policy=args.policy,
         epsilon=args.epsilon,
         thompson_scale=args.thompson_scale,
+        thompson_profile_spread=args.thompson_profile_spread,
         attribution_hours=args.attribution_hours,
         retrain_hours=args.retrain_hours,
         min_positives=args.min_positives,

@@ -30,7 +30,8 @@ class DemoConfig:
     split over ``drivers`` driver processes of ``threads`` connections each
     (the round trip, not the CPU, bounds one connection on a loaded machine);
     ``speedup`` simulated seconds per wall second. Serving: ``policy`` with its
-    ``epsilon`` (epsilon-greedy) or ``thompson_scale`` (Thompson sampling). Ingestion:
+    ``epsilon`` (epsilon-greedy) or ``thompson_scale`` and
+    ``thompson_profile_spread`` (Thompson sampling). Ingestion:
     ``attribution_hours`` (simulated), ``hold_seconds`` (wall; how long the
     consumer may hold records for fuller files). Training: a cycle every
     ``retrain_hours`` simulated hours, ``min_positives`` sales before a campaign
@@ -57,6 +58,7 @@ class DemoConfig:
     policy: str = "thompson"
     epsilon: float = 0.02
     thompson_scale: float = 0.3
+    thompson_profile_spread: float = 0.5
     attribution_hours: float = 1.0
     hold_seconds: float = 3.0
     retrain_hours: float = 3.0
@@ -85,6 +87,8 @@ class DemoConfig:
         _check("speedup", self.speedup, self.speedup > 0)
         _check("policy", self.policy, self.policy in ("greedy", "epsilon-greedy", "thompson"))
         _check("thompson_scale", self.thompson_scale, 0 <= self.thompson_scale <= 3)
+        spread = self.thompson_profile_spread
+        _check("thompson_profile_spread", spread, 0 <= spread <= 1.5)
         _check("epsilon", self.epsilon, 0 <= self.epsilon <= 1)
         _check("attribution_hours", self.attribution_hours, self.attribution_hours > 0)
         _check("hold_seconds", self.hold_seconds, self.hold_seconds >= 0)

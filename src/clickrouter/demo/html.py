@@ -105,7 +105,9 @@ def _policy(config: dict[str, Any]) -> str:
     if config["policy"] == "epsilon-greedy":
         return f"epsilon-greedy (epsilon {config['epsilon']:g})"
     if config["policy"] == "thompson":
-        return f"Thompson sampling (scale {config.get('thompson_scale', 1.0):g})"
+        scale = config.get("thompson_scale", 1.0)
+        spread = config.get("thompson_profile_spread", 0.0)
+        return f"Thompson sampling (scale {scale:g}, profile spread {spread:g})"
     return str(config["policy"])
 
 

@@ -128,6 +128,7 @@ def start_predictor(config: DemoConfig, paths: Paths) -> tuple[ManagedProcess, s
         "CLICKROUTER_POLICY": config.policy,
         "CLICKROUTER_EPSILON": str(config.epsilon),
         "CLICKROUTER_THOMPSON_SCALE": str(config.thompson_scale),
+        "CLICKROUTER_THOMPSON_PROFILE_SPREAD": str(config.thompson_profile_spread),
         "CLICKROUTER_RELOAD_POLL_SECONDS": "0.5",
     }
     process = ManagedProcess("predictor", argv, paths.logs, env)

@@ -11,10 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
+from clickrouter.config import Settings
 from clickrouter.errors import InvalidInput
 from clickrouter.serving.http import PredictorServer
 from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import Thompson, make_policy
+from clickrouter.serving.http.policy import Thompson, make_policy, policy_from_settings
 from serving.http.http_support import PROFILE, read_events, settings
 
 
@@ -89,12 +90,65 @@ def test_logged_propensities_match_the_choice_frequencies(live: LiveBank):
         assert logged == pytest.approx(count / len(choices), abs=0.05)
 
 
+def with_kinds(live: LiveBank, records: dict[int, tuple[str, int]]) -> LiveBank:
+    """The same bank with a manifest giving (kind, sales) per column (others: none)."""
+    ids = live.bank.campaign_ids
+    manifest = {ids[c]: {"kind": kind, "positives": k} for c, (kind, k) in records.items()}
+    return dataclasses.replace(live, manifest={"campaigns": manifest})
+
+
+def test_profile_spread_is_full_without_a_per_profile_model_and_shrinks_with_one(live: LiveBank):
+    records = {0: ("base_rate", 50), 1: ("logistic", 50), 2: ("logistic", 900), 3: ("base_rate", 0)}
+    bank = with_kinds(live, records)
+    plain = Thompson(scale=0.3).sigmas(bank)
+    spread = Thompson(scale=0.3, profile_spread=0.5, profile_sales=100).sigmas(bank)
+    assert spread[0] == pytest.approx(np.hypot(plain[0], 0.5))  # rate known, profile not
+    assert spread[1] == pytest.approx(np.hypot(plain[1], 0.5 * np.sqrt(100 / 150)))
+    assert spread[2] == pytest.approx(np.hypot(plain[2], 0.5 * np.sqrt(100 / 1000)))
+    assert spread[3] == pytest.approx(np.hypot(plain[3], 0.5))  # no record: like no sale
+    assert spread[0] > spread[1] > spread[2]
+
+
+def test_a_mediocre_average_without_a_profile_model_is_still_explored(live: LiveBank):
+    n = len(live.bank.campaigns)
+    proba = scores(live, {0: 1.0, 1: 0.6, 2: 0.6})
+    mask = np.ones(n, bool)
+    # column 1: a well-measured rate but no per-profile model; column 2: the same
+    # average from a logistic model on 5,000 sales; every other column is settled
+    records = {0: ("logistic", 5000), 1: ("base_rate", 400), 2: ("logistic", 5000)}
+    bank = with_kinds(live, records | {c: ("logistic", 5000) for c in range(3, n)})
+
+    def shown(policy: Thompson) -> Counter[int]:
+        return Counter(policy.choose_scored(bank, proba, mask, 0, n).column for _ in range(3000))
+
+    without, spread = (
+        shown(Thompson(scale=0.3, seed=4)),
+        shown(Thompson(scale=0.3, profile_spread=0.5, seed=4)),
+    )
+    assert without[1] == 0  # 0.6 vs 1.0 with sigma ~0.015: never shown again
+    assert spread[1] / 3000 > 0.05  # with the profile spread it keeps a share
+    assert spread[2] < spread[1] / 5  # a fitted per-profile model narrows it
+
+
 def test_thompson_is_made_by_name_and_bad_knobs_are_refused():
     assert make_policy("thompson", 0.0).name == "thompson"
     with pytest.raises(InvalidInput, match="prior_sales"):
         Thompson(prior_sales=0)
     with pytest.raises(InvalidInput, match="thompson_scale"):
         Thompson(scale=-1)
+    with pytest.raises(InvalidInput, match="thompson_profile_spread"):
+        Thompson(profile_spread=-0.1)
+    with pytest.raises(InvalidInput, match="profile_sales"):
+        Thompson(profile_sales=0)
+
+
+def test_settings_carry_the_profile_spread_to_the_policy(live: LiveBank):
+    env = {"CLICKROUTER_POLICY": "thompson", "CLICKROUTER_THOMPSON_PROFILE_SPREAD": "0.25"}
+    policy = policy_from_settings(Settings.from_env(env))
+    assert isinstance(policy, Thompson) and policy.profile_spread == 0.25
+    bad = {"CLICKROUTER_POLICY": "thompson", "CLICKROUTER_THOMPSON_PROFILE_SPREAD": "9"}
+    with pytest.raises(InvalidInput, match="thompson_profile_spread"):
+        policy_from_settings(Settings.from_env(bad))
 
 
 def test_served_thompson_logs_a_propensity_per_click(sample_models: Path, events_dir: Path):

@@ -55,12 +55,12 @@ def _port(text: str) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from clickrouter.config import Settings
     from clickrouter.modelstore.store import resolve_model_dir
-    from clickrouter.serving.http.policy import make_policy
+    from clickrouter.serving.http.policy import policy_from_settings
     from clickrouter.serving.http.server import ServeConfig, default_cache_dir, run_server
 
     settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers)
     # bad settings fail here, not in each worker
-    make_policy(settings.policy, settings.epsilon, thompson_scale=settings.thompson_scale)
+    policy_from_settings(settings)
     directory, _ = resolve_model_dir(args.models)  # fails early on a store without CURRENT
     if not (directory / "campaigns.json").is_file():
         raise InvalidInput(f"--models {args.models}: no campaigns.json in {directory}")

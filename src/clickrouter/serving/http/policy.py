@@ -24,6 +24,7 @@ from scipy.special import polygamma
 from clickrouter.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from clickrouter.config import Settings
     from clickrouter.serving.http.models import LiveBank
 
 POLICIES = ("greedy", "epsilon-greedy", "thompson")
@@ -100,7 +101,12 @@ def _nth_true(mask: np.ndarray, n: int) -> int:
 
 
 def make_policy(
-    name: str, epsilon: float, *, seed: int | None = None, thompson_scale: float = 1.0
+    name: str,
+    epsilon: float,
+    *,
+    seed: int | None = None,
+    thompson_scale: float = 1.0,
+    thompson_profile_spread: float = 0.0,
 ) -> Policy:
     """The policy called ``name`` (see :data:`POLICIES`)."""
     if name == "greedy":
@@ -108,8 +114,19 @@ def make_policy(
     if name == "epsilon-greedy":
         return EpsilonGreedy(epsilon, seed=seed)
     if name == "thompson":
-        return Thompson(scale=thompson_scale, seed=seed)
+        return Thompson(scale=thompson_scale, profile_spread=thompson_profile_spread, seed=seed)
     raise InvalidInput(f"setting 'policy': expected one of {list(POLICIES)}, got {name!r}")
+
+
+def policy_from_settings(settings: Settings, *, seed: int | None = None) -> Policy:
+    """The policy the service's settings name, with their tunables."""
+    return make_policy(
+        settings.policy,
+        settings.epsilon,
+        seed=seed,
+        thompson_scale=settings.thompson_scale,
+        thompson_profile_spread=settings.thompson_profile_spread,
+    )
 
 
 class Thompson:
@@ -125,6 +142,18 @@ class Thompson:
     value p x payout is multiplied by a log-normal draw exp(sigma z -
     sigma^2 / 2) (mean one: the model's estimate stays the mean; ``scale``
     multiplies sigma) and the highest product wins.
+
+    That spread is about the campaign's overall rate only. What the policy
+    needs is the expected value for *this* profile, and a base-rate model
+    (too few sales for a per-profile fit) says nothing about how this
+    profile departs from the campaign's average: campaigns whose average is
+    mediocre but which are the best choice for some profiles would never be
+    shown again, and so never get the sales a per-profile model needs. So
+    the log-normal also carries ``profile_spread`` (the standard deviation
+    of a profile's log-deviation not yet modelled): in full for a campaign
+    without a logistic model, shrinking as ``profile_sales / (profile_sales
+    + k)`` for one fitted on ``k`` sales (its own per-profile estimates take
+    over). 0 turns it off.
 
     Cost: a normal draw and an ``exp`` per campaign would be ~20x a greedy
     choice at 5,000 campaigns. So sigma is rounded to ``LEVELS`` steps and,
@@ -153,6 +182,8 @@ class Thompson:
         *,
         prior_sales: float = 1.0,
         scale: float = 1.0,
+        profile_spread: float = 0.0,
+        profile_sales: float = 100.0,
         draws: int = 16,
         seed: int | None = None,
     ) -> None:
@@ -160,8 +191,17 @@ class Thompson:
             raise InvalidInput(f"thompson prior_sales: expected > 0, got {prior_sales!r}")
         if not scale >= 0:
             raise InvalidInput(f"setting 'thompson_scale': expected >= 0, got {scale!r}")
+        if not 0 <= profile_spread <= 1.5:
+            raise InvalidInput(
+                f"setting 'thompson_profile_spread': expected a number in [0, 1.5],"
+                f" got {profile_spread!r}"
+            )
+        if not profile_sales > 0:
+            raise InvalidInput(f"thompson profile_sales: expected > 0, got {profile_sales!r}")
         self.prior_sales = float(prior_sales)
         self.scale = float(scale)
+        self.profile_spread = float(profile_spread)
+        self.profile_sales = float(profile_sales)
         self.draws = int(draws)
         self.rng_ = np.random.default_rng(seed)
         _seed_kernel(int(self.rng_.integers(2**31)))
@@ -172,8 +212,12 @@ class Thompson:
         """Noise scale of every bank column's log expected value (from the manifest)."""
         records = live.manifest.get("campaigns")
         records = records if isinstance(records, dict) else {}
-        sales = np.array([_sales(records.get(cid)) for cid in live.bank.campaign_ids])
-        return self.scale * np.sqrt(polygamma(1, sales + self.prior_sales))
+        found = [records.get(cid) for cid in live.bank.campaign_ids]
+        sales = np.array([_sales(record) for record in found])
+        rate_var = self.scale**2 * polygamma(1, sales + self.prior_sales)
+        per_profile = np.array([_is_logistic(record) for record in found])
+        unmodelled = np.where(per_profile, self.profile_sales / (self.profile_sales + sales), 1.0)
+        return np.sqrt(rate_var + self.profile_spread**2 * unmodelled)
 
     def _prepare(self, live: LiveBank) -> tuple[np.ndarray, ...]:
         # once per loaded version: the bank object changes on every reload
@@ -205,6 +249,10 @@ class Thompson:
         if column < 0:  # no positive expected value anywhere: the greedy choice
             return Choice(best, 1.0)
         return Choice(int(column), float(propensity))
+
+
+def _is_logistic(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("kind") == "logistic"
 
 
 def _sales(record: Any) -> float:

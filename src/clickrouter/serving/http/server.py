@@ -32,7 +32,7 @@ from clickrouter.errors import ClickrouterError
 from clickrouter.serving.http.app import PredictorApp, Router
 from clickrouter.serving.http.metrics import ServiceMetrics
 from clickrouter.serving.http.models import BankHolder, ReloadWatcher, load_live_bank
-from clickrouter.serving.http.policy import make_policy
+from clickrouter.serving.http.policy import policy_from_settings
 from clickrouter.serving.http.routes import admin_routes, meta_routes, v1_routes
 from clickrouter.serving.http.service import PredictorService
 from clickrouter.serving.http.sink import open_sink
@@ -72,7 +72,7 @@ def build_app(config: ServeConfig) -> PredictorApp:
     )
     sink = open_sink(config.events, f"predictor-{os.getpid()}")
     metrics.track_sink(sink.lag, lambda: sink.written, lambda: sink.dropped)
-    policy = make_policy(settings.policy, settings.epsilon, thompson_scale=settings.thompson_scale)
+    policy = policy_from_settings(settings)
     service = PredictorService(holder, policy, sink, metrics)
     watcher = ReloadWatcher(holder, settings.reload_poll_seconds)
     router = Router(
