@@ -13,7 +13,7 @@ import pytest
 
 from clickrouter.datastore import RECORD_COLUMNS, RECORD_SCHEMA, DataManager
 from clickrouter.datastore.writer import DatasetLocked
-from clickrouter.errors import InvalidInput
+from clickrouter.errors import ClickrouterError, InvalidInput
 
 DAY = 86400.0
 T0 = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
@@ -164,3 +164,22 @@ def test_duckdb_and_polars_read_the_dataset_as_it_is(tmp_path: Path) -> None:
     assert frame.height == 37
     assert set(frame["campaign_id"].unique().to_list()) == {"c1", "c2"}
     assert {"date", "click_id", "label", "propensity"} <= set(frame.columns)
+
+
+def test_records_begun_in_the_background_commit_like_a_table(tmp_path: Path) -> None:
+    with DataManager(tmp_path, writable=True, durable=False) as dm:
+        pending = dm.begin_records(records(30, "c1"), {"offset": 1})
+        dm.commit(pending, source={"offset": 1}, state=b"S1")
+        assert len(dm.read_all()) == 30 and dm.load_state() == b"S1"
+        stale = dm.begin_records(records(5, "c2"), {"offset": 2})
+        with pytest.raises(ClickrouterError, match="another generation or source"):
+            dm.commit(stale, source={"offset": 3})
+        dm.discard(stale)  # the failed commit's files go; the committed ones stay
+        assert {p.parent.parent.name for p in tmp_path.glob("campaign_id=*/*/*")} == {
+            "campaign_id=c1"
+        }
+        empty = dm.begin_records(RECORD_SCHEMA.empty_table(), {"offset": 2})
+        assert dm.commit(empty, source={"offset": 2}).generation == 2
+    reader = DataManager(tmp_path)
+    assert reader.campaigns() == ["c1"] and len(reader.read_all()) == 30
+    assert reader.manifest().source == {"offset": 2}

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from clickrouter.datastore.manifest import DataFile, Manifest, load_manifest, manifest_path
-from clickrouter.datastore.partition import FILE_SCHEMA
+from clickrouter.datastore.partition import FILE_SCHEMA, PendingFiles
 from clickrouter.datastore.schema import RECORD_COLUMNS, RECORD_SCHEMA
 from clickrouter.datastore.writer import DatasetWriter
 from clickrouter.errors import ClickrouterError
@@ -126,9 +126,18 @@ class DataManager:
             raise NotWritable(f"{self.root}: opened read-only")
         return self._writer
 
+    def begin_records(self, records: pa.Table, source: Mapping[str, Any]) -> PendingFiles:
+        """Start writing the next commit's records in the background (see
+        :meth:`DatasetWriter.begin_records`); hand the result to :meth:`commit`."""
+        return self.writer.begin_records(records, source)
+
+    def discard(self, pending: PendingFiles) -> None:
+        """Wait for begun records and delete them (their commit failed)."""
+        self.writer.discard(pending)
+
     def commit(
         self,
-        records: pa.Table,
+        records: pa.Table | PendingFiles,
         *,
         source: Mapping[str, Any],
         state: bytes | None = None,

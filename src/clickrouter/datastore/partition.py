@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def split_partitions(records: pa.Table) -> Iterator[tuple[str, str, pa.Table]]:
     rank[by_name] = np.arange(len(names))
     code = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     order = np.lexsort((ts, day, code))  # stable; the last key sorts first
-    table = records.take(pa.array(order))
+    table = records.combine_chunks().take(pa.array(order))  # take is slow on many chunks
     code, day = code[order], day[order]
     cuts = np.flatnonzero((code[1:] != code[:-1]) | (day[1:] != day[:-1])) + 1
     bounds = [0, *cuts.tolist(), table.num_rows]
@@ -142,3 +142,41 @@ def write_records(
             leaves = {(root / f.path).parent for f in written}
             list(pool.map(fsync_dir, leaves | {d.parent for d in leaves} | {root}))
     return written
+
+
+class PendingFiles:
+    """Partition files being written in the background (:func:`start_write_records`).
+
+    Nothing lists them until a commit's manifest does, so a crash meanwhile
+    leaves files that recovery deletes, exactly as after :func:`write_records`.
+    """
+
+    def __init__(self, generation: int, source: Mapping[str, Any], future: Future[Any] | None):
+        self.generation, self.source, self._future = generation, dict(source), future
+
+    def result(self) -> list[DataFile]:
+        """The files' entries, once written (re-raises the writer's error)."""
+        return [] if self._future is None else list(self._future.result())
+
+    def discard(self, root: Path) -> None:
+        """Wait for the writes and delete what they wrote (the commit failed)."""
+        try:
+            files = self.result()
+        except Exception:  # the commit's own error is the one to report
+            return
+        for f in files:
+            (root / f.path).unlink(missing_ok=True)
+
+
+def start_write_records(
+    root: Path, records: pa.Table, generation: int, source: Mapping[str, Any], *, durable: bool
+) -> PendingFiles:
+    """:func:`write_records` in a background thread, so the caller can prepare
+    the rest of its commit (state, sidecars) while Parquet encodes and fsyncs
+    run (they release the GIL): the final commit of a run is otherwise serial."""
+    if records.num_rows == 0:
+        return PendingFiles(generation, source, None)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-commit")
+    future = pool.submit(write_records, root, records, generation, dict(source), durable=durable)
+    pool.shutdown(wait=False)  # the thread ends with its one job
+    return PendingFiles(generation, source, future)

@@ -36,7 +36,13 @@ from clickrouter.datastore.manifest import (
     load_manifest,
     save_manifest,
 )
-from clickrouter.datastore.partition import file_metadata, write_partition_file, write_records
+from clickrouter.datastore.partition import (
+    PendingFiles,
+    file_metadata,
+    start_write_records,
+    write_partition_file,
+    write_records,
+)
 from clickrouter.errors import ClickrouterError
 
 
@@ -89,9 +95,15 @@ class DatasetWriter:
                 fh.truncate(committed)
 
     # -- commit -----------------------------------------------------------
+    def begin_records(self, records: pa.Table, source: Mapping[str, Any]) -> PendingFiles:
+        """Start writing the next commit's ``records`` in the background; pass the
+        result to :meth:`commit` (with the same ``source``) to publish them."""
+        gen = self.manifest.generation + 1
+        return start_write_records(self.root, records, gen, source, durable=self.durable)
+
     def commit(
         self,
-        records: pa.Table,
+        records: pa.Table | PendingFiles,
         *,
         source: Mapping[str, Any],
         state: bytes | None = None,
@@ -102,13 +114,20 @@ class DatasetWriter:
     ) -> Manifest:
         """Make ``records``, sidecar lines, ``state`` and ``source`` durable together.
 
+        ``records`` may be :meth:`begin_records`' handle: its files were being
+        written while the caller prepared the state; they are waited for here,
+        after the state files, before the manifest.
         ``state_part`` adds one immutable state part (its name is returned as the
         last of ``manifest.state_parts``); ``keep_parts`` names the earlier parts
         still needed (None keeps them all): the others are deleted after the commit.
         """
         old = self.manifest
         gen = old.generation + 1
-        new_files = write_records(self.root, records, gen, source, durable=self.durable)
+        pending = records if isinstance(records, PendingFiles) else None
+        if pending is not None and (pending.generation != gen or pending.source != dict(source)):
+            raise ClickrouterError("commit: records begun for another generation or source")
+        if not isinstance(records, PendingFiles):
+            new_files = write_records(self.root, records, gen, source, durable=self.durable)
         lengths = {**old.sidecars, **self._append_sidecars(sidecars or {})}
         parts = list(old.state_parts if keep_parts is None else keep_parts)
         released = sorted(set(old.state_parts) - set(parts))
@@ -116,6 +135,8 @@ class DatasetWriter:
             parts.append(self._write_state(gen, state_part, prefix="part"))
             assert parts[-1] == self.next_state_part()
         state_file = self._write_state(gen, state) if state is not None else old.state_file
+        if pending is not None:
+            new_files = pending.result()
         manifest = Manifest(
             generation=gen,
             files=[*old.files, *new_files],
@@ -129,6 +150,11 @@ class DatasetWriter:
         stale: list[str | None] = [old.state_file] if old.state_file != state_file else []
         self._publish(manifest, drop=[*stale, *released])
         return manifest
+
+    def discard(self, pending: PendingFiles) -> None:
+        """Delete begun records whose commit failed (never once it was published)."""
+        if self.manifest.generation < pending.generation:
+            pending.discard(self.root)
 
     def _append_sidecars(self, sidecars: Mapping[str, Iterable[bytes]]) -> dict[str, int]:
         lengths: dict[str, int] = {}
