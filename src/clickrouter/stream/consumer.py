@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clickrouter.datastore.manager import DataManager
+from clickrouter.stream.arrowio import use_system_allocator
 from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
@@ -98,6 +99,7 @@ class ConsumerManager:
         buffer: RecordBuffer | None = None,
         progress: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
+        use_system_allocator()  # see there: Arrow's default pool is slower here
         self.source, self.data = source, data
         self.commit_events, self.commit_seconds = commit_events, commit_seconds
         self.compact_every, self.progress = compact_every, progress
@@ -210,19 +212,29 @@ class ConsumerManager:
         now = time.monotonic()
         self.buffer.add(records, now)
         due = self.buffer.take(now, force=final)
-        keep = self.book.release()
-        part = self.book.fresh_part()
-        if part is not None:
-            self.book.adopt(self.data.next_state_part())
-        manifest = self.data.commit(
-            due,
-            source=self._joined_position,
-            state=self.book.blob(),
-            counters=self.counters,
-            sidecars={"dead_letters": dead, "late_sales": late_sales, "late_clicks": late_clicks},
-            state_part=part,
-            keep_parts=keep,
-        )
+        # Parquet encoding runs in threads while the state is prepared and written
+        pending = self.data.begin_records(due, self._joined_position)
+        try:
+            keep = self.book.release()
+            part = self.book.fresh_part()
+            if part is not None:
+                self.book.adopt(self.data.next_state_part())
+            manifest = self.data.commit(
+                pending,
+                source=self._joined_position,
+                state=self.book.blob(),
+                counters=self.counters,
+                sidecars={
+                    "dead_letters": dead,
+                    "late_sales": late_sales,
+                    "late_clicks": late_clicks,
+                },
+                state_part=part,
+                keep_parts=keep,
+            )
+        except BaseException:
+            self.data.discard(pending)
+            raise
         self.source.acknowledge(self._joined_position)
         self._uncommitted = 0
         self._last_commit = time.monotonic()

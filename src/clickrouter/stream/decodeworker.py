@@ -32,7 +32,7 @@ import msgspec
 import numpy as np
 
 from clickrouter.errors import ClickrouterError
-from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
+from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc, use_system_allocator
 from clickrouter.stream.batch import EventBatch
 from clickrouter.stream.decode import ChunkDecoder
 from clickrouter.stream.source import Chunk
@@ -169,5 +169,6 @@ if __name__ == "__main__":
     import gc
 
     gc.disable()  # short-lived acyclic objects only (see consumer._gc_paused)
+    use_system_allocator()
     with contextlib.suppress(BrokenPipeError):  # the consumer went away
         serve(sys.stdin.buffer, sys.stdout.buffer)

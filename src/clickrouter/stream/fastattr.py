@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+from collections import deque
 from itertools import compress, repeat
 
 import numpy as np
@@ -74,6 +75,22 @@ class BatchAttributor:
         self.late_sales: list[bytes] = []
         self.late_clicks: list[bytes] = []
         self.duplicates = 0
+        self._to_forget: list[tuple[list[str], list[ClickBlock]]] = []
+
+    def forget_later(self, ids: list[str], blocks: list[ClickBlock]) -> None:
+        """Forget these ids and the accepted clicks of these blocks (a released
+        state part) before the next batch or flush, not now."""
+        self._to_forget.append((ids, blocks))
+
+    def _forget_released(self) -> None:
+        seen, known = self.seen, self.known
+        for ids, blocks in self._to_forget:
+            seen.difference_update(ids)
+            for block in blocks:
+                event_ids, click_ids = block.member_ids()
+                seen.difference_update(event_ids)
+                deque(map(known.pop, click_ids, repeat(None)), maxlen=0)  # a C-level loop
+        self._to_forget = []
 
     @property
     def watermark(self) -> float:
@@ -81,6 +98,8 @@ class BatchAttributor:
 
     # -- one batch ------------------------------------------------------------
     def add_batch(self, batch: EventBatch) -> None:
+        if self._to_forget:
+            self._forget_released()
         if not len(batch):
             return
         marks = self._running_max(batch.ts)
@@ -285,6 +304,7 @@ class BatchAttributor:
 
     def flush_all(self) -> None:
         """Close every window now (label 0) and give up on every orphan sale."""
+        self._forget_released()
         self._close_windows(math.inf)
         self._expire_orphans(math.inf, None)
 
@@ -310,6 +330,7 @@ class BatchAttributor:
 
     def pending_click_ids(self) -> set[str]:
         """Click ids waiting for their sale or their window's end (for tests)."""
+        self._forget_released()
         return {cid for cid, (block, row) in self.known.items() if block.alive[row]}
 
 

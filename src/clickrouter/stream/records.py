@@ -56,7 +56,9 @@ def labelled_records(
             tables.append(block.table)
     index = [rows + start[id(b)] for b, rows in negatives if len(rows)]
     index.append(np.array([start[id(p[0])] + p[1] for p in positives], dtype=np.int64))
-    clicks = pa.concat_tables(tables).take(pa.array(np.concatenate(index)))
+    # one chunk first: this pyarrow's take over a 35-chunk table cost 0.09-0.14 s
+    # for 300,000 rows, against 0.01-0.02 s (plus ~0.01 s to combine) on one chunk
+    clicks = pa.concat_tables(tables).combine_chunks().take(pa.array(np.concatenate(index)))
     n_pos = len(positives)
     label = np.zeros(n_neg + n_pos, dtype=np.int8)
     label[n_neg:] = 1
