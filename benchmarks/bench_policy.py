@@ -1,0 +1,187 @@
+"""Policy benchmark: what a decision policy costs per request, and what it earns.
+
+cost    Per-request cost of ``choose_scored`` for each policy, on the real
+        scores of a 5,000-campaign sample bank, with a manifest whose evidence
+        looks like a running system's (a few campaigns with logistic models on
+        hundreds of sales, the rest base-rate models on a handful). Ratios are
+        against the greedy policy of the same run.
+
+replay  What each policy earns: the demo's loop replayed offline
+        (``policy_replay.py``: real World, TrainingManager, ModelBank and the
+        service's policy object, no HTTP or wall clock), against uniform
+        random, the best single campaign and the oracle on the same requests.
+        Every candidate sees the same traffic for a given ``--traffic-seed``.
+
+    .venv/bin/python benchmarks/bench_policy.py cost [--campaigns 5000] [--requests 20000]
+    .venv/bin/python benchmarks/bench_policy.py replay [--requests 430000] \\
+        [--candidate thompson:0.3:0.5 ...] [--traffic-seed 0 ...]
+
+A replay candidate is ``thompson:SCALE:PROFILE_SPREAD``, ``epsilon-greedy:EPSILON``
+or ``greedy``. The default replay (430,000 requests, the default demo's
+traffic over 3 simulated days) takes about 9 minutes per candidate and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clickrouter.demo.config import DemoConfig
+from clickrouter.serving.http.models import LiveBank, load_live_bank
+from clickrouter.serving.http.policy import Policy, make_policy
+from clickrouter.serving.sample import make_sample_directory, random_profiles
+
+sys.path.insert(0, str(Path(__file__).parent))
+from policy_replay import BatchResult, ReplayConfig, replay
+
+
+def parse_candidate(text: str) -> tuple[str, Policy]:
+    """``name[:knob...]`` -> (label, a fresh policy object)."""
+    name, *knobs = text.split(":")
+    try:
+        values = [float(k) for k in knobs]
+        if name == "thompson":
+            scale, spread = (values + [1.0, 0.0][len(values) :])[:2]
+            policy = make_policy(
+                name, 0.0, seed=0, thompson_scale=scale, thompson_profile_spread=spread
+            )
+        elif name == "epsilon-greedy":
+            policy = make_policy(name, values[0] if values else 0.05, seed=0)
+        else:
+            policy = make_policy(name, 0.0, seed=0)
+    except (ValueError, IndexError) as exc:
+        sys.exit(f"--candidate {text!r}: {exc}")
+    return text, policy
+
+
+# -- cost ------------------------------------------------------------------------------
+
+
+def running_manifest(live: LiveBank, rng: np.random.Generator) -> dict[str, object]:
+    """Evidence like a system a few cycles in: 20 logistic models, the rest base rates."""
+    ids = live.bank.campaign_ids
+    fitted = set(rng.choice(len(ids), 20, replace=False).tolist())
+    records = {}
+    for column, cid in enumerate(ids):
+        if column in fitted:
+            records[cid] = {"kind": "logistic", "positives": int(rng.integers(50, 2000))}
+        else:
+            records[cid] = {"kind": "base_rate", "positives": int(rng.poisson(1.0))}
+    return {"campaigns": records}
+
+
+def time_policy(
+    policy: Policy, live: LiveBank, proba: np.ndarray, mask: np.ndarray, rounds: int
+) -> float:
+    """Seconds per ``choose_scored`` call over the request rows, best of ``rounds``."""
+    payouts = np.array([c.payout for c in live.bank.campaigns])
+    best = np.where(mask, proba * payouts, -1.0).argmax(axis=1)
+    n_eligible = mask.sum(axis=1)
+    policy.choose_scored(live, proba[0], mask[0], int(best[0]), int(n_eligible[0]))  # JIT
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for row in range(len(proba)):
+            policy.choose_scored(live, proba[row], mask[row], int(best[row]), int(n_eligible[row]))
+        timings.append((time.perf_counter() - started) / len(proba))
+    return min(timings)
+
+
+def run_cost(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp:
+        live = load_live_bank(make_sample_directory(Path(tmp) / "models", args.campaigns), None)
+        live = dataclasses.replace(live, manifest=running_manifest(live, rng))
+        proba = live.bank.predict_proba(random_profiles(rng, args.requests))
+        mask = rng.random(proba.shape) < 0.9  # eligibility: most campaigns, not all
+        candidates = ["greedy", "epsilon-greedy:0.05", "thompson:1.0:0", "thompson:0.3:0"]
+        candidates += ["thompson:0.3:0.5", "thompson:1.0:0.5"]
+        print(f"{args.campaigns} campaigns, {args.requests} requests, best of {args.rounds}")
+        baseline = None
+        for text in candidates:
+            label, policy = parse_candidate(text)
+            seconds = time_policy(policy, live, proba, mask, args.rounds)
+            baseline = baseline or seconds
+            print(
+                f"  {label:<20} {seconds * 1e6:8.2f} us/request  {seconds / baseline:6.1f}x greedy"
+            )
+        live.bank.close()
+
+
+# -- replay ----------------------------------------------------------------------------
+
+
+def run_replay(args: argparse.Namespace) -> None:
+    demo = DemoConfig(campaigns=args.campaigns)
+    summary = []
+    for seed in args.traffic_seed:
+        for text in args.candidate:
+            label, policy = parse_candidate(text)
+            config = ReplayConfig(demo=demo, requests=args.requests, traffic_seed=seed)
+            print(f"== {label}, traffic seed {seed}", flush=True)
+            result = replay(config, policy, show_batch)
+            final = result.final_quarter()
+            row = {
+                "candidate": label,
+                "traffic_seed": seed,
+                "final": final,
+                "final_vs_single": final["live"] / final["single"] - 1,
+                "final_share_of_oracle": final["live"] / final["oracle"],
+                "seconds": result.seconds,
+            }
+            summary.append(row)
+            print(
+                f"   final quarter: {final['live']:.0f} per 1k clicks, "
+                f"{row['final_vs_single']:+.1%} vs best single ({final['single']:.0f}), "
+                f"{row['final_share_of_oracle']:.0%} of the oracle ({final['oracle']:.0f})",
+                flush=True,
+            )
+    print("\nfinal quarter vs best single campaign (same traffic per seed):")
+    for row in summary:
+        print(f"  {row['candidate']:<20} seed {row['traffic_seed']}: {row['final_vs_single']:+.1%}")
+    if args.json:
+        with args.json.open("a") as out:
+            for row in summary:
+                out.write(json.dumps(row) + "\n")
+
+
+def show_batch(index: int, b: BatchResult) -> None:
+    print(
+        f"   batch {index:2d}: live {b.live:6.0f}  single {b.single:6.0f}  oracle {b.oracle:6.0f}"
+        f"  random {b.random:4.0f}  logistic models {b.logistic_models:3d}"
+        f"  campaigns shown {b.distinct_shown:4d}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    cost = sub.add_parser("cost", help="per-request cost of each policy")
+    cost.add_argument("--campaigns", type=int, default=5000)
+    cost.add_argument("--requests", type=int, default=20_000)
+    cost.add_argument("--rounds", type=int, default=3)
+    cost.set_defaults(handler=run_cost)
+    rep = sub.add_parser("replay", help="revenue of each policy in the offline replay")
+    rep.add_argument("--campaigns", type=int, default=5000)
+    rep.add_argument("--requests", type=int, default=430_000)
+    rep.add_argument("--candidate", action="append", default=None)
+    rep.add_argument("--traffic-seed", type=int, action="append", default=None)
+    rep.add_argument("--json", type=Path, default=None, help="append one line per run")
+    rep.set_defaults(handler=run_replay)
+    args = parser.parse_args()
+    if args.part == "replay":
+        args.candidate = args.candidate or ["thompson:0.3:0.5", "thompson:0.3:0"]
+        args.traffic_seed = args.traffic_seed or [0]
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()
