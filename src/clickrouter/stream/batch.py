@@ -10,6 +10,7 @@ Python objects.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
@@ -158,26 +159,15 @@ def _columns(
         click_pos,
         table,
         repeated(ids),
-        repeated_click_ids(click_ids, is_click),
+        repeated(click_ids),
     )
 
 
 def repeated(keys: list[str]) -> set[str]:
     """The keys found more than once (computed where the batch is decoded, so
-    in the decode worker when there is one)."""
-    if len(set(keys)) == len(keys):  # the usual case, one C-level pass
+    in the decode worker when there is one). Counter counts in C; most of the
+    cost is hashing fresh strings, which later set operations then reuse."""
+    counts = Counter(keys)
+    if len(counts) == len(keys):
         return set()
-    seen: set[str] = set()
-    add = seen.add  # one pass: a key is kept when met again (add returns None)
-    return {key for key in keys if key in seen or add(key)}
-
-
-def repeated_click_ids(click_ids: list[str], is_click: list[bool]) -> set[str]:
-    """:func:`repeated` of ``click_ids``, split by event type: a batch's clicks
-    rarely repeat a click id, but a sale usually names a click of the same
-    batch, which would send every batch down the slow one-pass path."""
-    of_clicks = list(compress(click_ids, is_click))
-    of_sales = list(compress(click_ids, map(not_, is_click)))
-    out = repeated(of_clicks) | repeated(of_sales)
-    out.update(set(of_sales).intersection(of_clicks))
-    return out
+    return {key for key, n in counts.items() if n > 1}

@@ -56,13 +56,21 @@ SEVEN_DAYS = 7 * 24 * 3600.0
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic GC while ingesting: the loop allocates millions of acyclic
     objects (events, tuples) and gen-2 passes over the large, live state cost
-    more than the ingestion itself (2x measured on the decode step)."""
+    more than the ingestion itself (2x measured on the decode step).
+
+    Everything allocated meanwhile is still "young" to the GC, so the first
+    collection after re-enabling it would scan the whole consumer state
+    (0.06-0.13 s at the end of a 300,000-click run): the state is frozen
+    instead (``gc.freeze``: skipped by collections, freed by reference counts
+    as ever) and unfrozen the next time ingestion pauses the GC."""
     was_enabled = gc.isenabled()
     gc.disable()
+    gc.unfreeze()
     try:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
             gc.enable()
 
 
