@@ -38,7 +38,7 @@ def test_writers_advance_together_one_chunk_each(tmp_path: Path) -> None:
     (tmp_path / "a.00000000.jsonl").write_bytes(b"a1\na2\n" * 10)
     (tmp_path / "b.00000000.jsonl").write_bytes(b"b1\nb2\n" * 10)
     source = LocalLogSource(tmp_path, chunk_bytes=6)
-    first = [chunk.lines for chunk in source.poll()]
+    first = [list(chunk.lines) for chunk in source.poll()]
     assert first == [[b"a1", b"a2"], [b"b1", b"b2"]]
 
 
@@ -52,7 +52,7 @@ def test_crashed_writers_segment_is_finished_by_its_successor(tmp_path: Path) ->
 def test_restore_resumes_right_after_committed_offsets(tmp_path: Path) -> None:
     (tmp_path / "w1.00000000.jsonl").write_bytes(b"l1\nl2\nl3\n")
     first = LocalLogSource(tmp_path, chunk_bytes=6)
-    assert [c.lines for c in first.poll()] == [[b"l1", b"l2"]]
+    assert [list(c.lines) for c in first.poll()] == [[b"l1", b"l2"]]
     second = LocalLogSource(tmp_path)
     second.restore(first.position())
     assert drain(second) == [b"l3"]

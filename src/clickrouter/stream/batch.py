@@ -11,7 +11,7 @@ Python objects.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from operator import attrgetter, not_
@@ -47,7 +47,7 @@ class EventBatch:
     """
 
     events: list[Event] | None  # None: decoded elsewhere; see :meth:`event`
-    raws: list[bytes]
+    raws: Sequence[bytes]  # the events' lines (a BatchLines: cut out when asked)
     ts: list[float]
     ids: list[str]
     click_ids: list[str]
@@ -74,7 +74,7 @@ Problem = tuple[int, str]  # (index into the events given, reason)
 
 def build_batch(
     events: list[Event],
-    raws: list[bytes],
+    raws: Sequence[bytes],
     *,
     campaign_ok: Callable[[str], bool],
     invalid: Callable[[Event], str | None],
@@ -111,7 +111,7 @@ def _in_range(event: Event, campaign_ok: Callable[[str], bool]) -> bool:
 
 def _columns(
     events: list[Event],
-    raws: list[bytes],
+    raws: Sequence[bytes],
     is_click: list[bool],
     clicks: list[ClickEvent],
     campaign_ok: Callable[[str], bool],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from itertools import repeat
 
 import msgspec
@@ -24,13 +25,14 @@ from clickrouter.events import (
     _check_ranges,  # the exact range checks decode_event applies, to name a reason
 )
 from clickrouter.stream.batch import EventBatch, build_batch
+from clickrouter.stream.lines import BatchLines
 from clickrouter.stream.source import Chunk
 
 _batch_decoder = msgspec.json.Decoder(Event)
 _SLOW_BLOCK = 16  # below this many lines, find bad lines one by one
 
 
-def _join(lines: list[bytes]) -> bytes:
+def _join(lines: Sequence[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
@@ -77,7 +79,7 @@ class ChunkDecoder:
         """The batch, the ``(chunk number, line)`` of each of its events, and the
         refused lines as ``(chunk number, line, reason)`` sorted by position."""
         events: list[Event] = []
-        raws: list[bytes] = []
+        raws = BatchLines()
         origin: list[tuple[int, int]] = []
         dead: list[tuple[int, int, str]] = []
         for n, chunk in enumerate(chunks):
@@ -87,8 +89,7 @@ class ChunkDecoder:
                 self._parse_slow(chunk, 0, len(chunk.lines), events, index)
             else:
                 self._parse_block(chunk, 0, len(chunk.lines), chunk.data, events, index)
-            lines = chunk.lines
-            raws.extend(lines if len(index) == len(lines) else map(lines.__getitem__, index))
+            raws.add(chunk.lines, None if len(index) == len(chunk.lines) else index)
             origin.extend(zip(repeat(n), index))
             dead.extend((n, i, reason) for i, reason in self._dead_at)
         batch, problems = build_batch(

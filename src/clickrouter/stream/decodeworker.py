@@ -35,6 +35,7 @@ from clickrouter.errors import ClickrouterError
 from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc, use_system_allocator
 from clickrouter.stream.batch import EventBatch
 from clickrouter.stream.decode import ChunkDecoder
+from clickrouter.stream.lines import BatchLines, LineView
 from clickrouter.stream.source import Chunk
 
 _LEN = struct.Struct("<Q")
@@ -86,7 +87,7 @@ def encode_batch(decoder: ChunkDecoder, frame: Frame) -> bytes:
     """The worker's answer for one batch (per chunk: its joined bytes, or its
     lines when a line holds a newline and the bytes cannot be split)."""
     chunks = [
-        Chunk(_lines(data), data, _no_position)
+        Chunk(LineView(data), data, _no_position)
         if data is not None
         else Chunk(lines, None, _no_position)
         for data, lines in frame
@@ -107,13 +108,6 @@ def encode_batch(decoder: ChunkDecoder, frame: Frame) -> bytes:
             repeated_click_ids=list(batch.repeated_click_ids),
         )
     )
-
-
-def _lines(data: bytes) -> list[bytes]:
-    lines = data.split(b"\n")
-    if data.endswith(b"\n"):
-        lines.pop()
-    return lines
 
 
 def decode_answer(
@@ -141,17 +135,14 @@ def decode_answer(
     return batch, [(n, i, reason) for n, i, reason in got.dead]
 
 
-def _raws(chunks: list[Chunk], chunk_no: np.ndarray, line_no: np.ndarray) -> list[bytes]:
+def _raws(chunks: list[Chunk], chunk_no: np.ndarray, line_no: np.ndarray) -> BatchLines:
     """The lines of the batch's events, chunk by chunk (chunk numbers never
-    decrease): a chunk with no refused line is one C-level ``extend``."""
-    raws: list[bytes] = []
+    decrease), as a view: only the few the join needs are cut out."""
+    raws = BatchLines()
     bounds = np.searchsorted(chunk_no, np.arange(len(chunks) + 1)).tolist()
     for n, chunk in enumerate(chunks):
         lo, hi = bounds[n], bounds[n + 1]
-        if hi - lo == len(chunk.lines):
-            raws.extend(chunk.lines)
-        else:
-            raws.extend(map(chunk.lines.__getitem__, line_no[lo:hi].tolist()))
+        raws.add(chunk.lines, None if hi - lo == len(chunk.lines) else line_no[lo:hi].tolist())
     return raws
 
 

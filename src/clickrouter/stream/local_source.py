@@ -19,6 +19,7 @@ from typing import Any
 
 from clickrouter.errors import InvalidInput
 from clickrouter.stream.eventlog import SEGMENT_RE
+from clickrouter.stream.lines import LineView
 from clickrouter.stream.source import Chunk, check_kind
 
 DEFAULT_CHUNK_BYTES = 1 << 18
@@ -97,14 +98,12 @@ class LocalLogSource:
             return None
         self.offsets[name] = start + end
         body = data[:end]
-        lines = body.split(b"\n")
-        if body.endswith(b"\n"):
-            lines.pop()
+        lines = LineView(body)  # lines are cut out only when one is needed
         return Chunk(lines, body, _positions(name, start, lines))
 
 
-def _positions(name: str, start: int, lines: list[bytes]) -> Any:
+def _positions(name: str, start: int, lines: LineView) -> Any:
     def position_of(i: int) -> str:  # only called for dead letters: no precomputation
-        return f"{name}:{start + sum(map(len, lines[:i])) + i}"
+        return f"{name}:{start + lines.offset(i)}"
 
     return position_of

@@ -145,7 +145,7 @@ class DecodePipeline:
             batch, _, dead = self.decoder.parse(chunks)
             self._queue.append((chunks, batch, dead))
             return
-        frame = [(c.data, []) if c.data is not None else (None, c.lines) for c in chunks]
+        frame = [(c.data, []) if c.data is not None else (None, list(c.lines)) for c in chunks]
         self._outbox.put(msgspec.msgpack.encode(frame))
         self._queue.append((chunks, None, []))
         self.remote_batches += 1

@@ -10,7 +10,7 @@ to it there; a log needs nothing): the consumer may have read past it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ class Chunk:
     for dead letters, e.g. ``"w1.00000003.jsonl:4096"`` or a stream entry id.
     """
 
-    lines: list[bytes]
+    lines: Sequence[bytes]  # a list, or a LineView over ``data``
     data: bytes | None
     position_of: Callable[[int], str]
 
