@@ -42,3 +42,15 @@ def test_batch_lines_concatenate_whole_and_picked_lines() -> None:
     assert len(lines) == 5
     assert list(lines) == [b"a", b"b", b"x", b"z", b"torn"]
     assert lines[-1] == b"torn" and lines[1:3] == [b"b", b"x"]
+
+
+@given(PIECES, st.booleans(), st.integers(0, 9), st.integers(0, 9))
+def test_a_line_views_slices_and_joins_match_the_list(
+    pieces: list[bytes], terminated: bool, lo: int, hi: int
+) -> None:
+    data = b"\n".join(pieces) + (b"\n" if terminated else b"")
+    view, expected = LineView(data), split_lines(data) if data else []
+    assert view[lo:hi] == expected[lo:hi] and view[lo:hi:2] == expected[lo:hi:2]
+    lo, hi = min(lo, len(expected)), min(hi, len(expected))
+    if lo < hi:
+        assert view.joined(lo, hi) == b"\n".join(expected[lo:hi]) + b"\n"

@@ -25,15 +25,18 @@ from clickrouter.events import (
     _check_ranges,  # the exact range checks decode_event applies, to name a reason
 )
 from clickrouter.stream.batch import EventBatch, build_batch
-from clickrouter.stream.lines import BatchLines
+from clickrouter.stream.lines import BatchLines, LineView
 from clickrouter.stream.source import Chunk
 
 _batch_decoder = msgspec.json.Decoder(Event)
 _SLOW_BLOCK = 16  # below this many lines, find bad lines one by one
 
 
-def _join(lines: Sequence[bytes]) -> bytes:
-    return b"\n".join(lines) + b"\n"
+def _join(lines: Sequence[bytes], lo: int, hi: int) -> bytes:
+    """Lines ``lo:hi``, each newline-terminated (a slice of a LineView's bytes)."""
+    if isinstance(lines, LineView):
+        return lines.joined(lo, hi)
+    return b"\n".join(lines[lo:hi]) + b"\n"
 
 
 _AT_LINE = re.compile(r"- at `\$\[(\d+)\]")
@@ -127,19 +130,19 @@ class ChunkDecoder:
                 return
             if bad:
                 self._parse_block(
-                    chunk, lo, lo + bad, _join(chunk.lines[lo : lo + bad]), events, index
+                    chunk, lo, lo + bad, _join(chunk.lines, lo, lo + bad), events, index
                 )
             self._parse_slow(chunk, lo + bad, lo + bad + 1, events, index)
             lo += bad + 1
-            data = _join(chunk.lines[lo:hi])
+            data = _join(chunk.lines, lo, hi)
 
     def _halve(self, chunk: Chunk, lo: int, hi: int, events: list[Event], index: list[int]) -> None:
         if hi - lo <= _SLOW_BLOCK:
             self._parse_slow(chunk, lo, hi, events, index)
             return
         mid = (lo + hi) // 2
-        self._parse_block(chunk, lo, mid, _join(chunk.lines[lo:mid]), events, index)
-        self._parse_block(chunk, mid, hi, _join(chunk.lines[mid:hi]), events, index)
+        self._parse_block(chunk, lo, mid, _join(chunk.lines, lo, mid), events, index)
+        self._parse_block(chunk, mid, hi, _join(chunk.lines, mid, hi), events, index)
 
     def _parse_slow(
         self, chunk: Chunk, lo: int, hi: int, events: list[Event], index: list[int]
