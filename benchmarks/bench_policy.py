@@ -16,8 +16,8 @@ replay  What each policy earns: the demo's loop replayed offline
     .venv/bin/python benchmarks/bench_policy.py replay [--requests 430000] \\
         [--candidate thompson:0.3:0.5 ...] [--traffic-seed 0 ...]
 
-A replay candidate is ``thompson:SCALE:PROFILE_SPREAD``, ``epsilon-greedy:EPSILON``
-or ``greedy``. The default replay (430,000 requests, the default demo's
+A replay candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
+``epsilon-greedy:EPSILON`` or ``greedy``. The default replay (430,000 requests, the default demo's
 traffic over 3 simulated days) takes about 9 minutes per candidate and seed.
 """
 
@@ -34,29 +34,30 @@ from pathlib import Path
 import numpy as np
 
 from clickrouter.demo.config import DemoConfig
+from clickrouter.errors import InvalidInput
 from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import Policy, make_policy
+from clickrouter.serving.http.policy import Policy, Thompson, make_policy
 from clickrouter.serving.sample import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
 from policy_replay import BatchResult, ReplayConfig, replay
 
 
-def parse_candidate(text: str) -> tuple[str, Policy]:
-    """``name[:knob...]`` -> (label, a fresh policy object)."""
+def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
+    """``name[:knob...]`` -> (label, a fresh policy object drawing from ``seed``)."""
     name, *knobs = text.split(":")
     try:
         values = [float(k) for k in knobs]
         if name == "thompson":
-            scale, spread = (values + [1.0, 0.0][len(values) :])[:2]
-            policy = make_policy(
-                name, 0.0, seed=0, thompson_scale=scale, thompson_profile_spread=spread
+            scale, spread, sales = (values + [1.0, 0.0, 100.0][len(values) :])[:3]
+            policy: Policy = Thompson(
+                scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
             )
         elif name == "epsilon-greedy":
-            policy = make_policy(name, values[0] if values else 0.05, seed=0)
+            policy = make_policy(name, values[0] if values else 0.05, seed=seed)
         else:
-            policy = make_policy(name, 0.0, seed=0)
-    except (ValueError, IndexError) as exc:
+            policy = make_policy(name, 0.0, seed=seed)
+    except (ValueError, IndexError, InvalidInput) as exc:
         sys.exit(f"--candidate {text!r}: {exc}")
     return text, policy
 
@@ -123,7 +124,7 @@ def run_replay(args: argparse.Namespace) -> None:
     summary = []
     for seed in args.traffic_seed:
         for text in args.candidate:
-            label, policy = parse_candidate(text)
+            label, policy = parse_candidate(text, seed)
             config = ReplayConfig(demo=demo, requests=args.requests, traffic_seed=seed)
             print(f"== {label}, traffic seed {seed}", flush=True)
             result = replay(config, policy, show_batch)

@@ -140,9 +140,8 @@ class _Loop:
         self.trainer = TrainingManager(
             self.data, self.store, scratch / "world" / "campaigns.json", settings
         )
-        self.rng = np.random.default_rng([config.demo.seed, 17, config.traffic_seed])
+        self.rng = np.random.default_rng(config.demo.seed + 17 + 1000 * config.traffic_seed)
         self.pending: list[pd.DataFrame] = []
-        self.clicks = 0
         self.live: LiveBank | None = None
         self.seconds = {"train": 0.0, "load": 0.0, "decide": 0.0, "baselines": 0.0}
 
@@ -160,7 +159,7 @@ class _Loop:
             clock = time.perf_counter()
             live = self._load(self.store.current())
             self.seconds["load"] += time.perf_counter() - clock
-            result = self._serve(live, per_batch, lo, hi)
+            result = self._serve(index, live, per_batch, lo, hi)
             clock = time.perf_counter()
             self._train(cutoff=hi - self.config.label_delay_hours * HOUR)
             self.seconds["train"] += time.perf_counter() - clock
@@ -181,7 +180,7 @@ class _Loop:
             self.live = LiveBank(bank, directory, version, 0.0, 0.0, manifest)
         return self.live
 
-    def _serve(self, live: LiveBank, n: int, lo: float, hi: float) -> BatchResult:
+    def _serve(self, index: int, live: LiveBank, n: int, lo: float, hi: float) -> BatchResult:
         import time
 
         world = self.world
@@ -198,7 +197,7 @@ class _Loop:
         p_true = world.true_proba_slots(slots, chosen)
         baselines = _baselines(self.scorer, slots, self.rank)
         self.seconds["baselines"] += time.perf_counter() - clock
-        self._log_clicks(draw, canon, chosen, p_true, propensity, live.store_version)
+        self._log_clicks(index, draw, canon, chosen, p_true, propensity, live.store_version)
         kinds = [r.get("kind") for r in live.manifest.get("campaigns", {}).values()]
         return BatchResult(
             live=1000 * float(np.mean(p_true * world.payouts[chosen])),
@@ -232,6 +231,7 @@ class _Loop:
 
     def _log_clicks(
         self,
+        index: int,
         draw: Any,
         canon: dict[str, Any],
         chosen: np.ndarray,
@@ -245,11 +245,10 @@ class _Loop:
         label = (sale & (delay <= demo.attribution_hours * HOUR)).astype(np.int8)
         ts = draw.ts_ms / 1000.0
         payouts = world.payouts[chosen]
-        first_id, self.clicks = self.clicks, self.clicks + len(chosen)
         self.pending.append(
             pd.DataFrame(
                 {
-                    "click_id": [f"k{first_id + i}" for i in range(len(chosen))],
+                    "click_id": [f"k{index}-{i}" for i in range(len(chosen))],
                     "campaign_id": np.array(world.campaign_ids, dtype=object)[chosen],
                     "ts": ts,
                     **{name: canon[name] for name in PROFILE_FIELDS},
