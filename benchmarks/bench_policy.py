@@ -49,7 +49,7 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
     try:
         values = [float(k) for k in knobs]
         if name == "thompson":
-            scale, spread, sales = (values + [1.0, 0.0, 100.0][len(values) :])[:3]
+            scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
             policy: Policy = Thompson(
                 scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
             )

@@ -183,7 +183,7 @@ class Thompson:
         prior_sales: float = 1.0,
         scale: float = 1.0,
         profile_spread: float = 0.0,
-        profile_sales: float = 100.0,
+        profile_sales: float = 30.0,
         draws: int = 16,
         seed: int | None = None,
     ) -> None:
