@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from clickrouter.modelstore import ModelStore
 from clickrouter.profile import CANONICAL_FIELDS, profile_frame
 from clickrouter.serving.bank import ModelBank
 from clickrouter.training import TrainingManager, TrainingSettings
+from clickrouter.training.fitting import CampaignTask, FitSettings, c_candidates
 
 DAY = 86400.0
 
@@ -110,6 +112,48 @@ def test_only_campaigns_with_new_data_are_retrained(
     assert records["big1"]["decision"] == "unchanged"
     assert records["big2"]["served_metrics"] is not None
     assert manager.store.manifest(report.version)["parent"] == first.version
+
+
+def test_c_is_chosen_again_only_once_the_sales_have_grown_enough(
+    trained: dict[str, Any], write_dataset: Any
+) -> None:
+    manager, world, data = trained["manager"], trained["world"], trained["data"]
+    first = manager.store.manifest(trained["report"].version)["campaigns"]["big2"]
+    grid = manager.settings.c_grid
+    assert len(first["grid_log_loss"]) == len(grid)  # a first fit tries the whole grid
+    assert first["c_chosen_at_positives"] == first["positives"]
+
+    write_dataset(data, "big2", world.records("big2", 4000, start=1.78e9), tag="1")
+    small = manager.store.manifest(manager.run_cycle().version)["campaigns"]["big2"]
+    assert first["positives"] < small["positives"] <= 1.5 * first["positives"]
+    assert small["C"] == first["C"] and list(small["grid_log_loss"]) == [repr(first["C"])]
+    assert small["c_chosen_at_positives"] == first["positives"]  # still the first choice
+    assert small["metrics"] is not None  # the guard still judged the refit
+
+    write_dataset(data, "big2", world.records("big2", 20_000, start=1.79e9), tag="2")
+    grown = manager.store.manifest(manager.run_cycle().version)["campaigns"]["big2"]
+    assert grown["positives"] > 1.5 * first["positives"]
+    assert len(grown["grid_log_loss"]) == len(grid)
+    assert grown["c_chosen_at_positives"] == grown["positives"]
+
+
+def test_a_regrid_growth_of_zero_tries_the_whole_grid_every_cycle() -> None:
+    settings = FitSettings({}, 0, (0.1, 1.0), 1.0, 10, 1.0, 0.01, 0.02, 100, c_regrid_growth=0.0)
+    task = CampaignTask("c", *_empty_rows(), served_c=0.1, served_c_positives=100)
+    task.positives = 101
+    assert c_candidates(settings, task) == ((0.1, 1.0), 101)
+    reuse = dataclasses.replace(settings, c_regrid_growth=0.5)
+    assert c_candidates(reuse, task) == ((0.1,), 100)
+    unknown = dataclasses.replace(task, served_c_positives=0)  # an older manifest's record
+    assert c_candidates(reuse, unknown) == ((0.1, 1.0), 101)
+    regridded = dataclasses.replace(reuse, c_grid=(0.3, 3.0))  # the served C left the grid
+    assert c_candidates(regridded, task) == ((0.3, 3.0), 101)
+
+
+def _empty_rows() -> tuple[Any, ...]:
+    empty = np.zeros((0, 1), dtype=np.int32)
+    labels = np.zeros(0, dtype=np.int8)
+    return empty, labels, 0, empty, labels, 1.0, 0, 0, 0, 0
 
 
 def test_a_campaign_that_leaves_the_catalogue_leaves_the_version(

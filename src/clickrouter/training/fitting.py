@@ -46,6 +46,7 @@ class FitSettings:
     max_iter: int
     guard_min_positives: int = 10
     hour_harmonics: int = 1
+    c_regrid_growth: float = 0.0
 
 
 @dataclass
@@ -72,6 +73,8 @@ class CampaignTask:
     train_rows: int
     train_positives: int
     served_model: str | None = None
+    served_c: float | None = None  # the C the served logistic model chose...
+    served_c_positives: int = 0  # ...on this many sales
 
 
 @dataclass
@@ -162,12 +165,20 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     shift = math.log(task.rate) - math.log(settings.positive_weight)
     hours = _Hours(harmonic_features(task.cols, space, harmonics), harmonics, used, space)
     fit = _Fit(X, y, weight, task.rate, field_of, settings.max_iter, hours)
-    chosen, metrics, scores = _choose_c(settings, task, fit, X_hold, shift)
+    grid, chosen_at = c_candidates(settings, task)
+    chosen, metrics, scores = _choose_c(grid, task, fit, X_hold, shift)
+    if metrics is None:  # no held-out verdict: nothing was chosen, choose again next time
+        chosen_at = 0
     coef_used, intercept = fit(chosen, slice(None))
     coef = np.zeros(settings.n_columns, dtype=np.float64)
     coef[used] = coef_used
     intercept += shift
-    details = {"rate": task.rate, "grid_log_loss": scores, "kept_rows": len(y)}
+    details = {
+        "rate": task.rate,
+        "grid_log_loss": scores,
+        "kept_rows": len(y),
+        "c_chosen_at_positives": chosen_at,
+    }
     return FitResult(
         task.campaign_id, "logistic", coef, intercept, chosen, metrics, None, "", "", 0, details
     )
@@ -235,16 +246,33 @@ class _Hours:
         return one_hot
 
 
+def c_candidates(settings: FitSettings, task: CampaignTask) -> tuple[tuple[float, ...], int]:
+    """The C values to try, and the sales count the chosen one will be recorded as chosen on.
+
+    Re-choosing C costs a fit per grid value; the served model's C stays the
+    right choice while the data has not grown much, so it is kept until the
+    sales exceed ``(1 + c_regrid_growth)`` times those it was chosen on (and
+    while it is still one of the grid's values).
+    """
+    served_c, chosen_at = task.served_c, task.served_c_positives
+    grown = task.positives > chosen_at * (1 + settings.c_regrid_growth)
+    if served_c not in settings.c_grid or chosen_at <= 0 or settings.c_regrid_growth == 0:
+        return settings.c_grid, task.positives  # none known, or the grid has changed
+    if grown:
+        return settings.c_grid, task.positives
+    return (served_c,), chosen_at
+
+
 def _choose_c(
-    settings: FitSettings, task: CampaignTask, fit: _Fit, X_hold: Any, shift: float
+    grid: tuple[float, ...], task: CampaignTask, fit: _Fit, X_hold: Any, shift: float
 ) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
-    """Best C by held-out log loss when the training part has both classes."""
+    """Best C of ``grid`` by held-out log loss when the training part has both classes."""
     part = slice(0, task.split)
     if len(task.hold_labels) == 0 or len(np.unique(fit.y[part])) < 2:
-        return settings.c_grid[len(settings.c_grid) // 2], None, {}
+        return grid[len(grid) // 2], None, {}
     best: tuple[float, float, np.ndarray] | None = None
     scores: dict[str, float] = {}
-    for C in settings.c_grid:
+    for C in grid:
         coef, intercept = fit(C, part)
         proba = expit(X_hold @ coef + intercept + shift)
         loss = log_loss(task.hold_labels, proba)

@@ -180,7 +180,7 @@ class TrainingManager:
         clock.lap("read")
         space = build_space(frame, min_count=self.settings.min_count)
         cols = encode_columns(frame, space)
-        tasks = campaign_tasks(frame, cols, train, self.settings, served.files)
+        tasks = campaign_tasks(frame, cols, train, self.settings, served.files, served.records)
         fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
         clock.lap("encode")
         results = self._fit_all(fit_settings, tasks)
@@ -262,6 +262,7 @@ class TrainingManager:
             max_iter=s.max_iter,
             guard_min_positives=s.guard_min_positives,
             hour_harmonics=s.hour_harmonics,
+            c_regrid_growth=s.c_regrid_growth,
         )
 
     def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:

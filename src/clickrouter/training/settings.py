@@ -21,6 +21,11 @@ class TrainingSettings:
     prior_positives: strength of the Beta prior (in sales) centred on the
         pooled rate of the thin campaigns.
     c_grid: inverse L2 strengths tried on the time-ordered validation split.
+    c_regrid_growth: a campaign whose served logistic model chose its C on
+        ``k`` sales keeps that C (one fit on the training part for the guard
+        and one on everything, instead of one per grid value plus one) until
+        it has more than ``k * (1 + c_regrid_growth)`` sales; then the grid is
+        tried again. 0 = try the whole grid every cycle.
     hour_harmonics: daily-cycle harmonics fitted for ``local_hour`` next to its
         one-hot columns (0 = one-hot only); folded into the hour coefficients,
         so the published model is the same one-hot pipeline (see ``hours.py``).
@@ -39,6 +44,7 @@ class TrainingSettings:
     prior_positives: float = 2.0
     cold_start_rate: float = 1e-4
     c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    c_regrid_growth: float = 0.5
     holdout_fraction: float = 0.2
     guard_tolerance: float = 0.02
     guard_min_positives: int = 10
@@ -57,6 +63,7 @@ class TrainingSettings:
         _check("prior_positives", self.prior_positives, self.prior_positives > 0)
         _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
         _check("c_grid", self.c_grid, bool(self.c_grid) and all(c > 0 for c in self.c_grid))
+        _check("c_regrid_growth", self.c_regrid_growth, self.c_regrid_growth >= 0)
         harmonics = self.hour_harmonics
         _check("hour_harmonics", harmonics, isinstance(harmonics, int) and 0 <= harmonics <= 11)
         _check("holdout_fraction", self.holdout_fraction, 0 < self.holdout_fraction < 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,8 +27,14 @@ def campaign_tasks(
     campaign_ids: list[str],
     settings: TrainingSettings,
     served: dict[str, Path],
+    served_records: dict[str, Any] | None = None,
 ) -> list[CampaignTask]:
-    """One task per id of ``campaign_ids`` (an id without rows gets an empty task)."""
+    """One task per id of ``campaign_ids`` (an id without rows gets an empty task).
+
+    ``served_records``: the served version's manifest records, for the C its
+    logistic models chose and on how many sales (see ``c_regrid_growth``).
+    """
+    records = served_records or {}
     codes = positions(frame["campaign_id"], campaign_ids)
     ts = frame["ts"].to_numpy(dtype=np.float64)
     labels = frame["label"].to_numpy(dtype=np.int8)
@@ -38,8 +45,20 @@ def campaign_tasks(
     for k, cid in enumerate(campaign_ids):
         rows = order[bounds[k] : bounds[k + 1]]
         served_path = served.get(cid)
-        tasks.append(_task(cid, rows, cols, labels, settings, served_path))
+        task = _task(cid, rows, cols, labels, settings, served_path)
+        task.served_c, task.served_c_positives = _served_c(records.get(cid))
+        tasks.append(task)
     return tasks
+
+
+def _served_c(record: Any) -> tuple[float | None, int]:
+    """(C, sales it was chosen on) of a served logistic model's record, else (None, 0)."""
+    if not isinstance(record, dict) or record.get("kind") != "logistic":
+        return None, 0
+    c, at = record.get("C"), record.get("c_chosen_at_positives")
+    if not isinstance(c, int | float) or c <= 0 or not isinstance(at, int) or at <= 0:
+        return None, 0  # older manifests did not record it: choose again
+    return float(c), at
 
 
 def _task(
