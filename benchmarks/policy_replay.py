@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +147,6 @@ class _Loop:
         self.seconds = {"train": 0.0, "load": 0.0, "decide": 0.0, "baselines": 0.0}
 
     def run(self) -> ReplayResult:
-        import time
-
         self.trainer.publish_cold_start()
         batch_seconds = self.config.demo.retrain_hours * HOUR
         n_batches = max(1, round(self.config.days * 86400.0 / batch_seconds))
@@ -181,8 +180,6 @@ class _Loop:
         return self.live
 
     def _serve(self, index: int, live: LiveBank, n: int, lo: float, hi: float) -> BatchResult:
-        import time
-
         world = self.world
         draw = _draw(world, self.rng, n, lo, hi)
         slots = world.audience.slots(draw)

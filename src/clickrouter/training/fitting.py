@@ -254,13 +254,11 @@ def c_candidates(settings: FitSettings, task: CampaignTask) -> tuple[tuple[float
     sales exceed ``(1 + c_regrid_growth)`` times those it was chosen on (and
     while it is still one of the grid's values).
     """
-    served_c, chosen_at = task.served_c, task.served_c_positives
-    grown = task.positives > chosen_at * (1 + settings.c_regrid_growth)
-    if served_c not in settings.c_grid or chosen_at <= 0 or settings.c_regrid_growth == 0:
-        return settings.c_grid, task.positives  # none known, or the grid has changed
-    if grown:
-        return settings.c_grid, task.positives
-    return (served_c,), chosen_at
+    served_c, chosen_at, growth = task.served_c, task.served_c_positives, settings.c_regrid_growth
+    small_growth = growth > 0 and task.positives <= chosen_at * (1 + growth)
+    if served_c in settings.c_grid and chosen_at > 0 and small_growth:  # grid still offers it
+        return (served_c,), chosen_at
+    return settings.c_grid, task.positives
 
 
 def _choose_c(
