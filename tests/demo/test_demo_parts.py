@@ -74,3 +74,15 @@ def test_live_view_renders_from_the_event_log(tmp_path: Path) -> None:
     console.print(monitor.render([], "traffic"))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "500 /" in text and "requests/s" in text and "model version" in text
+
+
+def test_summary_signs_changes_but_not_the_share_of_the_oracle() -> None:
+    from clickrouter.demo.html import ratio_rows
+
+    ratios = {"uplift_over_random": 30.0, "uplift_over_single": -0.05, "share_of_oracle": 0.6}
+    rows = ratio_rows({"revenue": {"overall": ratios, "final": ratios}})
+    assert rows == [
+        ("uplift over uniform random", "+3000.0%", "+3000.0%"),
+        ("uplift over best single campaign", "-5.0%", "-5.0%"),
+        ("share of the oracle", "60.0%", "60.0%"),
+    ]

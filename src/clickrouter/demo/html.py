@@ -30,12 +30,13 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
 def ratio_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     revenue = report["revenue"]
     out = []
-    for key, label in (
-        ("uplift_over_random", "uplift over uniform random"),
-        ("uplift_over_single", "uplift over best single campaign"),
-        ("share_of_oracle", "share of the oracle"),
+    for key, label, spec in (
+        ("uplift_over_random", "uplift over uniform random", "+.1%"),
+        ("uplift_over_single", "uplift over best single campaign", "+.1%"),
+        ("share_of_oracle", "share of the oracle", ".1%"),  # a share, not a change: no sign
     ):
-        out.append((label, f"{revenue['overall'][key]:+.1%}", f"{revenue['final'][key]:+.1%}"))
+        overall, final = revenue["overall"][key], revenue["final"][key]
+        out.append((label, format(overall, spec), format(final, spec)))
     return out
 
 
