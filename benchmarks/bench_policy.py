@@ -12,13 +12,22 @@ replay  What each policy earns: the demo's loop replayed offline
         random, the best single campaign and the oracle on the same requests.
         Every candidate sees the same traffic for a given ``--traffic-seed``.
 
+endstate  What each policy earns on a finished demo's final models
+        (``policy_endstate.py``): nothing is learned, so the gap to the greedy
+        choice on the same models is the price of the policy's exploration.
+
     .venv/bin/python benchmarks/bench_policy.py cost [--campaigns 5000] [--requests 20000]
     .venv/bin/python benchmarks/bench_policy.py replay [--requests 430000] \\
         [--candidate thompson:0.3:0.5 ...] [--traffic-seed 0 ...]
+    .venv/bin/python benchmarks/bench_policy.py endstate --demo-out DIR [--candidate ...]
 
 A replay candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
-``epsilon-greedy:EPSILON`` or ``greedy``. The default replay (430,000 requests, the default demo's
-traffic over 3 simulated days) takes about 9 minutes per candidate and seed.
+``epsilon-greedy:EPSILON`` or ``greedy``; ``--set NAME=VALUE`` changes a
+DemoConfig knob (e.g. ``min_positives=5``). Each batch also prints what the
+greedy choice on the same models would have earned, which separates the cost
+of exploring from the quality of the models. The default replay (430,000
+requests, the default demo's traffic over 3 simulated days) takes about 9
+minutes per candidate and seed.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from clickrouter.serving.http.policy import Policy, Thompson, make_policy
 from clickrouter.serving.sample import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
+from policy_endstate import load_end_state
 from policy_replay import BatchResult, ReplayConfig, replay
 
 
@@ -120,7 +130,7 @@ def run_cost(args: argparse.Namespace) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> None:
-    demo = DemoConfig(campaigns=args.campaigns)
+    demo = DemoConfig(campaigns=args.campaigns, **demo_overrides(args.set))
     summary = []
     for seed in args.traffic_seed:
         for text in args.candidate:
@@ -132,6 +142,7 @@ def run_replay(args: argparse.Namespace) -> None:
             row = {
                 "candidate": label,
                 "traffic_seed": seed,
+                "set": args.set,
                 "final": final,
                 "final_vs_single": final["live"] / final["single"] - 1,
                 "final_share_of_oracle": final["live"] / final["oracle"],
@@ -141,7 +152,8 @@ def run_replay(args: argparse.Namespace) -> None:
             print(
                 f"   final quarter: {final['live']:.0f} per 1k clicks, "
                 f"{row['final_vs_single']:+.1%} vs best single ({final['single']:.0f}), "
-                f"{row['final_share_of_oracle']:.0%} of the oracle ({final['oracle']:.0f})",
+                f"{row['final_share_of_oracle']:.0%} of the oracle ({final['oracle']:.0f}); "
+                f"greedy on the same models {final['greedy'] / final['single'] - 1:+.1%}",
                 flush=True,
             )
     print("\nfinal quarter vs best single campaign (same traffic per seed):")
@@ -153,9 +165,49 @@ def run_replay(args: argparse.Namespace) -> None:
                 out.write(json.dumps(row) + "\n")
 
 
+def run_endstate(args: argparse.Namespace) -> None:
+    if not (args.demo_out / "report.json").is_file():
+        sys.exit(
+            f"--demo-out {str(args.demo_out)!r}: no report.json (not a finished demo's output)"
+        )
+    state = load_end_state(args.demo_out, args.requests)
+    greedy = state.earned(state.greedy())
+    print(
+        f"{args.demo_out}: final version {state.live.directory.name}, {args.requests} requests; "
+        f"greedy {greedy:.0f} per 1k clicks, oracle {state.oracle():.0f}"
+    )
+    for text in args.candidate:
+        label, policy = parse_candidate(text, seed=1)
+        chosen = state.choices(policy)
+        earned = state.earned(chosen)
+        share = float((chosen == state.greedy()).mean())
+        print(
+            f"  {label:<22} {earned:6.0f}  {earned / greedy - 1:+6.1%} vs greedy"
+            f"  (the greedy choice on {share:.0%} of requests)"
+        )
+    state.live.bank.close()
+
+
+def demo_overrides(pairs: list[str]) -> dict[str, object]:
+    """``--set NAME=VALUE`` pairs -> DemoConfig keyword arguments, typed like the defaults."""
+    defaults = DemoConfig()
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if not hasattr(defaults, name) or not text:
+            sys.exit(f"--set {pair!r}: expected NAME=VALUE with NAME a DemoConfig field")
+        kind = type(getattr(defaults, name))
+        try:
+            out[name] = kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
+        except ValueError as exc:
+            sys.exit(f"--set {pair!r}: {exc}")
+    return out
+
+
 def show_batch(index: int, b: BatchResult) -> None:
     print(
-        f"   batch {index:2d}: live {b.live:6.0f}  single {b.single:6.0f}  oracle {b.oracle:6.0f}"
+        f"   batch {index:2d}: live {b.live:6.0f}  greedy {b.greedy:6.0f}"
+        f"  single {b.single:6.0f}  oracle {b.oracle:6.0f}"
         f"  random {b.random:4.0f}  logistic models {b.logistic_models:3d}"
         f"  campaigns shown {b.distinct_shown:4d}",
         flush=True,
@@ -176,8 +228,18 @@ def main() -> None:
     rep.add_argument("--candidate", action="append", default=None)
     rep.add_argument("--traffic-seed", type=int, action="append", default=None)
     rep.add_argument("--json", type=Path, default=None, help="append one line per run")
+    rep.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a DemoConfig knob"
+    )
     rep.set_defaults(handler=run_replay)
+    end = sub.add_parser("endstate", help="each policy's cost on a finished demo's final models")
+    end.add_argument("--demo-out", type=Path, required=True, help="a demo's --out directory")
+    end.add_argument("--requests", type=int, default=20_000)
+    end.add_argument("--candidate", action="append", default=None)
+    end.set_defaults(handler=run_endstate)
     args = parser.parse_args()
+    if args.part == "endstate":
+        args.candidate = args.candidate or ["thompson:0.3:0.5:30", "thompson:0.3:0"]
     if args.part == "replay":
         args.candidate = args.candidate or ["thompson:0.3:0.5", "thompson:0.3:0"]
         args.traffic_seed = args.traffic_seed or [0]

@@ -90,6 +90,7 @@ class BatchResult:
     """Revenue per 1,000 clicks of one batch: the policy's and the baselines'."""
 
     live: float
+    greedy: float  # what the greedy choice on the same models would have earned
     random: float
     single: float
     oracle: float
@@ -104,7 +105,7 @@ class ReplayResult:
 
     def final_quarter(self) -> dict[str, float]:
         tail = self.batches[-max(1, len(self.batches) // 4) :]
-        names = ("live", "random", "single", "oracle")
+        names = ("live", "greedy", "random", "single", "oracle")
         return {name: float(np.mean([getattr(b, name) for b in tail])) for name in names}
 
 
@@ -188,16 +189,18 @@ class _Loop:
             dict(zip(canon, values, strict=True)) for values in zip(*canon.values(), strict=True)
         ]
         clock = time.perf_counter()
-        chosen, propensity = self._decide(live, profiles, slots)
+        chosen, propensity, greedy = self._decide(live, profiles, slots)
         self.seconds["decide"] += time.perf_counter() - clock
         clock = time.perf_counter()
         p_true = world.true_proba_slots(slots, chosen)
+        p_greedy = world.true_proba_slots(slots, greedy)
         baselines = _baselines(self.scorer, slots, self.rank)
         self.seconds["baselines"] += time.perf_counter() - clock
         self._log_clicks(index, draw, canon, chosen, p_true, propensity, live.store_version)
         kinds = [r.get("kind") for r in live.manifest.get("campaigns", {}).values()]
         return BatchResult(
             live=1000 * float(np.mean(p_true * world.payouts[chosen])),
+            greedy=1000 * float(np.mean(p_greedy * world.payouts[greedy])),
             random=1000 * float(baselines["random"].mean()),
             single=1000 * float(baselines["single"].mean()),
             oracle=1000 * float(baselines["oracle"].mean()),
@@ -207,8 +210,12 @@ class _Loop:
 
     def _decide(
         self, live: LiveBank, profiles: list[dict[str, Any]], slots: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The service's steps per request: bank scores, eligibility, greedy column, policy."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The service's steps per request: bank scores, eligibility, greedy column, policy.
+
+        Returns the chosen campaigns, their propensities and the greedy campaigns
+        (catalogue indices), so exploration's cost can be told from the models'.
+        """
         bank = live.bank
         # the policy works in bank columns; the world in catalogue order
         to_catalogue = np.array([self.world.campaign_index[c] for c in bank.campaign_ids])
@@ -224,7 +231,7 @@ class _Loop:
             )
             chosen[row] = to_catalogue[choice.column]
             propensity[row] = choice.propensity
-        return chosen, propensity
+        return chosen, propensity, to_catalogue[best]
 
     def _log_clicks(
         self,
