@@ -135,7 +135,13 @@ def run_replay(args: argparse.Namespace) -> None:
     for seed in args.traffic_seed:
         for text in args.candidate:
             label, policy = parse_candidate(text, seed)
-            config = ReplayConfig(demo=demo, requests=args.requests, traffic_seed=seed)
+            config = ReplayConfig(
+                demo=demo,
+                requests=args.requests,
+                traffic_seed=seed,
+                label_delay_hours=args.label_delay_hours,
+                flat_traffic=args.flat_traffic,
+            )
             print(f"== {label}, traffic seed {seed}", flush=True)
             result = replay(config, policy, show_batch)
             final = result.final_quarter()
@@ -143,6 +149,8 @@ def run_replay(args: argparse.Namespace) -> None:
                 "candidate": label,
                 "traffic_seed": seed,
                 "set": args.set,
+                "label_delay_hours": args.label_delay_hours,
+                "flat_traffic": args.flat_traffic,
                 "final": final,
                 "final_vs_single": final["live"] / final["single"] - 1,
                 "final_share_of_oracle": final["live"] / final["oracle"],
@@ -228,6 +236,18 @@ def main() -> None:
     rep.add_argument("--candidate", action="append", default=None)
     rep.add_argument("--traffic-seed", type=int, action="append", default=None)
     rep.add_argument("--json", type=Path, default=None, help="append one line per run")
+    rep.add_argument(
+        "--label-delay-hours",
+        type=float,
+        default=ReplayConfig.label_delay_hours,
+        help="age of the newest click a cycle trains on (simulated hours; the demo adds its"
+        " cycle and reload time to its 2.2)",
+    )
+    rep.add_argument(
+        "--flat-traffic",
+        action="store_true",
+        help="requests evenly spread over simulated time, as the demo's drivers send them",
+    )
     rep.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a DemoConfig knob"
     )

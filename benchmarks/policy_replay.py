@@ -83,6 +83,9 @@ class ReplayConfig:
     days: float = 3.0  # its simulated span (6 min x 720)
     label_delay_hours: float = 2.2
     traffic_seed: int = 0
+    # the demo's drivers send at a constant rate, one request per send slot
+    # stamped with the slot's simulated time: flat over the day, not diurnal
+    flat_traffic: bool = False
 
 
 @dataclass
@@ -182,7 +185,7 @@ class _Loop:
 
     def _serve(self, index: int, live: LiveBank, n: int, lo: float, hi: float) -> BatchResult:
         world = self.world
-        draw = _draw(world, self.rng, n, lo, hi)
+        draw = _draw(world, self.rng, n, lo, hi, flat=self.config.flat_traffic)
         slots = world.audience.slots(draw)
         canon = world.renderer.canonical_columns(draw)
         profiles = [
@@ -278,8 +281,13 @@ class _Loop:
             self.trainer.run_cycle(now=cutoff)
 
 
-def _draw(world: World, rng: np.random.Generator, n: int, lo: float, hi: float) -> Any:
-    """``n`` requests in [lo, hi) following the traffic's intensity, in time order."""
+def _draw(
+    world: World, rng: np.random.Generator, n: int, lo: float, hi: float, *, flat: bool
+) -> Any:
+    """``n`` requests in [lo, hi) following the traffic's intensity (or evenly), in time order."""
+    if flat:
+        ts_ms = (np.linspace(lo, hi, n, endpoint=False) * 1000).astype(np.int64)
+        return world.draw_at(rng, ts_ms)
     ts = np.sort(rng.uniform(lo, hi, 4 * n))
     ts_ms = (ts * 1000).astype(np.int64)
     keep = rng.random(len(ts)) * world.timeline.max_intensity < world.timeline.intensity(ts_ms)
