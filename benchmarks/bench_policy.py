@@ -130,7 +130,10 @@ def run_cost(args: argparse.Namespace) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> None:
-    demo = DemoConfig(campaigns=args.campaigns, **demo_overrides(args.set))
+    try:
+        demo = DemoConfig(campaigns=args.campaigns, **demo_overrides(args.set))
+    except InvalidInput as exc:  # a knob out of its range
+        sys.exit(f"--set: {exc}")
     summary = []
     for seed in args.traffic_seed:
         for text in args.candidate:
@@ -178,17 +181,20 @@ def run_endstate(args: argparse.Namespace) -> None:
         sys.exit(
             f"--demo-out {str(args.demo_out)!r}: no report.json (not a finished demo's output)"
         )
+    if args.requests < 1:
+        sys.exit(f"--requests: expected a positive count, got {args.requests}")
     state = load_end_state(args.demo_out, args.requests)
-    greedy = state.earned(state.greedy())
+    best = state.greedy()
+    greedy = state.earned(best)
     print(
         f"{args.demo_out}: final version {state.live.directory.name}, {args.requests} requests; "
         f"greedy {greedy:.0f} per 1k clicks, oracle {state.oracle():.0f}"
     )
     for text in args.candidate:
         label, policy = parse_candidate(text, seed=1)
-        chosen = state.choices(policy)
+        chosen = state.choices(policy, best)
         earned = state.earned(chosen)
-        share = float((chosen == state.greedy()).mean())
+        share = float((chosen == best).mean())
         print(
             f"  {label:<22} {earned:6.0f}  {earned / greedy - 1:+6.1%} vs greedy"
             f"  (the greedy choice on {share:.0%} of requests)"

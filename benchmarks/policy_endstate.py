@@ -44,8 +44,9 @@ class EndState:
     def oracle(self) -> float:
         return 1000 * float(self.values.max(axis=1).mean())
 
-    def choices(self, policy: Policy) -> np.ndarray:
-        best, n_eligible = self.greedy(), self.eligible.sum(axis=1)
+    def choices(self, policy: Policy, best: np.ndarray) -> np.ndarray:
+        """The policy's column per request; ``best``: the greedy columns (:meth:`greedy`)."""
+        n_eligible = self.eligible.sum(axis=1)
         return np.array(
             [
                 policy.choose_scored(
