@@ -130,6 +130,32 @@ def test_a_mediocre_average_without_a_profile_model_is_still_explored(live: Live
     assert spread[2] < spread[1] / 5  # a fitted per-profile model narrows it
 
 
+def test_each_bank_gets_its_own_noise_levels_while_two_are_in_play(sample_models: Path):
+    # the predictor warms a new bank up in its loading thread while the event loop
+    # still serves the old one: preparations for the two interleave
+    banks = [load_live_bank(sample_models, None) for _ in range(2)]
+    sure = with_sales(banks[0], dict.fromkeys(range(len(banks[0].bank.campaigns)), 5000))
+    unproven = with_sales(banks[1], {})
+
+    class Interleaved(Thompson):
+        """Serves the old bank in the middle of every preparation of the new one."""
+
+        def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+            if live.bank is unproven.bank:
+                served.append(self._prepare(sure)[1])
+            return super()._tables(live)
+
+    served: list[np.ndarray] = []
+    policy = Interleaved(scale=1.0)
+    levels = {id(b.bank): Thompson(scale=1.0)._tables(b)[1] for b in (sure, unproven)}
+    assert not np.array_equal(*levels.values())  # so a mix-up would show
+    for live in (sure, unproven, unproven, sure, unproven, sure):
+        assert np.array_equal(policy._prepare(live)[1], levels[id(live.bank)])
+    assert len(served) == 2 and all(np.array_equal(s, levels[id(sure.bank)]) for s in served)
+    for b in banks:
+        b.bank.close()
+
+
 def test_thompson_is_made_by_name_and_bad_knobs_are_refused():
     assert make_policy("thompson", 0.0).name == "thompson"
     with pytest.raises(InvalidInput, match="prior_sales"):

@@ -205,8 +205,10 @@ class Thompson:
         self.draws = int(draws)
         self.rng_ = np.random.default_rng(seed)
         _seed_kernel(int(self.rng_.integers(2**31)))
-        self._key: Any = None
-        self._state: tuple[np.ndarray, ...] = ()
+        # (bank, its noise tables): one attribute, so that the loading thread's
+        # warm-up of a new bank and the event loop serving the old one can never
+        # leave one bank paired with the other's tables
+        self._prepared: tuple[Any, tuple[np.ndarray, ...]] = (None, ())
 
     def sigmas(self, live: LiveBank) -> np.ndarray:
         """Noise scale of every bank column's log expected value (from the manifest)."""
@@ -221,23 +223,27 @@ class Thompson:
 
     def _prepare(self, live: LiveBank) -> tuple[np.ndarray, ...]:
         # once per loaded version: the bank object changes on every reload
-        if self._key is not live.bank:
-            step = self.MAX_SIGMA / (self.LEVELS - 1)
-            level = np.clip(np.rint(self.sigmas(live) / step), 0, self.LEVELS - 1)
-            sigma = np.arange(self.LEVELS)[:, None] * step
-            z = self.rng_.standard_normal((self.LEVELS, self.POOL))
-            factors = np.exp(sigma * z - sigma**2 / 2)
-            payouts = np.array([c.payout for c in live.bank.campaigns], dtype=np.float64)
-            level = level.astype(np.int64)
-            self._state = (
-                payouts,
-                level,
-                factors,
-                payouts * factors.max(axis=1)[level],  # best possible value per unit P(sale)
-                payouts * factors.min(axis=1)[level],  # worst possible
-            )
-            self._key = live.bank
-        return self._state
+        bank, state = self._prepared
+        if bank is not live.bank:
+            state = self._tables(live)
+            self._prepared = (live.bank, state)
+        return state
+
+    def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+        """Payouts, noise level per column, the factor pools and each column's bounds."""
+        step = self.MAX_SIGMA / (self.LEVELS - 1)
+        level = np.clip(np.rint(self.sigmas(live) / step), 0, self.LEVELS - 1).astype(np.int64)
+        sigma = np.arange(self.LEVELS)[:, None] * step
+        z = self.rng_.standard_normal((self.LEVELS, self.POOL))  # under the generator's lock
+        factors = np.exp(sigma * z - sigma**2 / 2)
+        payouts = np.array([c.payout for c in live.bank.campaigns], dtype=np.float64)
+        return (
+            payouts,
+            level,
+            factors,
+            payouts * factors.max(axis=1)[level],  # best possible value per unit P(sale)
+            payouts * factors.min(axis=1)[level],  # worst possible
+        )
 
     def choose_scored(
         self, live: LiveBank, proba: np.ndarray, mask: np.ndarray, best: int, n_eligible: int
