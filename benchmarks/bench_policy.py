@@ -23,7 +23,7 @@ endstate  What each policy earns on a finished demo's final models
 
 A replay candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
 ``epsilon-greedy:EPSILON`` or ``greedy``; ``--set NAME=VALUE`` changes a
-DemoConfig knob (e.g. ``min_positives=5``). Each batch also prints what the
+DemoConfig knob (e.g. ``min_positives=10``). Each batch also prints what the
 greedy choice on the same models would have earned, which separates the cost
 of exploring from the quality of the models. The default replay (430,000
 requests, the default demo's traffic over 3 simulated days) takes about 9

@@ -62,7 +62,7 @@ class DemoConfig:
     attribution_hours: float = 1.0
     hold_seconds: float = 3.0
     retrain_hours: float = 3.0
-    min_positives: int = 10
+    min_positives: int = 5
     prior_positives: float = 1.0
     cold_start_rate: float = 1e-4
     train_workers: int = 0
