@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     top_k_default: int = 10
     max_body_bytes: int = 64 * 1024
     reload_poll_seconds: float = 1.0
+    # compiled versions the bank cache keeps (most recently used first); a
+    # serving predictor deletes the older ones after each reload
+    bank_cache_keep: Annotated[int, msgspec.Meta(ge=1)] = 8
     # events and data
     events_dir: str = "events"
     data_dir: str = "data"

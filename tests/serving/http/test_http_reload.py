@@ -102,3 +102,20 @@ def test_admin_reload_picks_up_current_and_reports_a_rejection(
         refused = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
         assert refused.status_code == 422 and "v3" in refused.json()["error"]
         assert live_version(server.url) == "v2"
+
+
+def test_each_reload_leaves_the_cache_with_only_the_versions_it_keeps(
+    store: ModelStore, other_models: Path, events_dir: Path, tmp_path: Path
+):
+    keep_one = settings(reload_poll_seconds=3600.0, bank_cache_keep=1)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    cache = tmp_path / "cache"
+    with PredictorServer(keep_one, store.root, events_dir, cache_dir=cache) as server:
+        for version in ("v2", "v3"):  # the same models under two names: two entries
+            publish(store, other_models, version)
+            answer = httpx.post(server.url + "/admin/reload", headers=auth, timeout=60)
+            assert answer.status_code == 200 and answer.json()["store_version"] == version
+            assert len(list(cache.glob("*/table.npy"))) == 1  # the live one only
+            decision = httpx.post(server.url + "/v1/decide", json=PROFILE)
+            assert decision.status_code == 200 and decision.json()["model_version"] == version
+        assert any(p.name.startswith("memo-") for p in cache.iterdir())  # the memo stays

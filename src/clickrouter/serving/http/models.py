@@ -28,7 +28,7 @@ import numpy as np
 from clickrouter.errors import ClickrouterError, ModelLoadError
 from clickrouter.modelstore.store import ModelStore, resolve_model_dir
 from clickrouter.serving.bank import ModelBank
-from clickrouter.serving.cache import directory_key
+from clickrouter.serving.cache import directory_key, prune_cache
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,8 @@ class BankHolder:
 
     on_swap(new, old) is called on the event loop after each successful swap
     (``old`` is None on the first load); on_reject(exc) after a failed load.
+    After a swap the bank cache keeps its ``cache_keep`` most recently used
+    entries (:func:`~clickrouter.serving.cache.prune_cache`).
     """
 
     def __init__(
@@ -144,11 +146,13 @@ class BankHolder:
         models_path: str | Path,
         *,
         cache_dir: str | Path | None = None,
+        cache_keep: int = 8,
         on_swap: Callable[[LiveBank, LiveBank | None], None] | None = None,
         on_reject: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.models_path = Path(models_path)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.cache_keep = cache_keep
         self.live: LiveBank | None = None
         self.rejected: str | None = None  # last store version that failed to load
         self._on_swap = on_swap
@@ -185,7 +189,19 @@ class BankHolder:
             if old is not None:
                 old.bank.close()
             log.info("serving model version %s from %s", new.version, new.directory)
+            await asyncio.to_thread(self._prune_cache_quietly)
             return new
+
+    def _prune_cache_quietly(self) -> None:
+        if self.cache_dir is None:
+            return
+        try:
+            deleted = prune_cache(self.cache_dir, self.cache_keep)
+        except Exception:  # housekeeping: a failure must not fail the reload
+            log.exception("pruning the bank cache %s failed", self.cache_dir)
+            return
+        if deleted:
+            log.info("bank cache: deleted %d versions no longer used", len(deleted))
 
     def _prepare_quietly(self, new: LiveBank) -> None:
         assert self.prepare is not None

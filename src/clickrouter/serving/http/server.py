@@ -67,6 +67,7 @@ def build_app(config: ServeConfig) -> PredictorApp:
     holder = BankHolder(
         config.models,
         cache_dir=config.cache_dir,
+        cache_keep=settings.bank_cache_keep,
         on_swap=metrics.model_swapped,
         on_reject=metrics.model_rejected,
     )
