@@ -50,7 +50,8 @@ def test_a_bank_mapped_from_a_deleted_entry_keeps_scoring(versions: list[Path], 
     compile_all(versions[:2], cache)
     bank = ModelBank.from_directory(versions[1], cache_dir=cache)
     before = bank.predict_proba([PROFILE])
-    ModelBank.from_directory(versions[0], cache_dir=cache).close()  # v0 now the newest
+    long_ago = time.time() - 3600  # v1 mapped, but last loaded before v0 (file times are
+    os.utime(cache / directory_key(versions[1]), (long_ago, long_ago))  # tick-coarse)
     assert prune_cache(cache, keep=1) == [directory_key(versions[1])]
     assert not (cache / directory_key(versions[1])).exists()
     np.testing.assert_array_equal(bank.predict_proba([PROFILE]), before)  # pages stay mapped
