@@ -11,6 +11,7 @@ object.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -105,9 +106,10 @@ class ModelBank:
             assembly, version = cached
         else:
             memo = CompileMemo(Path(cache_dir)) if cache_dir is not None and compile else None
+            started = time.time()
             assembly, version = _assemble_directory(root, compile=compile, memo=memo)
             if cache_dir is not None and key:
-                store_cached(Path(cache_dir), key, assembly, version)
+                store_cached(Path(cache_dir), key, assembly, version, memo_since=started)
         if assembly.skipped and strict:
             raise ModelLoadError(
                 f"{root}: {len(assembly.skipped)} problem(s): " + "; ".join(assembly.skipped[:20]),

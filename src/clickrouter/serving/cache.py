@@ -11,7 +11,9 @@ predictor prunes the cache after each reload (:func:`prune_cache`): loading an
 entry marks it used (its directory's mtime), and all but the most recently
 used ones are deleted. Deleting an entry a process still maps is safe (the
 pages live until it unmaps them); one that a process wants again is simply
-compiled again.
+compiled again. The compile memo beside the entries is pruned with them: an
+entry records when its compile started (``memo_since``), and memo entries no
+compile has used since the oldest kept entry's started are deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from clickrouter.features import FeatureSpace
 from clickrouter.serving.assemble import Assembly
 from clickrouter.serving.catalog import Campaign
+from clickrouter.serving.memo import prune_memo
 
 CACHE_FORMAT = 1
 _ENTRY_NAME = re.compile(r"[0-9a-f]{32}")  # directory_key(); the memo and staging dirs differ
@@ -48,6 +51,13 @@ class _Meta(msgspec.Struct):
     generic_paths: list[str]
     skipped: list[str]
     generic_reasons: dict[str, str]
+    # Unix time the compile started: every memo entry it read or wrote was used
+    # at or after it (0: unknown, so the memo is not pruned while it is kept)
+    memo_since: float = 0.0
+
+
+class _MemoSince(msgspec.Struct):
+    memo_since: float = 0.0
 
 
 def directory_key(path: Path) -> str:
@@ -90,8 +100,13 @@ def load_cached(cache_dir: Path, key: str) -> tuple[Assembly, str] | None:
     return assembly, meta.version
 
 
-def store_cached(cache_dir: Path, key: str, assembly: Assembly, version: str) -> None:
-    """Write an entry atomically (temp dir + rename); a concurrent writer may win."""
+def store_cached(
+    cache_dir: Path, key: str, assembly: Assembly, version: str, *, memo_since: float = 0.0
+) -> None:
+    """Write an entry atomically (temp dir + rename); a concurrent writer may win.
+
+    memo_since: when the compile that produced ``assembly`` started (Unix time).
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
     if (cache_dir / key).is_dir():
         return
@@ -107,6 +122,7 @@ def store_cached(cache_dir: Path, key: str, assembly: Assembly, version: str) ->
         generic_paths=[str(p.resolve()) for p in assembly.generic_paths],
         skipped=assembly.skipped,
         generic_reasons=assembly.generic_reasons,
+        memo_since=memo_since,
     )
     (staging / "meta.json").write_bytes(msgspec.json.encode(meta))
     try:
@@ -121,7 +137,9 @@ def prune_cache(cache_dir: Path, keep: int) -> list[str]:
     """Delete all but the ``keep`` most recently used entries; return the deleted keys.
 
     Also deletes staging directories older than :data:`STALE_STAGING_SECONDS`
-    (left by a writer that died). The compile memo is never touched.
+    (left by a writer that died), and the compile memo's entries that no
+    compile used since the oldest kept entry's compile started: the models of
+    the kept versions, and of any compile since, stay memoised.
     """
     if keep < 1:
         raise ValueError(f"keep: expected at least 1 entry, got {keep}")
@@ -134,11 +152,22 @@ def prune_cache(cache_dir: Path, keep: int) -> list[str]:
     for _, entry in entries[keep:]:
         shutil.rmtree(entry, ignore_errors=True)
         deleted.append(entry.name)
+    kept = [entry for _, entry in entries[:keep]]
+    if kept:
+        prune_memo(cache_dir, min(_memo_since(entry) for entry in kept))
     cutoff = time.time() - STALE_STAGING_SECONDS
     for staging in _children(cache_dir):
         if staging.name.startswith(".") and _mtime(staging) < cutoff:
             shutil.rmtree(staging, ignore_errors=True)
     return deleted
+
+
+def _memo_since(entry: Path) -> float:
+    """When the entry's compile started; 0.0 (prune nothing) when unknown or unreadable."""
+    try:
+        return msgspec.json.decode((entry / "meta.json").read_bytes(), type=_MemoSince).memo_since
+    except (OSError, msgspec.DecodeError):
+        return 0.0
 
 
 def _children(cache_dir: Path) -> list[Path]:

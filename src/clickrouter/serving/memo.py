@@ -23,10 +23,16 @@ The lists of values ("layouts") are shared by every model fitted with the same
 encoders, so they are stored once each, named by their hash. The memo lives in
 the bank cache directory under a name that includes the library versions: a
 new scikit-learn may unpickle or validate the same bytes differently.
+
+Reading or writing an entry marks it used (its file's mtime), so the cache's
+pruning can delete the entries no recent compile used (:func:`prune_memo`):
+every training cycle adds the files of its retrained campaigns, and without
+pruning the memo grows for as long as the predictor runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -67,14 +73,14 @@ class CompileMemo:
 
     def get(self, digest: str, suffix: str) -> MemoEntry | None:
         """The entry of a file's bytes, if every layout it names is readable too."""
+        path = self.root / f"{digest}{suffix}.memo"
         try:
-            entry = msgspec.msgpack.decode(
-                (self.root / f"{digest}{suffix}.memo").read_bytes(), type=MemoEntry
-            )
+            entry = msgspec.msgpack.decode(path.read_bytes(), type=MemoEntry)
             for weights in entry.fields.values():
                 self.values(weights.layout)
         except (OSError, msgspec.DecodeError):
             return None
+        _mark_used(path)
         return entry
 
     def values(self, layout: str) -> list[Any]:
@@ -102,12 +108,46 @@ class CompileMemo:
 
     def _write(self, target: Path, data: bytes) -> None:
         if target.exists():
+            _mark_used(target)  # written by another compile: used by this one too
             return
         self.root.mkdir(parents=True, exist_ok=True)
         fd, staging = tempfile.mkstemp(prefix=".memo.", dir=self.root)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.replace(staging, target)
+
+
+def _mark_used(path: Path) -> None:
+    with contextlib.suppress(OSError):  # deleted meanwhile: the next compile writes it again
+        os.utime(path)
+
+
+def prune_memo(cache_dir: Path, used_before: float) -> int:
+    """Delete the memo entries last used before ``used_before`` (a Unix time); their count.
+
+    Covers the memo of every library environment in ``cache_dir`` (an upgrade
+    leaves the old one unused) and the staging files of writers that died.
+    Layouts are kept: they are few and small, and every entry names one.
+    Deleting an entry a compile has already read is harmless (it holds the
+    decoded entry); a later compile that needs it compiles the model again.
+    """
+    deleted = 0
+    for root in Path(cache_dir).glob("memo-*"):
+        for path in _files(root):
+            if not (path.name.endswith(".memo") or path.name.startswith(".memo.")):
+                continue
+            with contextlib.suppress(OSError):  # gone already: another process pruned it
+                if path.stat().st_mtime < used_before:
+                    path.unlink()
+                    deleted += 1
+    return deleted
+
+
+def _files(root: Path) -> list[Path]:
+    try:
+        return list(root.iterdir())
+    except OSError:
+        return []
 
 
 class Layouts:
