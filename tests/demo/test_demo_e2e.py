@@ -107,6 +107,21 @@ def test_revenue_matches_the_oracle_on_the_logged_requests(
     assert share == pytest.approx(mine["live"] / mine["oracle"], rel=1e-4)
 
 
+def test_final_uplift_is_split_by_the_campaigns_shown(
+    demo: tuple[DemoConfig, dict[str, Any]],
+) -> None:
+    config, report = demo
+    split, final = report["revenue"]["final_by_campaign"], report["revenue"]["final"]
+    assert sum(r["uplift_points"] for r in split) == pytest.approx(final["uplift_over_single"])
+    assert sum(r["click_share"] for r in split) == pytest.approx(1.0)
+    shown = {c["campaign_id"] for c in raw_events(config.out / "events")[0]}
+    named = [r for r in split if r["campaign_id"] is not None]
+    assert named and {r["campaign_id"] for r in named} <= shown
+    assert all(r["kind"] in ("logistic", "base_rate") for r in named)
+    page = (config.out / "report.html").read_text()
+    assert "Where the final quarter's uplift" in page and named[0]["campaign_id"] in page
+
+
 def test_curves_bin_the_simulated_time_of_each_request(
     demo: tuple[DemoConfig, dict[str, Any]],
 ) -> None:

@@ -125,6 +125,48 @@ def _revenue_section(report: dict[str, Any], image: str) -> list[str]:
         _table(["per 1,000 clicks", "whole run", "final quarter"], rows),
         f"<p>Realised: {events['sales']:,} sales posted back, revenue "
         f"{events['revenue']:,.2f}; orphan sales {events['orphan_sales']}.</p>",
+        *_uplift_section(report),
+    ]
+
+
+def uplift_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The final quarter's uplift over the best single campaign, per campaign shown."""
+    rows = []
+    for row in report["revenue"].get("final_by_campaign", []):
+        name = row["campaign_id"] or f"{row['campaigns']:,} other campaigns"
+        rows.append(
+            [
+                name,
+                row["kind"] or "-",
+                f"{row['click_share']:.1%}",
+                f"{row['live_per_1k']:,.0f}",
+                f"{row['single_per_1k']:,.0f}",
+                f"{100 * row['uplift_points']:+.1f}",
+            ]
+        )
+    return rows
+
+
+def _uplift_section(report: dict[str, Any]) -> list[str]:
+    rows = uplift_rows(report)
+    if not rows:
+        return []
+    total = report["revenue"]["final"]["uplift_over_single"]
+    headers = [
+        "campaign shown",
+        "model (live version)",
+        "share of clicks",
+        "live per 1,000",
+        "best single per 1,000 (same requests)",
+        "points of uplift",
+    ]
+    return [
+        "<h3>Where the final quarter's uplift over the best single campaign comes from</h3>",
+        "<p>Per campaign the live system showed in the final quarter: what its "
+        "clicks earned, what the best single campaign would have earned on the "
+        "same requests, and the difference in points of the total uplift "
+        f"({100 * total:+.1f} points; the rows add up to it).</p>",
+        _table(headers, rows),
     ]
 
 

@@ -19,7 +19,14 @@ import numpy as np
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.eventlog import EventTables, read_tables
 from clickrouter.demo.oracle import OracleScorer
-from clickrouter.demo.revenue import curves, policy_values, sample_rows, summary
+from clickrouter.demo.revenue import (
+    curves,
+    final_rows,
+    policy_values,
+    sample_rows,
+    summary,
+    uplift_by_campaign,
+)
 from clickrouter.demo.stages import Paths
 
 FINAL_SHARE = 0.25  # "after learning": the last quarter of simulated time
@@ -35,6 +42,7 @@ def build_report(
         raise ValueError("the event log holds no click: nothing to report")
     sample = sample_rows(len(tables), config.oracle_sample, config.seed)
     values = policy_values(tables, scorer, sample, config.seed)
+    records = live_records(paths.store)
     report = {
         "config": config.to_dict(),
         "run": run,
@@ -42,10 +50,13 @@ def build_report(
         "revenue": {
             "curves": curves(tables, values, sample, config.bins),
             **summary(values, tables.sim_ts[sample], FINAL_SHARE),
+            "final_by_campaign": final_by_campaign(
+                tables, values, sample, records[1], config.top_campaigns
+            ),
         },
         "traffic": traffic_section(paths.drivers, run),
         "training": training_section(paths.cycles, tables),
-        "models": model_quality(paths.store, tables, config.top_campaigns),
+        "models": model_quality(records, tables, config.top_campaigns),
     }
     write_json(paths.out / "report.json", report)
     from clickrouter.demo.html import write_html
@@ -145,13 +156,41 @@ def _sim_at(cycle: dict[str, Any], tables: EventTables) -> float | None:
     return float(np.interp(wall, tables.wall_ts[order], tables.sim_ts[order]))
 
 
-def model_quality(store_dir: Path, tables: EventTables, top: int) -> dict[str, Any]:
-    """Held-out metrics of the live version's models for the most-chosen campaigns."""
+def live_records(store_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    """The live version and its manifest's per-campaign records."""
     from clickrouter.modelstore import ModelStore
 
     store = ModelStore(store_dir)
     version = store.current()
-    records = store.manifest(version).get("campaigns", {}) if version else {}
+    return version, (store.manifest(version).get("campaigns", {}) if version else {})
+
+
+def final_by_campaign(
+    tables: EventTables,
+    values: dict[str, np.ndarray],
+    sample: np.ndarray,
+    records: dict[str, Any],
+    top: int,
+) -> list[dict[str, Any]]:
+    """The final quarter's uplift over the best single campaign, split by campaign shown.
+
+    Each row also gives the campaign's model kind in the live version.
+    """
+    final = final_rows(tables.sim_ts[sample], FINAL_SHARE)
+    shown = np.asarray(tables.campaign_id, dtype=object)[sample][final]
+    rows = uplift_by_campaign(shown, values["live"][final], values["single"][final], top)
+    for row in rows:
+        row["kind"] = (
+            records.get(row["campaign_id"], {}).get("kind") if row["campaign_id"] else None
+        )
+    return rows
+
+
+def model_quality(
+    live: tuple[str | None, dict[str, Any]], tables: EventTables, top: int
+) -> dict[str, Any]:
+    """Held-out metrics of the live version's models for the most-chosen campaigns."""
+    version, records = live
     ids, counts = np.unique(np.array(tables.campaign_id, dtype=object), return_counts=True)
     sales: dict[str, int] = {}
     for cid, revenue in zip(tables.campaign_id, tables.sale_revenue, strict=True):
