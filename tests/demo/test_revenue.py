@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
+from clickrouter.demo.html import uplift_table
 from clickrouter.demo.revenue import final_rows, uplift_by_campaign
 
 
@@ -60,3 +62,21 @@ def test_rows_always_add_up_to_the_uplift_and_the_clicks(
 def test_final_rows_are_the_last_share_of_the_time_span() -> None:
     ts = np.array([0.0, 10.0, 74.0, 75.0, 100.0])
     assert final_rows(ts, 0.25).tolist() == [False, False, False, True, True]
+
+
+def test_terminal_table_shows_the_top_campaigns_and_sums_the_rest() -> None:
+    shown = np.array(["a", "a", "b", "c", "c", "c", "d"], dtype=object)
+    live = np.array([3.0, 3.0, 1.0, 2.0, 2.0, 2.0, 0.5])
+    single = np.array([1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 1.0])
+    split = uplift_by_campaign(shown, live, single, top=3)
+    for row in split:
+        row["kind"] = "logistic"
+    report = {"revenue": {"final_by_campaign": split, "final": {"uplift_over_single": 2.5 / 11}}}
+    console = Console(record=True, width=120)
+    table = uplift_table(report, rows=1)
+    assert table is not None
+    console.print(table)
+    text = console.export_text()
+    assert "+22.7%" in text and "a " in text and "3 other campaigns" in text
+    assert "-13.6" in text  # b, c and d: (-1 + 0 - 0.5) / 11, in points
+    assert uplift_table({"revenue": {"final_by_campaign": []}}) is None

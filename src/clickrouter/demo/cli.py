@@ -89,7 +89,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from clickrouter.demo.html import summary_table
+    from clickrouter.demo.html import summary_table, uplift_table
     from clickrouter.demo.run import run_demo
 
     config = config_from_args(args)  # bad knob -> InvalidInput -> exit 2 naming it
@@ -102,5 +102,8 @@ def run(args: argparse.Namespace) -> int:
     )
     report = run_demo(config, console)
     console.print(summary_table(report))
+    uplift = uplift_table(report)
+    if uplift is not None:
+        console.print(uplift)
     console.print(f"report: {(config.out / 'report.html').resolve()}")
     return 0

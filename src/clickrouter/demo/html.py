@@ -147,6 +147,32 @@ def uplift_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def uplift_table(report: dict[str, Any], rows: int = 5) -> Table | None:
+    """The campaigns that moved the final quarter's uplift most (terminal summary)."""
+    found = uplift_rows(report)
+    if not found:
+        return None
+    total = report["revenue"]["final"]["uplift_over_single"]
+    table = Table(
+        title=f"where the final quarter's uplift over the best single campaign ({total:+.1%})"
+        " comes from"
+    )
+    for header in ("campaign shown", "model", "clicks", "live / 1k", "single / 1k", "points"):
+        table.add_column(header, justify="left" if header == "campaign shown" else "right")
+    shown = found[:rows]
+    if len(found) > rows:  # the rest in one row, so the points still add up
+        rest = report["revenue"]["final_by_campaign"][rows:]
+        clicks = sum(r["click_share"] for r in rest)
+        points = sum(r["uplift_points"] for r in rest)
+        n = sum(r["campaigns"] for r in rest)
+        shown.append(
+            [f"{n:,} other campaigns", "-", f"{clicks:.1%}", "", "", f"{100 * points:+.1f}"]
+        )
+    for row in shown:
+        table.add_row(*row)
+    return table
+
+
 def _uplift_section(report: dict[str, Any]) -> list[str]:
     rows = uplift_rows(report)
     if not rows:
