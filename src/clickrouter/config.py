@@ -18,6 +18,10 @@ from clickrouter.errors import InvalidInput
 ENV_PREFIX = "CLICKROUTER_"
 
 
+# compiled versions a serving predictor keeps in its bank cache by default
+BANK_CACHE_KEEP = 8
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Every tunable of the system, with its embedded default."""
 
@@ -35,7 +39,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reload_poll_seconds: float = 1.0
     # compiled versions the bank cache keeps (most recently used first); a
     # serving predictor deletes the older ones after each reload
-    bank_cache_keep: Annotated[int, msgspec.Meta(ge=1)] = 8
+    bank_cache_keep: Annotated[int, msgspec.Meta(ge=1)] = BANK_CACHE_KEEP
     # events and data
     events_dir: str = "events"
     data_dir: str = "data"

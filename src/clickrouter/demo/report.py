@@ -42,7 +42,7 @@ def build_report(
         raise ValueError("the event log holds no click: nothing to report")
     sample = sample_rows(len(tables), config.oracle_sample, config.seed)
     values = policy_values(tables, scorer, sample, config.seed)
-    records = live_records(paths.store)
+    version, records = live_records(paths.store)
     report = {
         "config": config.to_dict(),
         "run": run,
@@ -51,12 +51,12 @@ def build_report(
             "curves": curves(tables, values, sample, config.bins),
             **summary(values, tables.sim_ts[sample], FINAL_SHARE),
             "final_by_campaign": final_by_campaign(
-                tables, values, sample, records[1], config.top_campaigns
+                tables, values, sample, records, config.top_campaigns
             ),
         },
         "traffic": traffic_section(paths.drivers, run),
         "training": training_section(paths.cycles, tables),
-        "models": model_quality(records, tables, config.top_campaigns),
+        "models": model_quality(version, records, tables, config.top_campaigns),
     }
     write_json(paths.out / "report.json", report)
     from clickrouter.demo.html import write_html
@@ -187,10 +187,9 @@ def final_by_campaign(
 
 
 def model_quality(
-    live: tuple[str | None, dict[str, Any]], tables: EventTables, top: int
+    version: str | None, records: dict[str, Any], tables: EventTables, top: int
 ) -> dict[str, Any]:
     """Held-out metrics of the live version's models for the most-chosen campaigns."""
-    version, records = live
     ids, counts = np.unique(np.array(tables.campaign_id, dtype=object), return_counts=True)
     sales: dict[str, int] = {}
     for cid, revenue in zip(tables.campaign_id, tables.sale_revenue, strict=True):

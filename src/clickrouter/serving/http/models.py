@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from clickrouter.config import BANK_CACHE_KEEP
 from clickrouter.errors import ClickrouterError, ModelLoadError
 from clickrouter.modelstore.store import ModelStore, resolve_model_dir
 from clickrouter.serving.bank import ModelBank
@@ -146,7 +147,7 @@ class BankHolder:
         models_path: str | Path,
         *,
         cache_dir: str | Path | None = None,
-        cache_keep: int = 8,
+        cache_keep: int = BANK_CACHE_KEEP,
         on_swap: Callable[[LiveBank, LiveBank | None], None] | None = None,
         on_reject: Callable[[BaseException], None] | None = None,
     ) -> None:
