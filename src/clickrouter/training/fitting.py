@@ -47,6 +47,7 @@ class FitSettings:
     guard_min_positives: int = 10
     hour_harmonics: int = 1
     c_regrid_growth: float = 0.0
+    recent_prior_sales: float = 0.0
 
 
 @dataclass
@@ -173,8 +174,13 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     coef = np.zeros(settings.n_columns, dtype=np.float64)
     coef[used] = coef_used
     intercept += shift
+    recent = recent_level_shift(
+        X_hold @ coef_used + intercept, task.hold_labels, settings.recent_prior_sales
+    )
+    intercept += recent
     details = {
         "rate": task.rate,
+        "recent_shift": recent,
         "grid_log_loss": scores,
         "kept_rows": len(y),
         "c_chosen_at_positives": chosen_at,
@@ -259,6 +265,21 @@ def c_candidates(settings: FitSettings, task: CampaignTask) -> tuple[tuple[float
     if served_c in settings.c_grid and chosen_at > 0 and small_growth:  # grid still offers it
         return (served_c,), chosen_at
     return settings.c_grid, task.positives
+
+
+def recent_level_shift(logits: np.ndarray, labels: np.ndarray, prior_sales: float) -> float:
+    """Intercept shift that sets the model's level on the newest rows (0 when off or empty).
+
+    ``log((observed + k) / (predicted + k))`` over the held-out slice, ``k`` =
+    ``prior_sales``: the Gamma-Poisson posterior mean of the slice's sales
+    ratio under a prior that the fit's level is right, so a slice with few
+    sales moves the level little. For rare sales, shifting the logit shifts
+    the log rate by the same amount.
+    """
+    if prior_sales <= 0 or len(labels) == 0:
+        return 0.0
+    observed, predicted = float(labels.sum()), float(expit(logits).sum())
+    return math.log((observed + prior_sales) / (predicted + prior_sales))
 
 
 def _choose_c(

@@ -263,6 +263,7 @@ class TrainingManager:
             guard_min_positives=s.guard_min_positives,
             hour_harmonics=s.hour_harmonics,
             c_regrid_growth=s.c_regrid_growth,
+            recent_prior_sales=s.recent_prior_sales,
         )
 
     def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:

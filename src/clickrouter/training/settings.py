@@ -30,6 +30,12 @@ class TrainingSettings:
         one-hot columns (0 = one-hot only); folded into the hour coefficients,
         so the published model is the same one-hot pipeline (see ``hours.py``).
     holdout_fraction: newest share of each campaign's rows held out.
+    recent_prior_sales: a logistic model's level is set on the newest rows:
+        its intercept moves by ``log((observed + k) / (predicted + k))`` sales
+        on the held-out slice, ``k`` this many (0 = off). Fitted on the whole
+        window, the level is the window's average; when conversion drifts
+        (a weekday effect on the first day) the model is off by that drift
+        on exactly the traffic that comes next.
     guard_tolerance: keep the served model when the new log loss exceeds its
         log loss by more than this relative margin...
     guard_min_positives: ...judged only on a held-out slice with at least this
@@ -46,6 +52,7 @@ class TrainingSettings:
     c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     c_regrid_growth: float = 0.5
     holdout_fraction: float = 0.2
+    recent_prior_sales: float = 20.0
     guard_tolerance: float = 0.02
     guard_min_positives: int = 10
     min_count: int = 1
@@ -67,6 +74,7 @@ class TrainingSettings:
         harmonics = self.hour_harmonics
         _check("hour_harmonics", harmonics, isinstance(harmonics, int) and 0 <= harmonics <= 11)
         _check("holdout_fraction", self.holdout_fraction, 0 < self.holdout_fraction < 1)
+        _check("recent_prior_sales", self.recent_prior_sales, self.recent_prior_sales >= 0)
         _check("guard_tolerance", self.guard_tolerance, self.guard_tolerance >= 0)
         _check("keep_versions", self.keep_versions, self.keep_versions >= 1)
         window = self.window_seconds
