@@ -10,9 +10,11 @@ import pytest
 
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.scrape import quantile
+from clickrouter.demo.stages import training_settings
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.eventgen import generate_events
 from clickrouter.sim.world import World
+from clickrouter.training import TrainingSettings
 
 
 @pytest.mark.parametrize(
@@ -23,6 +25,7 @@ from clickrouter.sim.world import World
         (["--thompson-scale", "-1"], "thompson_scale"),
         (["--thompson-profile-spread", "2"], "thompson_profile_spread"),
         (["--base-rate-min", "0.2", "--base-rate-max", "0.1"], "base_rate_min"),
+        (["--recent-prior-sales", "-5"], "recent_prior_sales"),
     ],
 )
 def test_bad_knob_exits_2_naming_it(tmp_path: Path, argv: list[str], named: str) -> None:
@@ -45,6 +48,13 @@ def test_config_derives_wall_durations() -> None:
     assert config.label_delay_wall > config.attribution_wall + config.hold_seconds
     with pytest.raises(InvalidInput, match="threads"):
         DemoConfig(threads=0)
+
+
+def test_training_knobs_reach_the_trainer_settings() -> None:
+    settings = training_settings(DemoConfig(recent_prior_sales=0.0, min_positives=7))
+    trainer = TrainingSettings(**settings)  # the trainer accepts every key the demo passes
+    assert (trainer.recent_prior_sales, trainer.min_positives) == (0.0, 7)
+    assert TrainingSettings(**training_settings(DemoConfig())).recent_prior_sales == 20.0
 
 
 def test_quantile_interpolates_within_buckets() -> None:

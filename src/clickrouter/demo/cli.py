@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
     arg("--retrain-hours", type=float, default=DEFAULTS.retrain_hours)
     arg("--min-positives", type=int, default=DEFAULTS.min_positives)
     arg("--prior-positives", type=float, default=DEFAULTS.prior_positives)
+    arg(
+        "--recent-prior-sales",
+        type=float,
+        default=DEFAULTS.recent_prior_sales,
+        help="prior (in sales) of a logistic model's level on the newest rows (0 = off)",
+    )
     arg("--cold-start-rate", type=float, default=DEFAULTS.cold_start_rate)
     arg("--train-workers", type=int, default=DEFAULTS.train_workers)
     arg("--oracle-sample", type=int, default=DEFAULTS.oracle_sample, help="0 = every click")
@@ -74,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         retrain_hours=args.retrain_hours,
         min_positives=args.min_positives,
         prior_positives=args.prior_positives,
+        recent_prior_sales=args.recent_prior_sales,
         cold_start_rate=args.cold_start_rate,
         train_workers=args.train_workers,
         oracle_sample=args.oracle_sample,

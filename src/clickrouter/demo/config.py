@@ -36,7 +36,9 @@ class DemoConfig:
     consumer may hold records for fuller files). Training: a cycle every
     ``retrain_hours`` simulated hours, ``min_positives`` sales before a campaign
     gets a logistic model, ``prior_positives`` strength of the Beta prior of
-    the base-rate models, ``cold_start_rate`` of the cold store,
+    the base-rate models, ``recent_prior_sales`` how firmly a logistic
+    model's level resists the newest sales (0 = the window's average),
+    ``cold_start_rate`` of the cold store,
     ``train_workers`` fit processes (0 = in the trainer process). Report:
     ``oracle_sample`` clicks scored against every campaign by the oracle
     (0 = all), ``bins`` time bins of the curves, ``top_campaigns`` in the
@@ -64,6 +66,7 @@ class DemoConfig:
     retrain_hours: float = 3.0
     min_positives: int = 5
     prior_positives: float = 1.0
+    recent_prior_sales: float = 20.0
     cold_start_rate: float = 1e-4
     train_workers: int = 0
     oracle_sample: int = 60_000
@@ -95,6 +98,7 @@ class DemoConfig:
         _check("retrain_hours", self.retrain_hours, self.retrain_hours > 0)
         _check("min_positives", self.min_positives, self.min_positives >= 1)
         _check("prior_positives", self.prior_positives, self.prior_positives > 0)
+        _check("recent_prior_sales", self.recent_prior_sales, self.recent_prior_sales >= 0)
         _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
         _check("train_workers", self.train_workers, self.train_workers >= 0)
         _check("oracle_sample", self.oracle_sample, self.oracle_sample >= 0)
