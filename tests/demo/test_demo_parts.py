@@ -51,10 +51,10 @@ def test_config_derives_wall_durations() -> None:
 
 
 def test_training_knobs_reach_the_trainer_settings() -> None:
-    settings = training_settings(DemoConfig(recent_prior_sales=0.0, min_positives=7))
+    settings = training_settings(DemoConfig(recent_prior_sales=20.0, min_positives=7))
     trainer = TrainingSettings(**settings)  # the trainer accepts every key the demo passes
-    assert (trainer.recent_prior_sales, trainer.min_positives) == (0.0, 7)
-    assert TrainingSettings(**training_settings(DemoConfig())).recent_prior_sales == 20.0
+    assert (trainer.recent_prior_sales, trainer.min_positives) == (20.0, 7)
+    assert TrainingSettings(**training_settings(DemoConfig())).recent_prior_sales == 0.0  # off
 
 
 def test_quantile_interpolates_within_buckets() -> None:

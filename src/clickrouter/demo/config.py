@@ -37,7 +37,8 @@ class DemoConfig:
     ``retrain_hours`` simulated hours, ``min_positives`` sales before a campaign
     gets a logistic model, ``prior_positives`` strength of the Beta prior of
     the base-rate models, ``recent_prior_sales`` how firmly a logistic
-    model's level resists the newest sales (0 = the window's average),
+    model's level resists the newest sales (0, the default: the window's
+    average),
     ``cold_start_rate`` of the cold store,
     ``train_workers`` fit processes (0 = in the trainer process). Report:
     ``oracle_sample`` clicks scored against every campaign by the oracle
@@ -66,7 +67,7 @@ class DemoConfig:
     retrain_hours: float = 3.0
     min_positives: int = 5
     prior_positives: float = 1.0
-    recent_prior_sales: float = 20.0
+    recent_prior_sales: float = 0.0
     cold_start_rate: float = 1e-4
     train_workers: int = 0
     oracle_sample: int = 60_000

@@ -35,7 +35,9 @@ class TrainingSettings:
         on the held-out slice, ``k`` this many (0 = off). Fitted on the whole
         window, the level is the window's average; when conversion drifts
         (a weekday effect on the first day) the model is off by that drift
-        on exactly the traffic that comes next.
+        on exactly the traffic that comes next. Off by default: it fixes the
+        level under drift, but the offline replay measured no revenue gain
+        from it (docs/benchmarks.md).
     guard_tolerance: keep the served model when the new log loss exceeds its
         log loss by more than this relative margin...
     guard_min_positives: ...judged only on a held-out slice with at least this
@@ -52,7 +54,7 @@ class TrainingSettings:
     c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     c_regrid_growth: float = 0.5
     holdout_fraction: float = 0.2
-    recent_prior_sales: float = 20.0
+    recent_prior_sales: float = 0.0
     guard_tolerance: float = 0.02
     guard_min_positives: int = 10
     min_count: int = 1
