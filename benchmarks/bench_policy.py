@@ -22,6 +22,8 @@ endstate  What each policy earns on a finished demo's final models
     .venv/bin/python benchmarks/bench_policy.py endstate --demo-out DIR [--candidate ...]
 
 A replay candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
+``gamma-thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]`` (exact Gamma draws,
+the prior untempered: ``gamma_thompson.py``),
 ``epsilon-greedy:EPSILON`` or ``greedy``; ``--set NAME=VALUE`` changes a
 DemoConfig knob (e.g. ``min_positives=10``). Each batch also prints what the
 greedy choice on the same models would have earned, which separates the cost
@@ -49,6 +51,7 @@ from clickrouter.serving.http.policy import Policy, Thompson, make_policy
 from clickrouter.serving.sample import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
+from gamma_thompson import GammaThompson
 from policy_endstate import load_end_state
 from policy_replay import BatchResult, ReplayConfig, replay
 
@@ -61,6 +64,11 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
         if name == "thompson":
             scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
             policy: Policy = Thompson(
+                scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
+            )
+        elif name == "gamma-thompson":  # a replay candidate only (gamma_thompson.py)
+            scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
+            policy = GammaThompson(
                 scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
             )
         elif name == "epsilon-greedy":
