@@ -61,14 +61,10 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
     name, *knobs = text.split(":")
     try:
         values = [float(k) for k in knobs]
-        if name == "thompson":
+        if name in ("thompson", "gamma-thompson"):  # gamma: a replay candidate only
+            kind = Thompson if name == "thompson" else GammaThompson
             scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
-            policy: Policy = Thompson(
-                scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
-            )
-        elif name == "gamma-thompson":  # a replay candidate only (gamma_thompson.py)
-            scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
-            policy = GammaThompson(
+            policy: Policy = kind(
                 scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
             )
         elif name == "epsilon-greedy":

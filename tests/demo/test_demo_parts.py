@@ -26,6 +26,7 @@ from clickrouter.training import TrainingSettings
         (["--thompson-profile-spread", "2"], "thompson_profile_spread"),
         (["--base-rate-min", "0.2", "--base-rate-max", "0.1"], "base_rate_min"),
         (["--recent-prior-sales", "-5"], "recent_prior_sales"),
+        (["--recent-prior-sales", "inf"], "recent_prior_sales"),
     ],
 )
 def test_bad_knob_exits_2_naming_it(tmp_path: Path, argv: list[str], named: str) -> None:

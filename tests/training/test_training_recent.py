@@ -87,3 +87,6 @@ def test_a_model_fitted_before_a_drop_in_conversion_follows_it(
 def test_a_negative_prior_is_refused_by_name() -> None:
     with pytest.raises(InvalidInput, match=r"recent_prior_sales.*-1"):
         TrainingSettings(recent_prior_sales=-1.0)
+    for endless in (math.inf, math.nan):  # would make every shifted intercept NaN
+        with pytest.raises(InvalidInput, match="recent_prior_sales"):
+            TrainingSettings(recent_prior_sales=endless)

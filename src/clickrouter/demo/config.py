@@ -9,6 +9,7 @@ simulated time the driver stamped on each request (``raw.ts``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,7 @@ class DemoConfig:
     gets a logistic model, ``prior_positives`` strength of the Beta prior of
     the base-rate models, ``recent_prior_sales`` how firmly a logistic
     model's level resists the newest sales (0, the default: the window's
-    average),
-    ``cold_start_rate`` of the cold store,
+    average), ``cold_start_rate`` of the cold store,
     ``train_workers`` fit processes (0 = in the trainer process). Report:
     ``oracle_sample`` clicks scored against every campaign by the oracle
     (0 = all), ``bins`` time bins of the curves, ``top_campaigns`` in the
@@ -99,7 +99,8 @@ class DemoConfig:
         _check("retrain_hours", self.retrain_hours, self.retrain_hours > 0)
         _check("min_positives", self.min_positives, self.min_positives >= 1)
         _check("prior_positives", self.prior_positives, self.prior_positives > 0)
-        _check("recent_prior_sales", self.recent_prior_sales, self.recent_prior_sales >= 0)
+        prior = self.recent_prior_sales
+        _check("recent_prior_sales", prior, math.isfinite(prior) and prior >= 0)
         _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
         _check("train_workers", self.train_workers, self.train_workers >= 0)
         _check("oracle_sample", self.oracle_sample, self.oracle_sample >= 0)

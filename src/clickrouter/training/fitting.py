@@ -174,9 +174,10 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     coef = np.zeros(settings.n_columns, dtype=np.float64)
     coef[used] = coef_used
     intercept += shift
-    recent = recent_level_shift(
-        X_hold @ coef_used + intercept, task.hold_labels, settings.recent_prior_sales
-    )
+    recent = 0.0
+    if settings.recent_prior_sales > 0:  # off by default: no scoring of the slice then
+        logits = X_hold @ coef_used + intercept
+        recent = recent_level_shift(logits, task.hold_labels, settings.recent_prior_sales)
     intercept += recent
     details = {
         "rate": task.rate,

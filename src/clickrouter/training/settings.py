@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,7 +77,8 @@ class TrainingSettings:
         harmonics = self.hour_harmonics
         _check("hour_harmonics", harmonics, isinstance(harmonics, int) and 0 <= harmonics <= 11)
         _check("holdout_fraction", self.holdout_fraction, 0 < self.holdout_fraction < 1)
-        _check("recent_prior_sales", self.recent_prior_sales, self.recent_prior_sales >= 0)
+        prior = self.recent_prior_sales
+        _check("recent_prior_sales", prior, math.isfinite(prior) and prior >= 0)
         _check("guard_tolerance", self.guard_tolerance, self.guard_tolerance >= 0)
         _check("keep_versions", self.keep_versions, self.keep_versions >= 1)
         window = self.window_seconds
