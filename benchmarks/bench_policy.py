@@ -23,7 +23,7 @@ endstate  What each policy earns on a finished demo's final models
 
 A replay candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
 ``gamma-thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]`` (exact Gamma draws,
-the prior untempered: ``gamma_thompson.py``),
+the prior untempered: ``GammaThompson``),
 ``epsilon-greedy:EPSILON`` or ``greedy``; ``--set NAME=VALUE`` changes a
 DemoConfig knob (e.g. ``min_positives=10``). Each batch also prints what the
 greedy choice on the same models would have earned, which separates the cost
@@ -47,11 +47,10 @@ import numpy as np
 from clickrouter.demo.config import DemoConfig
 from clickrouter.errors import InvalidInput
 from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import Policy, Thompson, make_policy
+from clickrouter.serving.http.policy import GammaThompson, Policy, Thompson, make_policy
 from clickrouter.serving.sample import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gamma_thompson import GammaThompson
 from policy_endstate import load_end_state
 from policy_replay import BatchResult, ReplayConfig, replay
 
@@ -61,7 +60,7 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
     name, *knobs = text.split(":")
     try:
         values = [float(k) for k in knobs]
-        if name in ("thompson", "gamma-thompson"):  # gamma: a replay candidate only
+        if name in ("thompson", "gamma-thompson"):
             kind = Thompson if name == "thompson" else GammaThompson
             scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
             policy: Policy = kind(
@@ -117,7 +116,7 @@ def run_cost(args: argparse.Namespace) -> None:
         proba = live.bank.predict_proba(random_profiles(rng, args.requests))
         mask = rng.random(proba.shape) < 0.9  # eligibility: most campaigns, not all
         candidates = ["greedy", "epsilon-greedy:0.05", "thompson:1.0:0", "thompson:0.3:0"]
-        candidates += ["thompson:0.3:0.5", "thompson:1.0:0.5"]
+        candidates += ["thompson:0.3:0.5", "thompson:1.0:0.5", "gamma-thompson:0.5:0.5"]
         print(f"{args.campaigns} campaigns, {args.requests} requests, best of {args.rounds}")
         baseline = None
         for text in candidates:

@@ -30,7 +30,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 8000
     workers: int = 1
     admin_token: str | None = None
-    policy: str = "greedy"  # or "epsilon-greedy", "thompson"
+    policy: str = "greedy"  # or "epsilon-greedy", "thompson", "gamma-thompson"
     epsilon: float = 0.05
     thompson_scale: float = 1.0  # multiplies the Thompson posterior spread (< 1: tempered)
     thompson_profile_spread: float = 0.5  # Thompson: log-sd of a profile's unmodelled deviation

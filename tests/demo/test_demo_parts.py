@@ -24,6 +24,7 @@ from clickrouter.training import TrainingSettings
         (["--policy", "softmax"], "policy"),
         (["--thompson-scale", "-1"], "thompson_scale"),
         (["--thompson-profile-spread", "2"], "thompson_profile_spread"),
+        (["--policy", "gamma-thompson", "--thompson-scale", "0"], "thompson_scale"),
         (["--base-rate-min", "0.2", "--base-rate-max", "0.1"], "base_rate_min"),
         (["--recent-prior-sales", "-5"], "recent_prior_sales"),
         (["--recent-prior-sales", "inf"], "recent_prior_sales"),

@@ -31,7 +31,11 @@ def register(subparsers: Any) -> None:
     arg("--base-rate-max", type=float, default=DEFAULTS.base_rate_max)
     arg("--payout-sigma", type=float, default=DEFAULTS.payout_sigma)
     arg("--effect-scale", type=float, default=DEFAULTS.effect_scale)
-    arg("--policy", default=DEFAULTS.policy, help="thompson, epsilon-greedy or greedy")
+    arg(
+        "--policy",
+        default=DEFAULTS.policy,
+        help="thompson, gamma-thompson, epsilon-greedy or greedy",
+    )
     arg("--epsilon", type=float, default=DEFAULTS.epsilon, help="epsilon-greedy's exploration")
     arg("--thompson-scale", type=float, default=DEFAULTS.thompson_scale, help="posterior spread")
     arg(

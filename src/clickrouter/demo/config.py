@@ -17,6 +17,8 @@ from typing import Any
 from clickrouter.errors import InvalidInput
 
 HOUR = 3600.0
+# the service's policies (clickrouter.serving.http.policy.POLICIES, without its imports)
+POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class DemoConfig:
     (the round trip, not the CPU, bounds one connection on a loaded machine);
     ``speedup`` simulated seconds per wall second. Serving: ``policy`` with its
     ``epsilon`` (epsilon-greedy) or ``thompson_scale`` and
-    ``thompson_profile_spread`` (Thompson sampling). Ingestion:
+    ``thompson_profile_spread`` (either Thompson sampling; gamma-thompson
+    needs a scale > 0). Ingestion:
     ``attribution_hours`` (simulated), ``hold_seconds`` (wall; how long the
     consumer may hold records for fuller files). Training: a cycle every
     ``retrain_hours`` simulated hours, ``min_positives`` sales before a campaign
@@ -89,8 +92,9 @@ class DemoConfig:
         _check("drivers", self.drivers, 1 <= self.drivers <= 16)
         _check("threads", self.threads, 1 <= self.threads <= 64)
         _check("speedup", self.speedup, self.speedup > 0)
-        _check("policy", self.policy, self.policy in ("greedy", "epsilon-greedy", "thompson"))
-        _check("thompson_scale", self.thompson_scale, 0 <= self.thompson_scale <= 3)
+        _check("policy", self.policy, self.policy in POLICIES)
+        scale, gamma = self.thompson_scale, self.policy == "gamma-thompson"
+        _check("thompson_scale", scale, 0 <= scale <= 3 and (scale > 0 or not gamma))
         spread = self.thompson_profile_spread
         _check("thompson_profile_spread", spread, 0 <= spread <= 1.5)
         _check("epsilon", self.epsilon, 0 <= self.epsilon <= 1)

@@ -105,10 +105,11 @@ def _intro(report: dict[str, Any]) -> str:
 def _policy(config: dict[str, Any]) -> str:
     if config["policy"] == "epsilon-greedy":
         return f"epsilon-greedy (epsilon {config['epsilon']:g})"
-    if config["policy"] == "thompson":
+    if config["policy"] in ("thompson", "gamma-thompson"):
         scale = config.get("thompson_scale", 1.0)
         spread = config.get("thompson_profile_spread", 0.0)
-        return f"Thompson sampling (scale {scale:g}, profile spread {spread:g})"
+        kind = "Thompson sampling" if config["policy"] == "thompson" else "Gamma Thompson sampling"
+        return f"{kind} (scale {scale:g}, profile spread {spread:g})"
     return str(config["policy"])
 
 
