@@ -35,7 +35,11 @@ def test_failing_fit_is_reported_and_replaced(world: Any, tmp_path: Path) -> Non
     # with a served model, that file is carried over instead
     served_file = tmp_path / "a.joblib"
     served_file.write_bytes(b"served")
-    kept = placement(
-        result, feature_transformer(space), Served("v0", {"a": served_file}), "v1", 1e-3
-    )
+    served_record = {"kind": "logistic", "C": 0.3, "positives": 40, "trained_in": "v0"}
+    served = Served("v0", {"a": served_file}, {"a": served_record})
+    kept = placement(result, feature_transformer(space), served, "v1", 1e-3)
     assert kept.source == served_file and kept.model is None
+    # its record describes the carried file, and says why the cycle's fit is not in it
+    assert {k: kept.record[k] for k in served_record} == served_record
+    assert kept.record["decision"] == "failed" and "C" in kept.record["reason"]
+    assert kept.record["candidate"]["kind"] == "failed" and kept.record["data_version"] == "v1"

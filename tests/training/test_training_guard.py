@@ -31,9 +31,18 @@ def test_worse_model_is_not_promoted(
     assert report.published and report.kept == 1 and report.promoted == 0
     record = bad.store.manifest(report.version)["campaigns"]["c"]
     assert record["decision"] == "kept"
-    assert record["metrics"]["log_loss"] > record["served_metrics"]["log_loss"]
     assert record["trained_in"] == first.version
     assert sha256_file(bad.store.current_path() / "c.joblib") == served_digest
+    # the record describes the file it keeps: the served model, fitted on the first
+    # cycle's data, scored on this cycle's held-out slice; the rejected fit is the candidate
+    served = good.store.manifest(first.version)["campaigns"]["c"]
+    for field in ("kind", "C", "c_chosen_at_positives", "rows", "positives", "recent_shift"):
+        assert record[field] == served[field], field
+    assert record["metrics"] == record["served_metrics"]
+    candidate = record["candidate"]
+    assert candidate["kind"] == "logistic" and candidate["C"] == 1e-5
+    assert candidate["metrics"]["log_loss"] > record["served_metrics"]["log_loss"]
+    assert candidate["positives"] > served["positives"]  # it saw the newer data too
 
 
 def _settings(tolerance: float) -> FitSettings:

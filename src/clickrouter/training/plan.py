@@ -3,7 +3,10 @@
 For every catalogue campaign the new version holds either a new model (fit
 this cycle) or the live version's file, carried over: unchanged data, a guard
 that kept the served model, or a failed fit. The manifest record of each
-campaign says which and why.
+campaign says which and why, and describes the file the version holds: a
+carried-over file keeps its own record (its kind, C and the sales it was
+fitted on), with this cycle's verdict, and a kept or failed fit goes under
+``candidate``.
 """
 
 from __future__ import annotations
@@ -51,14 +54,34 @@ def placement(
     entry = record(result, data_version)
     old = served.files.get(result.campaign_id)
     if result.decision in ("kept", "failed") and old is not None:
-        entry["trained_in"] = served.records.get(result.campaign_id, {}).get("trained_in")
-        return Placement(result.campaign_id, entry, source=old)
+        kept = kept_record(entry, served.records.get(result.campaign_id, {}))
+        return Placement(result.campaign_id, kept, source=old)
     if result.kind == "failed":  # nothing to fall back on: the pooled base rate
         entry.update(kind="base_rate", rate=pooled)
         return Placement(result.campaign_id, entry, model=base_rate_pipeline(transformer, pooled))
     coef = result.coef if result.coef is not None else np.zeros(n_columns(transformer))
     model = logistic_pipeline(transformer, coef, result.intercept, C=result.C or 1.0)
     return Placement(result.campaign_id, entry, model=model)
+
+
+# what a cycle says of a campaign, as opposed to what describes a model file
+VERDICT = ("decision", "reason", "data_version", "served_metrics")
+
+
+def kept_record(candidate: dict[str, Any], served: dict[str, Any]) -> dict[str, Any]:
+    """The record of a served file a cycle keeps over its own fit, ``candidate``.
+
+    The served record's fields describe the file (the policy reads its kind and
+    sales, the next cycle its C), the verdict is this cycle's, and the served
+    model's metrics are those on this cycle's held-out slice when it was scored.
+    """
+    entry = {k: v for k, v in served.items() if k != "candidate"}
+    entry.setdefault("trained_in", None)
+    entry.update({k: candidate[k] for k in VERDICT})
+    if candidate["served_metrics"] is not None:
+        entry["metrics"] = candidate["served_metrics"]
+    entry["candidate"] = {k: v for k, v in candidate.items() if k not in VERDICT}
+    return entry
 
 
 def carried(cid: str, served: Served) -> Placement:

@@ -13,8 +13,10 @@ with a sha256 per file) records, besides ``version`` and ``created_at``:
 * ``campaigns``: per campaign ``kind`` (logistic | base_rate), ``decision``
   (promoted | kept | unchanged | failed | cold_start), ``reason``,
   ``trained_in`` (version whose cycle produced the file), ``data_version``,
-  ``rows``/``positives``, ``sampling_rate``, ``C``, ``metrics`` and
-  ``served_metrics`` (held-out slice: log_loss, roc_auc, pr_auc, calibration);
+  ``rows``/``positives`` (the sales the file was fitted on), ``kept_rows``,
+  ``C``, ``rate``, ``metrics`` and ``served_metrics`` (held-out slice:
+  log_loss, roc_auc, pr_auc, calibration) and, when the cycle's fit was
+  kept out or failed, that fit's own record as ``candidate``;
 * ``summary``: the cycle's counts.
 """
 
