@@ -2,56 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from clickrouter.config import Settings
 from clickrouter.demo.config import POLICIES as DEMO_POLICIES
 from clickrouter.errors import InvalidInput
-from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.http.models import LiveBank, load_live_bank
+from clickrouter.serving.http.models import LiveBank
 from clickrouter.serving.http.policy import (
     POLICIES,
     GammaThompson,
     make_policy,
     policy_from_settings,
 )
-from serving.http.http_support import PROFILE, read_events, settings
-
-
-@pytest.fixture(scope="module")
-def live(sample_models: Path) -> Iterator[LiveBank]:
-    loaded = load_live_bank(sample_models, None)
-    yield loaded
-    loaded.bank.close()
-
-
-def with_kinds(live: LiveBank, records: dict[int, tuple[str, int]]) -> LiveBank:
-    """The same bank with a manifest giving (kind, sales) per column (others: none)."""
-    ids = live.bank.campaign_ids
-    manifest = {ids[c]: {"kind": kind, "positives": k} for c, (kind, k) in records.items()}
-    return dataclasses.replace(live, manifest={"campaigns": manifest})
+from serving.http.policy_support import scores, with_kinds
 
 
 def pools(policy: GammaThompson, live: LiveBank) -> np.ndarray:
     """Each bank column's pool of rate factors, (n_columns, POOL)."""
     _, level, factors, _, _ = policy._tables(live)
     return factors[level]
-
-
-def scores(live: LiveBank, values: dict[int, float]) -> np.ndarray:
-    """P(sale) per column giving the expected values ``values`` (others: tiny)."""
-    payouts = np.array([c.payout for c in live.bank.campaigns])
-    proba = np.full(len(payouts), 1e-9)
-    for column, value in values.items():
-        proba[column] = value / payouts[column]
-    return proba
 
 
 @pytest.mark.parametrize("scale", [0.3, 0.5, 1.0])
@@ -98,21 +70,6 @@ def test_an_unproven_campaign_is_explored_a_proven_worse_one_is_not(live: LiveBa
     assert counts[0] + counts[1] == 4000
 
 
-def test_logged_propensities_match_the_choice_frequencies(live: LiveBank):
-    n = len(live.bank.campaigns)
-    proba = scores(live, {0: 1.0, 1: 0.8, 2: 0.6, 3: 0.5})
-    mask = np.ones(n, bool)
-    records = {c: ("logistic", 3) for c in range(4)} | {c: ("logistic", 5000) for c in range(4, n)}
-    policy = GammaThompson(scale=0.5, seed=8, draws=64)
-    bank = with_kinds(live, records)
-    choices = [policy.choose_scored(bank, proba, mask, 0, n) for _ in range(6000)]
-    counts = Counter(c.column for c in choices)
-    assert set(counts) <= {0, 1, 2, 3} and len(counts) >= 3
-    for column, count in counts.items():
-        logged = np.mean([c.propensity for c in choices if c.column == column])
-        assert logged == pytest.approx(count / len(choices), abs=0.05)
-
-
 def test_gamma_thompson_is_made_by_name_and_needs_a_positive_scale():
     assert "gamma-thompson" in POLICIES and DEMO_POLICIES == POLICIES
     policy = make_policy("gamma-thompson", 0.0, thompson_scale=0.5, thompson_profile_spread=0.2)
@@ -124,19 +81,3 @@ def test_gamma_thompson_is_made_by_name_and_needs_a_positive_scale():
     env = {"CLICKROUTER_POLICY": "gamma-thompson", "CLICKROUTER_THOMPSON_SCALE": "0"}
     with pytest.raises(InvalidInput, match="thompson_scale"):
         policy_from_settings(Settings.from_env(env))
-
-
-def test_served_gamma_thompson_logs_a_propensity_per_click(sample_models: Path, events_dir: Path):
-    config = settings(policy="gamma-thompson", thompson_scale=0.5)
-    with (
-        PredictorServer(config, sample_models, events_dir) as server,
-        httpx.Client(base_url=server.url) as client,
-    ):
-        answers = [client.post("/v1/decide", json=PROFILE).json() for _ in range(100)]
-    assert {a["policy"] for a in answers} == {"gamma-thompson"}
-    assert len({a["campaign_id"] for a in answers}) > 1  # no manifest evidence: it explores
-    assert all(0 < a["propensity"] <= 1 for a in answers)
-    clicks = [e for e in read_events(events_dir) if getattr(e, "propensity", None) is not None]
-    assert {round(c.propensity, 12) for c in clicks} == {
-        round(a["propensity"], 12) for a in answers
-    }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,31 +13,19 @@ from clickrouter.config import Settings
 from clickrouter.errors import InvalidInput
 from clickrouter.serving.http import PredictorServer
 from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import Thompson, make_policy, policy_from_settings
+from clickrouter.serving.http.policy import (
+    GammaThompson,
+    Thompson,
+    make_policy,
+    policy_from_settings,
+)
 from serving.http.http_support import PROFILE, read_events, settings
-
-
-@pytest.fixture(scope="module")
-def live(sample_models: Path) -> Iterator[LiveBank]:
-    loaded = load_live_bank(sample_models, None)
-    yield loaded
-    loaded.bank.close()
+from serving.http.policy_support import scores, with_kinds
 
 
 def with_sales(live: LiveBank, sales: dict[int, int]) -> LiveBank:
-    """The same bank with a manifest recording ``sales`` per column (others: none)."""
-    ids = live.bank.campaign_ids
-    records = {ids[c]: {"kind": "logistic", "positives": k} for c, k in sales.items()}
-    return dataclasses.replace(live, manifest={"campaigns": records})
-
-
-def scores(live: LiveBank, values: dict[int, float]) -> np.ndarray:
-    """P(sale) per column giving the expected values ``values`` (others: tiny)."""
-    payouts = np.array([c.payout for c in live.bank.campaigns])
-    proba = np.full(len(payouts), 1e-9)
-    for column, value in values.items():
-        proba[column] = value / payouts[column]
-    return proba
+    """The same bank with logistic models fitted on ``sales`` per column (others: none)."""
+    return with_kinds(live, {c: ("logistic", k) for c, k in sales.items()})
 
 
 def test_noise_scale_shrinks_with_the_sales_behind_a_model(live: LiveBank):
@@ -76,25 +62,19 @@ def test_an_unproven_campaign_is_explored_a_proven_worse_one_is_not(live: LiveBa
     assert counts[0] + counts[1] == 4000
 
 
-def test_logged_propensities_match_the_choice_frequencies(live: LiveBank):
+@pytest.mark.parametrize("kind", [Thompson, GammaThompson])
+def test_logged_propensities_match_the_choice_frequencies(live: LiveBank, kind: type[Thompson]):
     n = len(live.bank.campaigns)
     proba = scores(live, {0: 1.0, 1: 0.8, 2: 0.6, 3: 0.5})
     mask = np.ones(n, bool)
     bank = with_sales(live, {0: 3, 1: 3, 2: 3, 3: 3} | {c: 5000 for c in range(4, n)})
-    policy = Thompson(seed=3, draws=64)
+    policy = kind(scale=0.5, seed=3, draws=64)
     choices = [policy.choose_scored(bank, proba, mask, 0, n) for _ in range(6000)]
     counts = Counter(c.column for c in choices)
     assert set(counts) <= {0, 1, 2, 3} and len(counts) >= 3
     for column, count in counts.items():
         logged = np.mean([c.propensity for c in choices if c.column == column])
         assert logged == pytest.approx(count / len(choices), abs=0.05)
-
-
-def with_kinds(live: LiveBank, records: dict[int, tuple[str, int]]) -> LiveBank:
-    """The same bank with a manifest giving (kind, sales) per column (others: none)."""
-    ids = live.bank.campaign_ids
-    manifest = {ids[c]: {"kind": kind, "positives": k} for c, (kind, k) in records.items()}
-    return dataclasses.replace(live, manifest={"campaigns": manifest})
 
 
 def test_profile_spread_is_full_without_a_per_profile_model_and_shrinks_with_one(live: LiveBank):
@@ -177,14 +157,17 @@ def test_settings_carry_the_profile_spread_to_the_policy(live: LiveBank):
         policy_from_settings(Settings.from_env(bad))
 
 
-def test_served_thompson_logs_a_propensity_per_click(sample_models: Path, events_dir: Path):
-    config = settings(policy="thompson")
+@pytest.mark.parametrize("policy", ["thompson", "gamma-thompson"])
+def test_served_thompson_logs_a_propensity_per_click(
+    sample_models: Path, events_dir: Path, policy: str
+):
+    config = settings(policy=policy, thompson_scale=0.5)
     with (
         PredictorServer(config, sample_models, events_dir) as server,
         httpx.Client(base_url=server.url) as client,
     ):
         answers = [client.post("/v1/decide", json=PROFILE).json() for _ in range(100)]
-    assert {a["policy"] for a in answers} == {"thompson"}
+    assert {a["policy"] for a in answers} == {policy}
     # the sample directory has no manifest evidence: every model is unproven, so it explores
     assert len({a["campaign_id"] for a in answers}) > 1
     assert all(0 < a["propensity"] <= 1 for a in answers)
