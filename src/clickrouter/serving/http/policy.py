@@ -262,7 +262,9 @@ class GammaThompson(Thompson):
     log-normal's at the same log-sd, and no deep lower one), a campaign with
     many sales about as narrowly as :class:`Thompson` at the same ``scale``.
     In replays (docs/benchmarks.md, "Exact Gamma draws") this ended with
-    better models than :class:`Thompson` on every traffic seed.
+    better models than :class:`Thompson` on every traffic seed, but in the
+    demo's runs it earned less (docs/operations.md, "Gamma Thompson sampling
+    in the demo"): an option, not the demo's default.
 
     The profile spread is :class:`Thompson`'s (a log-normal, in full without a
     logistic model, shrinking with a logistic model's sales). Factors are
@@ -277,7 +279,7 @@ class GammaThompson(Thompson):
     def __init__(self, *, scale: float = 1.0, **knobs: Any) -> None:
         if not scale > 0:  # the evidence is divided by scale**2
             raise InvalidInput(f"setting 'thompson_scale': expected > 0, got {scale!r}")
-        super().__init__(scale=scale, **knobs)
+        super().__init__(scale=scale, **knobs)  # the other knobs are Thompson's
 
     def shapes(self) -> np.ndarray:
         """The pooled Gamma shapes: the prior's, then ~25 % steps up to ``MAX_SHAPE``."""
