@@ -10,7 +10,7 @@ recovers from any interrupted commit (see :mod:`clickrouter.datastore.writer`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,14 +107,36 @@ class DataManager:
     def files(self) -> list[Path]:
         return [self.root / f.path for f in self.manifest().files]
 
+    def lookup_clicks(self, click_ids: list[str], since: float | None = None) -> pa.Table:
+        """``click_id``, ``campaign_id`` and ``label`` of the records of these clicks.
+
+        One scan of the ``click_id`` column of the files holding clicks at or
+        after ``since`` (the trainer resolves late sales with it); clicks
+        without a record there are absent.
+        """
+        wanted = pc.field("click_id").isin(pa.array(click_ids, pa.string()))
+        columns = ["click_id", "campaign_id", "label"]
+        return self._from_committed(
+            lambda files: _scan(
+                self.root, [f for f in files if _overlaps(f, since, None)]
+            ).to_table(columns=columns, filter=wanted)
+        )
+
     def _read(self, keep: Any, start: float | None, end: float | None) -> pd.DataFrame:
         return self._read_arrow(keep, start, end).to_pandas()
 
     def _read_arrow(self, keep: Any, start: float | None, end: float | None) -> pa.Table:
+        return self._from_committed(
+            lambda files: _load(
+                self.root, [f for f in files if keep(f) and _overlaps(f, start, end)], start, end
+            )
+        )
+
+    def _from_committed(self, read: Callable[[list[DataFile]], pa.Table]) -> pa.Table:
+        """``read`` of the committed files, started over when one vanished meanwhile."""
         for _ in range(_READ_ATTEMPTS):
-            files = [f for f in self.manifest().files if keep(f) and _overlaps(f, start, end)]
             try:
-                return _load(self.root, files, start, end)
+                return read(self.manifest().files)
             except FileNotFoundError:
                 continue  # compaction or retention replaced a file: re-read the manifest
         raise ClickrouterError(f"{self.root}: dataset kept changing while being read")
@@ -181,6 +203,10 @@ class DataManager:
         """``<root>/_<name>.jsonl``: dead letters, late events."""
         return self.root / f"_{name}.jsonl"
 
+    def sidecar_length(self, name: str) -> int:
+        """Committed bytes of sidecar ``name`` (a reader stops there: the rest is uncommitted)."""
+        return int(self.manifest().sidecars.get(name, 0))
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -204,13 +230,18 @@ def _load(root: Path, files: list[DataFile], start: float | None, end: float | N
         expr = pc.field("ts") >= start
     if end is not None:
         expr = (pc.field("ts") < end) if expr is None else expr & (pc.field("ts") < end)
+    table = (
+        _scan(root, files).to_table(columns=list(RECORD_COLUMNS), filter=expr).cast(RECORD_SCHEMA)
+    )
+    return table.sort_by([("ts", "ascending"), ("click_id", "ascending")])
+
+
+def _scan(root: Path, files: list[DataFile]) -> ds.Dataset:
     # one multi-threaded scan; campaign_id comes from the hive path, as DuckDB reads it
-    dataset = ds.dataset(
+    return ds.dataset(
         [str(root / f.path) for f in files],
         schema=_SCAN_SCHEMA,
         format="parquet",
         partitioning=_PARTITIONING,
         partition_base_dir=str(root),
     )
-    table = dataset.to_table(columns=list(RECORD_COLUMNS), filter=expr).cast(RECORD_SCHEMA)
-    return table.sort_by([("ts", "ascending"), ("click_id", "ascending")])
