@@ -87,3 +87,17 @@ def test_missing_catalogue_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_durations() -> None:
     assert duration("90") == 90 and duration("5m") == 300 and duration("7d") == 7 * 86400
+
+
+def test_train_counts_late_sales_after_the_given_window(
+    tmp_path: Path, world: Any, write_dataset: Any, catalog_file: Any
+) -> None:
+    catalog = catalog_file(tmp_path / "campaigns.json", ["a"])
+    world.add_campaign("a", 0.001)
+    write_dataset(tmp_path / "data", "a", world.records("a", 2000))
+    args = ["train", "--data", str(tmp_path / "data"), "--store", str(tmp_path / "store")]
+    assert main([*args, "--catalog", str(catalog), "--quiet", "--late-sales-after", "1h"]) == 0
+    store = ModelStore(tmp_path / "store")
+    manifest = store.manifest(store.current())
+    assert manifest["settings"]["attribution_seconds"] == 3600
+    assert manifest["delayed_feedback"]["window_seconds"] == 3600

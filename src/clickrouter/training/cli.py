@@ -33,6 +33,13 @@ def _register_train(subparsers: Any) -> None:
     train.add_argument("--dask-scheduler", help="tcp://HOST:PORT of a Dask cluster")
     train.add_argument("--workers", type=int, help="local worker processes (0 = in-process)")
     train.add_argument("--window", type=duration, help="train on the last e.g. 7d of records")
+    train.add_argument(
+        "--late-sales-after",
+        type=duration,
+        metavar="WINDOW",
+        help="the consumer's attribution window, e.g. 1h: base-rate models also count "
+        "the sales that arrived after it (delayed feedback)",
+    )
     train.add_argument("--negative-rate", type=float, help="share of negatives kept (0-1]")
     train.add_argument("--min-positives", type=_positive_int, help="below: base-rate model")
     train.add_argument("--keep", type=_positive_int, help="versions to keep in the store")
@@ -111,6 +118,7 @@ def _settings(args: argparse.Namespace) -> Any:
         min_positives=_first(args.min_positives, env.min_positives),
         keep_versions=_first(args.keep, env.keep_versions),
         window_seconds=args.window,
+        attribution_seconds=args.late_sales_after,
         workers=args.workers,
     )
 

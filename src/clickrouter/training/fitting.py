@@ -76,6 +76,18 @@ class CampaignTask:
     served_model: str | None = None
     served_c: float | None = None  # the C the served logistic model chose...
     served_c_positives: int = 0  # ...on this many sales
+    # delayed feedback (late.py): late sales of the window's / training part's
+    # clicks, and their exposure in window units (the row counts without it)
+    late_positives: int = 0
+    train_late_positives: int = 0
+    exposure: float = -1.0  # -1: the row counts
+    train_exposure: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.exposure < 0:
+            self.exposure = float(self.rows)
+        if self.train_exposure < 0:
+            self.train_exposure = float(self.train_rows)
 
 
 @dataclass
@@ -139,13 +151,19 @@ def smoothed_rate(positives: float, rows: float, pooled: float, strength: float)
 
 def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
     smooth = settings.pooled_rate, settings.prior_positives
-    train_rate = smoothed_rate(task.train_positives, task.train_rows, *smooth)
+    train_sales = task.train_positives + task.train_late_positives
+    train_rate = smoothed_rate(train_sales, task.train_exposure, *smooth)
     metrics = None
     if len(task.hold_labels):
         metrics = evaluate(task.hold_labels, np.full(len(task.hold_labels), train_rate))
-    rate = smoothed_rate(task.positives, task.rows, *smooth)
+    rate = smoothed_rate(task.positives + task.late_positives, task.exposure, *smooth)
     intercept = math.log(rate / (1 - rate))
-    details = {"rate": rate, "pooled_rate": settings.pooled_rate}
+    details = {
+        "rate": rate,
+        "pooled_rate": settings.pooled_rate,
+        "late_positives": task.late_positives,
+        "exposure": round(task.exposure, 2),
+    }
     return FitResult(
         task.campaign_id, "base_rate", None, intercept, None, metrics, None, "", "", 0, details
     )

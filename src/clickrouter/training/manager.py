@@ -27,6 +27,7 @@ from clickrouter.training.data import TrainingData
 from clickrouter.training.design import build_space, column_offsets, encode_columns
 from clickrouter.training.executors import make_executor
 from clickrouter.training.fitting import FitResult, FitSettings
+from clickrouter.training.late import FEEDBACK_COLUMNS, DelayedFeedback
 from clickrouter.training.models import base_rate_pipeline, feature_transformer
 from clickrouter.training.plan import Served, changed, cold_record, jsonable, placement
 from clickrouter.training.plan import carried as carried_over
@@ -72,6 +73,7 @@ class TrainingManager:
         self.dask_timeout = dask_timeout
         self.console = console
         self._files: dict[str, list[Path]] | None = None  # the source's files, per cycle
+        self._late: DelayedFeedback | None = None  # made on the first cycle (needs data)
 
     @property
     def data(self) -> TrainingData:
@@ -167,7 +169,11 @@ class TrainingManager:
         served = self._served()
         ids = [c.id for c in catalog]
         self._files = committed_files(self.data)
+        late = self._delayed_feedback()
+        window = self._window(now)
         versions = self._data_versions(ids)
+        if late is not None:
+            versions = late.versions(versions, window[0], now)
         resettled = served.settings != jsonable(self.settings.to_dict())
         train = [c for c in ids if resettled or changed(c, versions, served)]
         carried = [c for c in ids if c not in train]
@@ -175,12 +181,14 @@ class TrainingManager:
         if not train and served.version is not None and catalog_bytes == served.catalog:
             return CycleReport(served.version, False, campaigns=len(ids), unchanged=len(ids))
         clock.lap("plan")
-        window = self._window(now)
         frame = self._read(train, versions, *window)
         clock.lap("read")
         space = build_space(frame, min_count=self.settings.min_count)
         cols = encode_columns(frame, space)
-        tasks = campaign_tasks(frame, cols, train, self.settings, served.files, served.records)
+        feedback = late.feedback(frame, now) if late is not None else None
+        tasks = campaign_tasks(
+            frame, cols, train, self.settings, served.files, served.records, feedback
+        )
         fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
         clock.lap("encode")
         results = self._fit_all(fit_settings, tasks)
@@ -194,11 +202,19 @@ class TrainingManager:
         placements += [carried_over(c, served) for c in carried]
         content = self._content(space, *window, frame["ts"], served.version)
         content["pooled_rate"] = fit_settings.pooled_rate
+        if late is not None:
+            content["delayed_feedback"] = late.summary()
         version = self._go_live(catalog, placements, content)
         clock.lap("publish")
         report = cycle_report(version, ids, results, len(carried), len(frame))
         report.stages = clock.laps
         return report
+
+    def _delayed_feedback(self) -> DelayedFeedback | None:
+        window = self.settings.attribution_seconds
+        if window is not None and self._late is None:
+            self._late = DelayedFeedback(self.data, window)
+        return self._late
 
     def _served(self) -> Served:
         version = self.store.current()
@@ -239,7 +255,8 @@ class TrainingManager:
         if not with_data:
             return RECORD_SCHEMA.empty_table().to_pandas()
         if self._files is not None:
-            frame = scan(self.data, self._files, with_data, start, end)
+            extra = FEEDBACK_COLUMNS if self._late is not None else ()
+            frame = scan(self.data, self._files, with_data, start, end, extra)
             if frame is not None:
                 return frame
         if len(with_data) > _SCAN_ALL_SHARE * max(1, len(versions)):

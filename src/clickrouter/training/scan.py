@@ -56,13 +56,20 @@ def file_versions(files: dict[str, list[Path]]) -> dict[str, str]:
 
 
 def scan(
-    data: Any, files: dict[str, list[Path]], ids: list[str], start: Any, end: Any
+    data: Any,
+    files: dict[str, list[Path]],
+    ids: list[str],
+    start: Any,
+    end: Any,
+    extra: tuple[str, ...] = (),
 ) -> pd.DataFrame | None:
-    """The training columns of ``ids`` in [start, end), or None to use the source's reader."""
+    """The training columns (and ``extra`` ones) of ``ids`` in [start, end), or None
+    to use the source's reader."""
     paths = [str(p) for cid in ids for p in files.get(cid, [])]
     if not paths:
         return None
-    schema = pa.schema([RECORD_SCHEMA.field(name) for name in COLUMNS])
+    columns = [*COLUMNS, *extra]
+    schema = pa.schema([RECORD_SCHEMA.field(name) for name in columns])
     try:
         dataset = ds.dataset(
             paths,
@@ -71,7 +78,7 @@ def scan(
             partitioning=_PARTITIONING,
             partition_base_dir=str(data.root),
         )
-        table = dataset.to_table(columns=list(COLUMNS), filter=_time_filter(start, end))
+        table = dataset.to_table(columns=columns, filter=_time_filter(start, end))
     except (OSError, pa.ArrowInvalid):  # compacted away mid-read, or not our layout
         return None
     return table.to_pandas()

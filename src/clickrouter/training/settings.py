@@ -44,6 +44,10 @@ class TrainingSettings:
     guard_min_positives: ...judged only on a held-out slice with at least this
         many sales (below, log loss differences are noise: the new model wins).
     window_seconds: train on records of the last ``window_seconds`` (None = all).
+    attribution_seconds: the consumer's attribution window. When set, base-rate
+        models also count the sales that arrived after it (the dataset's
+        late-sales sidecar), each click weighted by the share of its sales its
+        age has had time to show (see ``late.py``); None = window labels only.
     """
 
     negative_rate: float = 0.1
@@ -60,6 +64,7 @@ class TrainingSettings:
     guard_min_positives: int = 10
     min_count: int = 1
     window_seconds: float | None = None
+    attribution_seconds: float | None = None
     keep_versions: int = 5
     workers: int | None = None
     max_iter: int = 300
@@ -83,6 +88,8 @@ class TrainingSettings:
         _check("keep_versions", self.keep_versions, self.keep_versions >= 1)
         window = self.window_seconds
         _check("window_seconds", window, window is None or window > 0)
+        late = self.attribution_seconds
+        _check("attribution_seconds", late, late is None or (math.isfinite(late) and late > 0))
         _check("workers", self.workers, self.workers is None or self.workers >= 0)
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from clickrouter.training.design import positions
 from clickrouter.training.fitting import CampaignTask
+from clickrouter.training.late import Feedback
 from clickrouter.training.settings import TrainingSettings
 
 
@@ -28,16 +29,21 @@ def campaign_tasks(
     settings: TrainingSettings,
     served: dict[str, Path],
     served_records: dict[str, Any] | None = None,
+    feedback: Feedback | None = None,
 ) -> list[CampaignTask]:
     """One task per id of ``campaign_ids`` (an id without rows gets an empty task).
 
     ``served_records``: the served version's manifest records, for the C its
     logistic models chose and on how many sales (see ``c_regrid_growth``).
+    ``feedback``: late sales and exposure per row of ``frame`` (None: none,
+    every row an exposure of one).
     """
     records = served_records or {}
     codes = positions(frame["campaign_id"], campaign_ids)
     ts = frame["ts"].to_numpy(dtype=np.float64)
     labels = frame["label"].to_numpy(dtype=np.int8)
+    if feedback is None:
+        feedback = Feedback(np.zeros(len(frame), np.int8), np.ones(len(frame)))
     order = np.lexsort((ts, codes))
     order = order[codes[order] >= 0]
     bounds = np.searchsorted(codes[order], np.arange(len(campaign_ids) + 1))
@@ -47,8 +53,17 @@ def campaign_tasks(
         served_path = served.get(cid)
         task = _task(cid, rows, cols, labels, settings, served_path)
         task.served_c, task.served_c_positives = _served_c(records.get(cid))
+        _add_feedback(task, rows, feedback)
         tasks.append(task)
     return tasks
+
+
+def _add_feedback(task: CampaignTask, rows: np.ndarray, feedback: Feedback) -> None:
+    train = rows[: task.train_rows]
+    task.late_positives = int(feedback.late[rows].sum())
+    task.train_late_positives = int(feedback.late[train].sum())
+    task.exposure = float(feedback.exposure[rows].sum())
+    task.train_exposure = float(feedback.exposure[train].sum())
 
 
 def _served_c(record: Any) -> tuple[float | None, int]:
@@ -104,10 +119,10 @@ def sampling_rate(negatives: int, settings: TrainingSettings) -> float:
 def pooled_rate(tasks: list[CampaignTask], settings: TrainingSettings) -> float:
     """Sale rate pooled over the thin campaigns (the ones that get a base-rate model)."""
     thin = [t for t in tasks if t.positives < settings.min_positives] or tasks
-    rows = sum(t.rows for t in thin)
-    if rows == 0:
+    exposure = sum(t.exposure for t in thin)
+    if exposure == 0:
         return settings.cold_start_rate
-    return (sum(t.positives for t in thin) + 0.5) / (rows + 1.0)
+    return (sum(t.positives + t.late_positives for t in thin) + 0.5) / (exposure + 1.0)
 
 
 def chunked(tasks: list[CampaignTask], workers: int) -> list[list[CampaignTask]]:
