@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -175,3 +176,16 @@ def test_served_thompson_logs_a_propensity_per_click(
     assert {round(c.propensity, 12) for c in clicks} == {
         round(a["propensity"], 12) for a in answers
     }
+
+
+@pytest.mark.parametrize("kind", [Thompson, GammaThompson])
+def test_a_base_rates_late_sales_count_as_evidence(live: LiveBank, kind: type[Thompson]):
+    ids = live.bank.campaign_ids
+    records = {
+        ids[0]: {"kind": "base_rate", "positives": 1, "late_positives": 3},
+        ids[1]: {"kind": "base_rate", "positives": 4},
+        ids[2]: {"kind": "base_rate", "positives": 1},
+    }
+    tables = kind()._tables(dataclasses.replace(live, manifest={"campaigns": records}))
+    level = tables[1]  # each column's pool: the same evidence, the same spread
+    assert level[0] == level[1] != level[2]

@@ -139,7 +139,8 @@ class Thompson:
 
     Each campaign's model estimates P(sale); how far to trust it depends on
     the sales it was fitted on. The trainer records them per campaign in the
-    version's manifest (``campaigns[id]["positives"]``). With ``k`` sales and
+    version's manifest (``campaigns[id]["positives"]``, plus a base-rate
+    model's ``late_positives`` when it counts late sales). With ``k`` sales and
     a Gamma(``prior_sales``) prior on the rate (the trainer's base-rate model
     is that posterior's mean), the posterior of log(rate) has standard
     deviation ``sqrt(trigamma(k + prior_sales))``: ~1.3 with no sale, 0.32 at
@@ -331,9 +332,13 @@ def _is_logistic(record: Any) -> bool:
 
 
 def _sales(record: Any) -> float:
+    """The sales a model's estimate rests on: a base rate's also count its late sales."""
     if not isinstance(record, dict):
         return 0.0
-    value = record.get("positives")
+    return _count(record.get("positives")) + _count(record.get("late_positives"))
+
+
+def _count(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and value > 0 else 0.0
 
 
