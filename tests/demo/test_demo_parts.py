@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from clickrouter.demo.cli import config_from_args, register
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.scrape import quantile
 from clickrouter.demo.stages import training_settings
@@ -57,6 +59,16 @@ def test_training_knobs_reach_the_trainer_settings() -> None:
     trainer = TrainingSettings(**settings)  # the trainer accepts every key the demo passes
     assert (trainer.recent_prior_sales, trainer.min_positives) == (20.0, 7)
     assert TrainingSettings(**training_settings(DemoConfig())).recent_prior_sales == 0.0  # off
+
+
+@pytest.mark.parametrize("late", [True, False])
+def test_late_sales_give_the_trainer_the_consumers_window(late: bool) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--late-sales" if late else "--no-late-sales"])
+    config = config_from_args(args)
+    trainer = TrainingSettings(**training_settings(config))
+    assert trainer.attribution_seconds == (config.attribution_wall if late else None)
 
 
 def test_quantile_interpolates_within_buckets() -> None:

@@ -54,6 +54,12 @@ def register(subparsers: Any) -> None:
         default=DEFAULTS.recent_prior_sales,
         help="prior (in sales) of a logistic model's level on the newest rows (0 = off)",
     )
+    arg(
+        "--late-sales",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.late_sales,
+        help="base-rate models also count sales after the attribution window",
+    )
     arg("--cold-start-rate", type=float, default=DEFAULTS.cold_start_rate)
     arg("--train-workers", type=int, default=DEFAULTS.train_workers)
     arg("--oracle-sample", type=int, default=DEFAULTS.oracle_sample, help="0 = every click")
@@ -85,6 +91,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         min_positives=args.min_positives,
         prior_positives=args.prior_positives,
         recent_prior_sales=args.recent_prior_sales,
+        late_sales=args.late_sales,
         cold_start_rate=args.cold_start_rate,
         train_workers=args.train_workers,
         oracle_sample=args.oracle_sample,

@@ -42,7 +42,9 @@ class DemoConfig:
     gets a logistic model, ``prior_positives`` strength of the Beta prior of
     the base-rate models, ``recent_prior_sales`` how firmly a logistic
     model's level resists the newest sales (0, the default: the window's
-    average), ``cold_start_rate`` of the cold store,
+    average), ``late_sales`` whether base-rate models also count the sales
+    that arrived after the attribution window (delayed feedback, see
+    ``training/late.py``), ``cold_start_rate`` of the cold store,
     ``train_workers`` fit processes (0 = in the trainer process). Report:
     ``oracle_sample`` clicks scored against every campaign by the oracle
     (0 = all), ``bins`` time bins of the curves, ``top_campaigns`` in the
@@ -71,6 +73,7 @@ class DemoConfig:
     min_positives: int = 5
     prior_positives: float = 1.0
     recent_prior_sales: float = 0.0
+    late_sales: bool = False
     cold_start_rate: float = 1e-4
     train_workers: int = 0
     oracle_sample: int = 60_000

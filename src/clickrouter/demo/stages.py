@@ -88,6 +88,7 @@ def training_settings(config: DemoConfig) -> dict[str, Any]:
         "min_positives": config.min_positives,
         "prior_positives": config.prior_positives,
         "recent_prior_sales": config.recent_prior_sales,
+        "attribution_seconds": config.attribution_wall if config.late_sales else None,
         "cold_start_rate": config.cold_start_rate,
         "workers": config.train_workers,
         "window_seconds": TEN_YEARS,
