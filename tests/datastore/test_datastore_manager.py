@@ -57,6 +57,25 @@ def test_commit_then_read_training_set(tmp_path: Path) -> None:
     assert reader.manifest().source == {"offset": 2}
 
 
+def test_lookup_finds_committed_clicks_within_the_window(tmp_path: Path) -> None:
+    old, new = records(3, "c1"), records(3, "c2", start=T0 + 10 * DAY)
+    with DataManager(tmp_path, writable=True, durable=False) as dm:
+        dm.commit(old, source={"offset": 1}, sidecars={"late_sales": [b'{"a":1}']})
+        dm.commit(new, source={"offset": 2})
+    reader = DataManager(tmp_path)
+    wanted = [old["click_id"][1].as_py(), new["click_id"][2].as_py(), "unknown"]
+    found = reader.lookup_clicks(wanted).to_pylist()
+    assert sorted(found, key=lambda row: row["campaign_id"]) == [
+        {"click_id": wanted[0], "campaign_id": "c1", "label": 1},
+        {"click_id": wanted[1], "campaign_id": "c2", "label": 0},
+    ]
+    assert [r["campaign_id"] for r in reader.lookup_clicks(wanted, since=T0 + DAY).to_pylist()] == [
+        "c2"
+    ]
+    assert reader.sidecar_length("late_sales") == len(b'{"a":1}\n')
+    assert reader.sidecar_length("dead_letters") == 0
+
+
 def test_empty_reads_have_the_record_columns(tmp_path: Path) -> None:
     df = DataManager(tmp_path).read_training_set("nope")
     assert list(df.columns) == list(RECORD_COLUMNS) and len(df) == 0
