@@ -66,8 +66,8 @@ def test_lookup_finds_committed_clicks_within_the_window(tmp_path: Path) -> None
     wanted = [old["click_id"][1].as_py(), new["click_id"][2].as_py(), "unknown"]
     found = reader.lookup_clicks(wanted).to_pylist()
     assert sorted(found, key=lambda row: row["campaign_id"]) == [
-        {"click_id": wanted[0], "campaign_id": "c1", "label": 1},
-        {"click_id": wanted[1], "campaign_id": "c2", "label": 0},
+        {"click_id": wanted[0], "campaign_id": "c1", "label": 1, "ts": T0 + 3600},
+        {"click_id": wanted[1], "campaign_id": "c2", "label": 0, "ts": T0 + 10 * DAY + 7200},
     ]
     assert [r["campaign_id"] for r in reader.lookup_clicks(wanted, since=T0 + DAY).to_pylist()] == [
         "c2"

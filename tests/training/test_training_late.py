@@ -78,6 +78,19 @@ def test_late_sales_resolve_to_unsold_clicks_of_committed_records(tmp_path: Path
     assert sales.counts(T0 + 9 * HOUR) == {"ca": 2} and sales.malformed == 1
 
 
+def test_late_sales_of_clicks_the_window_has_left_are_forgotten(tmp_path: Path) -> None:
+    world = World(seed=6)
+    old, new = unsold(world, 3, T0, 1.0), unsold(world, 3, T0 + 48 * HOUR, 1.0)
+    late = [late_line(old.click_id[0], T0 + 5 * HOUR), late_line(new.click_id[0], T0 + 50 * HOUR)]
+    commit(tmp_path, {"ca": old, "cb": new}, late, "1")
+    sales = LateSales(DataManager(tmp_path))
+    sales.update()
+    assert sales.counts(T0 + 60 * HOUR) == {"ca": 1, "cb": 1}
+    sales.update(since=T0 + 24 * HOUR)  # the window moved past the old click
+    assert sales.counts(T0 + 60 * HOUR) == {"cb": 1}
+    assert list(sales.click_ts) == list(sales.campaign) == [new.click_id[0]]
+
+
 def test_uncommitted_sidecar_bytes_are_not_read(tmp_path: Path) -> None:
     frame = unsold(World(seed=2), 4, T0, 1.0)
     commit(tmp_path, {"ca": frame}, [late_line(frame.click_id[0], T0 + HOUR)], "1")

@@ -108,14 +108,14 @@ class DataManager:
         return [self.root / f.path for f in self.manifest().files]
 
     def lookup_clicks(self, click_ids: list[str], since: float | None = None) -> pa.Table:
-        """``click_id``, ``campaign_id`` and ``label`` of the records of these clicks.
+        """``click_id``, ``campaign_id``, ``label`` and ``ts`` of the records of these clicks.
 
         One scan of the ``click_id`` column of the files holding clicks at or
         after ``since`` (the trainer resolves late sales with it); clicks
         without a record there are absent.
         """
         wanted = pc.field("click_id").isin(pa.array(click_ids, pa.string()))
-        columns = ["click_id", "campaign_id", "label"]
+        columns = ["click_id", "campaign_id", "label", "ts"]
         return self._from_committed(
             lambda files: _scan(
                 self.root, [f for f in files if _overlaps(f, since, None)]

@@ -78,6 +78,7 @@ class LateSales:
         self.pending: dict[str, tuple[float, int]] = {}  # click_id -> (sale ts, attempts)
         self.campaign: dict[str, str] = {}  # click_id -> campaign of its resolved late sale
         self.sale_ts: dict[str, float] = {}  # click_id -> its first late sale's ts
+        self.click_ts: dict[str, float] = {}  # click_id -> the click's ts (to forget it)
         self.unmatched = 0
         self.malformed = 0
 
@@ -86,6 +87,8 @@ class LateSales:
         (only in files with clicks at or after ``since``: the training window)."""
         self._read_new_lines()
         self._resolve(since)
+        if since is not None:
+            self._forget_before(since)
 
     def counts(self, end: float) -> dict[str, int]:
         """Late sales per campaign seen by ``end``."""
@@ -123,21 +126,28 @@ class LateSales:
         if not self.pending:
             return
         found = self.data.lookup_clicks(list(self.pending), since)
-        for click_id, campaign_id, label in zip(
+        for click_id, campaign_id, label, click_ts in zip(
             found["click_id"].to_pylist(),
             found["campaign_id"].to_pylist(),
             found["label"].to_pylist(),
+            found["ts"].to_pylist(),
             strict=True,
         ):
             ts, _ = self.pending.pop(click_id, (None, 0))
             if ts is not None and label == 0:
                 self.campaign[click_id], self.sale_ts[click_id] = campaign_id, ts
+                self.click_ts[click_id] = click_ts
         for click_id, (ts, attempts) in list(self.pending.items()):
             if attempts + 1 >= RESOLVE_ATTEMPTS:
                 del self.pending[click_id]
                 self.unmatched += 1
             else:
                 self.pending[click_id] = (ts, attempts + 1)
+
+    def _forget_before(self, since: float) -> None:
+        """Drop the late sales of clicks the training window has left (bounded memory)."""
+        for click_id in [c for c, ts in self.click_ts.items() if ts < since]:
+            del self.campaign[click_id], self.sale_ts[click_id], self.click_ts[click_id]
 
 
 def coverage_weights(
