@@ -25,6 +25,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,9 @@ def main() -> int:
     return 0 if late <= 2 * read else 1
 
 
-def _with_delayed_feedback(data: DataManager, files: dict, ids: list[str], end: float) -> None:
+def _with_delayed_feedback(
+    data: DataManager, files: dict[str, list[Path]], ids: list[str], end: float
+) -> None:
     """What the cycle's read becomes: late sales found, extra columns, exposures."""
     feedback = DelayedFeedback(data, HOUR)  # a fresh one: the whole sidecar is read
     feedback.versions(dict.fromkeys(ids, "v"), None, end)
@@ -79,11 +82,11 @@ def _with_delayed_feedback(data: DataManager, files: dict, ids: list[str], end: 
         raise SystemExit("no late sale was resolved: nothing was measured")
 
 
-def _best(repeat: int, run: object) -> float:
+def _best(repeat: int, run: Callable[[], object]) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        run()  # type: ignore[operator]
+        run()
         times.append(time.perf_counter() - started)
     return min(times)
 

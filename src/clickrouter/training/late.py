@@ -33,8 +33,9 @@ CURVE_POINTS = 48
 # a curve point needs this many window sales among clicks old enough; older
 # ages hold the last reliable value (it is never allowed to fall)
 MIN_CURVE_SALES = 30
-# a late sale whose click is not (yet) among the records is looked up again
-# this many cycles, then dropped (a sale for an unknown click)
+# a late sale whose click is not (yet) among the records of the training
+# window is looked up again this many cycles, then dropped and counted as
+# unmatched (a sale for an unknown click, or for one the window has left)
 RESOLVE_ATTEMPTS = 3
 
 
