@@ -20,6 +20,7 @@ import pytest
 
 from clickrouter.serving.bank import ModelBank
 from clickrouter.serving.http import PredictorServer
+from clickrouter.serving.http.fastpath import InlineHttpToolsProtocol
 from clickrouter.serving.http.hotpath import FusedDecider, GeneralDecider
 from serving.http.http_support import PROFILE, settings
 
@@ -111,6 +112,49 @@ def test_pipelined_requests_are_answered_in_order(
     bodies = [json.loads(a.partition(b"\r\n\r\n")[2]) for a in answers]
     assert [b.get("click_id") for b in bodies] == ["a1", None, "a2", "a1"]
     assert "n_campaigns" in bodies[1]
+
+
+class _CountingTransport:
+    """The real transport, with its writes counted."""
+
+    def __init__(self, transport: Any, writes: list[bytes]) -> None:
+        self._transport, self._writes = transport, writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def test_inline_answers_to_one_read_leave_in_one_write(
+    servers: tuple[PredictorServer, PredictorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inline, _ = servers
+    writes: list[bytes] = []
+    made = InlineHttpToolsProtocol.connection_made
+
+    def counting(self: InlineHttpToolsProtocol, transport: Any) -> None:
+        made(self, _CountingTransport(transport, writes))
+
+    monkeypatch.setattr(InlineHttpToolsProtocol, "connection_made", counting)
+    batch = [post("/v1/decide", json.dumps({**PROFILE, "click_id": f"p{i}"}).encode())
+             for i in range(6)]  # fmt: skip
+    answers = exchange(inline, b"".join(batch), 6)
+    assert [json.loads(a.partition(b"\r\n\r\n")[2])["click_id"] for a in answers] == [
+        f"p{i}" for i in range(6)
+    ]
+    assert len(writes) == 1 and writes[0].count(b"HTTP/1.1 200 OK") == 6
+
+
+def test_a_bad_request_after_pipelined_ones_is_answered_after_them(
+    servers: tuple[PredictorServer, PredictorServer],
+) -> None:
+    inline, _ = servers
+    good = post("/v1/decide", json.dumps({**PROFILE, "click_id": "g1"}).encode())
+    answers = exchange(inline, good + good + b"NOT HTTP AT ALL\r\n\r\n", 3)
+    assert [a.split(b" ", 2)[1] for a in answers] == [b"200", b"200", b"400"]
 
 
 def test_decide_is_served_by_the_fused_kernel_and_matches_the_bank(

@@ -8,6 +8,9 @@ awaits, so for routes declared with an inline handler
 (:func:`~clickrouter.serving.http.app.inline_route`: ``POST /v1/decide``,
 ``GET /v1/click``) this protocol parses the request, calls the handler
 straight from the parser callback and writes the response, with no task.
+The answers to the inline requests of one read (a client pipelining them)
+leave in one write: on loopback the ``send`` per response was about a third
+of the server's CPU per decision (py-spy, in the demo).
 
 Everything else, and every request that is not plainly simple, goes through
 uvicorn's own ASGI path unchanged: another request still in flight on the
@@ -60,6 +63,27 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         self._route: Route | None = None  # the inline route of the request being read
         self._body: list[bytes] = []
         self._closing = False  # shutdown began while an inline request was being read
+        self._answers: list[bytes] | None = None  # inline answers of the current read
+
+    def data_received(self, data: bytes) -> None:
+        """Parse one read; the inline answers it produced are written together."""
+        self._answers = []
+        try:
+            super().data_received(data)
+        finally:
+            self._flush()
+            self._answers = None
+
+    def send_400_response(self, msg: str) -> None:
+        self._flush()  # the answers to the requests before the bad one go first
+        super().send_400_response(msg)
+
+    def _flush(self) -> None:
+        answers = self._answers
+        if answers:
+            self._answers = []
+            if not self.transport.is_closing():
+                self.transport.write(b"".join(answers))
 
     def on_message_begin(self) -> None:
         # uvicorn builds the ASGI scope here; an inline request never needs it, so
@@ -150,10 +174,14 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         data = http_response(response, self.server_state.default_headers)
         if self.transport.is_closing():
             return  # the client went away while we decided (the event is logged regardless)
-        self.transport.write(data)
+        if self._answers is None:
+            self.transport.write(data)
+        else:
+            self._answers.append(data)
         self.server_state.total_requests += 1
         self.predictor.observe(route.template, response.status, time.perf_counter() - started)
         if self._closing:
+            self._flush()
             self.transport.close()
             return
         # as uvicorn does after each response: close the connection after an idle spell
