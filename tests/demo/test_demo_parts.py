@@ -13,6 +13,7 @@ from clickrouter.demo.cli import config_from_args, register
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.scrape import quantile
 from clickrouter.demo.stages import training_settings
+from clickrouter.demo.traffic import merge_reports
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.eventgen import generate_events
 from clickrouter.sim.world import World
@@ -30,6 +31,7 @@ from clickrouter.training import TrainingSettings
         (["--base-rate-min", "0.2", "--base-rate-max", "0.1"], "base_rate_min"),
         (["--recent-prior-sales", "-5"], "recent_prior_sales"),
         (["--recent-prior-sales", "inf"], "recent_prior_sales"),
+        (["--pipeline", "0"], "pipeline"),
     ],
 )
 def test_bad_knob_exits_2_naming_it(tmp_path: Path, argv: list[str], named: str) -> None:
@@ -69,6 +71,19 @@ def test_late_sales_give_the_trainer_the_consumers_window(late: bool) -> None:
     config = config_from_args(args)
     trainer = TrainingSettings(**training_settings(config))
     assert trainer.attribution_seconds == (config.attribution_wall if late else None)
+
+
+def test_driver_reports_merge_with_and_without_the_oracle() -> None:
+    one = {"requests": 3, "expected_revenue": 2.0, "oracle_revenue": 4.0, "efficiency": 0.5,
+           "wall_seconds": 1.0, "sim_seconds": 720.0}  # fmt: skip
+    two = one | {"requests": 5, "expected_revenue": 1.0, "oracle_revenue": 2.0, "wall_seconds": 2.0}
+    merged = merge_reports([one, two])
+    assert merged["requests"] == 8 and merged["wall_seconds"] == 2.0
+    assert merged["efficiency"] == pytest.approx(3.0 / 6.0)
+    blind = [r | {"oracle_revenue": None, "efficiency": None} for r in (one, two)]
+    merged = merge_reports(blind)
+    assert merged["oracle_revenue"] is None and merged["efficiency"] is None
+    assert merged["expected_revenue"] == 3.0
 
 
 def test_quantile_interpolates_within_buckets() -> None:

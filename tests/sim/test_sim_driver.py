@@ -85,17 +85,25 @@ def _events(directory: Path) -> list[Any]:
     return [decode_event(line) for line in lines.splitlines() if line]
 
 
+@pytest.mark.parametrize(("pipeline", "oracle"), [(1, True), (8, False)])
 def test_driver_closes_the_loop_with_the_real_predictor(
-    hot_world: World, served: tuple[str, Path]
+    hot_world: World, served: tuple[str, Path], pipeline: int, oracle: bool
 ) -> None:
     url, events_dir = served
-    driver = TrafficDriver(hot_world, url, rate=300, speedup=3e6, seed=1, drain_seconds=5)
+    driver = TrafficDriver(
+        hot_world, url, rate=300, speedup=3e6, seed=1, drain_seconds=5, pipeline=pipeline,
+        oracle=oracle,
+    )  # fmt: skip
     report = driver.run(300)
     assert report.requests == 300 and report.errors == 0
     assert report.decisions + report.no_fill == 300 and report.decisions > 250
     assert report.sales > 5 and report.postbacks_sent == report.sales
     assert report.postbacks_pending == report.postback_errors == 0
-    assert 0 < report.efficiency <= 1
+    assert report.expected_revenue > 0
+    if oracle:
+        assert report.efficiency is not None and 0 < report.efficiency <= 1
+    else:  # no oracle: no efficiency figure rather than a made-up one
+        assert report.oracle_revenue is None and report.efficiency is None
     time.sleep(1.0)  # the server's event sink writes asynchronously
     events = _events(events_dir)
     clicks = {e.click_id: e for e in events if isinstance(e, ClickEvent)}
@@ -218,6 +226,8 @@ def test_bad_target_is_a_clear_error(hot_world: World) -> None:
         TrafficDriver(hot_world, "ftp://nowhere")
     with pytest.raises(InvalidInput, match="rate"):
         TrafficDriver(hot_world, "http://127.0.0.1:1", rate=0)
+    with pytest.raises(InvalidInput, match="pipeline"):
+        TrafficDriver(hot_world, "http://127.0.0.1:1", pipeline=0)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="uses a closed port on loopback")

@@ -25,6 +25,12 @@ def register(subparsers: Any) -> None:
     arg("--rate", type=float, default=DEFAULTS.rate, help="requests/s over all drivers")
     arg("--drivers", type=int, default=DEFAULTS.drivers, help="traffic driver processes")
     arg("--threads", type=int, default=DEFAULTS.threads, help="connections per driver")
+    arg(
+        "--pipeline",
+        type=int,
+        default=DEFAULTS.pipeline,
+        help="decision requests each connection writes at once (HTTP/1.1 pipelining)",
+    )
     arg("--speedup", type=float, default=DEFAULTS.speedup, help="simulated s per wall s")
     arg("--seed", type=int, default=DEFAULTS.seed)
     arg("--base-rate-min", type=float, default=DEFAULTS.base_rate_min)
@@ -76,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         rate=args.rate,
         drivers=args.drivers,
         threads=args.threads,
+        pipeline=args.pipeline,
         speedup=args.speedup,
         seed=args.seed,
         base_rate_min=args.base_rate_min,

@@ -212,6 +212,9 @@ def start_drivers(config: DemoConfig, paths: Paths, url: str) -> list[ManagedPro
             str(go_file),
             "--threads",
             str(config.threads),
+            "--pipeline",
+            str(config.pipeline),
+            "--no-oracle",  # the report scores its own sample against the oracle
             "--seconds",
             repr(config.traffic_seconds),
             "--drain-seconds",

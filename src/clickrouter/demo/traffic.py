@@ -15,30 +15,30 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-DECIDE_PATH = "/v1/decide"
+from clickrouter.sim.client import Answer, Request
+from clickrouter.sim.driver import DECIDE_PATH
 
 
 class LatencyRecorder:
-    """Wraps a client's ``request`` to time every decision round trip."""
+    """Wraps a client's ``request_many`` to keep the round trip of every decision
+    answered (from the write that carried it to its answer's last byte)."""
 
-    def __init__(self, request: Callable[..., tuple[int, Any]]) -> None:
-        self._request = request
+    def __init__(self, request_many: Callable[[Sequence[Request]], list[Answer | None]]) -> None:
+        self._request_many = request_many
         self.seconds: list[float] = []
 
-    def __call__(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        if path != DECIDE_PATH:
-            return self._request(method, path, body)
-        started = time.perf_counter()
-        try:
-            return self._request(method, path, body)
-        finally:
-            self.seconds.append(time.perf_counter() - started)
+    def __call__(self, requests: Sequence[Request]) -> list[Answer | None]:
+        answers = self._request_many(requests)
+        for (_, path, _), answer in zip(requests, answers, strict=True):
+            if path == DECIDE_PATH and answer is not None:
+                self.seconds.append(answer.seconds)
+        return answers
 
 
 def wait_for_go(path: Path) -> float:
@@ -62,6 +62,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--drain-seconds", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=1, help="drivers (connections) in threads")
     p.add_argument("--seconds", type=float, default=None, help="stop sending after this long")
+    p.add_argument("--pipeline", type=int, default=1, help="decision requests written at once")
+    p.add_argument(
+        "--oracle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score every campaign per request for the driver's own efficiency figure",
+    )
     p.add_argument("--out", required=True, type=Path)
     return p.parse_args(argv)
 
@@ -88,8 +95,8 @@ def run_threads(drivers: list[Any], n_requests: int) -> tuple[dict[str, Any], np
     """Run every driver in its own thread on its share of ``n_requests``; merged report."""
     recorders = []
     for driver in drivers:
-        recorders.append(LatencyRecorder(driver.client.request))
-        driver.client.request = recorders[-1]
+        recorders.append(LatencyRecorder(driver.client.request_many))
+        driver.client.request_many = recorders[-1]
     reports: list[Any] = [None] * len(drivers)
 
     def work(k: int) -> None:
@@ -109,15 +116,24 @@ def run_threads(drivers: list[Any], n_requests: int) -> tuple[dict[str, Any], np
 
 def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum of the counts; the longest wall and simulated spans; overall efficiency."""
-    merged = {k: sum(r[k] for r in reports) for k in reports[0] if k not in _SPANS}
+    summed = [k for k in reports[0] if k not in _SPANS and k != "efficiency"]
+    merged = {k: _total(r[k] for r in reports) for k in summed}
     for key in _SPANS:
         merged[key] = max(r[key] for r in reports)
     oracle = merged["oracle_revenue"]
-    merged["efficiency"] = merged["expected_revenue"] / oracle if oracle else 0.0
+    merged["efficiency"] = (
+        None if oracle is None else merged["expected_revenue"] / oracle if oracle else 0.0
+    )
     return merged
 
 
-_SPANS = ("wall_seconds", "sim_seconds", "efficiency")
+_SPANS = ("wall_seconds", "sim_seconds")
+
+
+def _total(values: Iterable[Any]) -> Any:
+    """Sum, or None when the drivers ran without their oracle."""
+    listed = list(values)
+    return None if None in listed else sum(listed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             speedup=args.speedup,
             seed=args.seed * 100 + k,
             drain_seconds=args.drain_seconds,
+            pipeline=args.pipeline,
+            oracle=args.oracle,
         )
         for k in range(args.threads)
     ]
