@@ -62,10 +62,10 @@ class DemoConfig:
     payout_sigma: float = 1.0
     effect_scale: float = 0.8
     minutes: float = 6.0
-    rate: float = 1200.0
+    rate: float = 2400.0
     drivers: int = 2
-    threads: int = 4
-    pipeline: int = 1
+    threads: int = 2
+    pipeline: int = 8
     speedup: float = 720.0
     policy: str = "thompson"
     epsilon: float = 0.02

@@ -47,12 +47,14 @@ def summary_table(report: dict[str, Any]) -> Table:
     table.add_column("final quarter", justify="right")
     for row in [*headline_rows(report), *ratio_rows(report)]:
         table.add_row(*row)
-    traffic = report["traffic"]
+    traffic, server = report["traffic"], report["run"]["server"]
     latency = traffic["latency_ms"]
     table.caption = (
         f"{traffic['decisions']:,} decisions at {traffic['decisions_per_second']:,.0f}/s, "
+        f"predictor p50 {server.get('latency_p50_ms') or 0:.2f} ms, "
+        f"p99 {server.get('latency_p99_ms') or 0:.2f} ms (client round trip "
         f"p50 {latency.get('p50', 0):.2f} ms, p99 {latency.get('p99', 0):.2f} ms, "
-        f"failed requests {traffic['failed_requests']}, "
+        f"{_per_write(report)}), failed requests {traffic['failed_requests']}, "
         f"reloads {report['run']['server']['reloads_ok']:.0f}, "
         f"training cycles {report['training']['cycles']}"
     )
@@ -217,11 +219,18 @@ def _predictor_section(report: dict[str, Any], image: str) -> list[str]:
         _table(headers, [counts]),
         _table(
             ["client-side latency (ms)", *latency],
-            [["round trip", *(f"{v:.3f}" for v in latency.values())]],
+            [[f"round trip ({_per_write(report)})", *(f"{v:.3f}" for v in latency.values())]],
         ),
         f"<p>Server-side (its histogram): p50 {_fmt(server.get('latency_p50_ms'))} ms, "
         f"p99 {_fmt(server.get('latency_p99_ms'))} ms.</p>",
     ]
+
+
+def _per_write(report: dict[str, Any]) -> str:
+    """How the drivers sent their decisions: a pipelined write's round trip counts
+    the time the predictor spends on the requests ahead in the same write."""
+    pipeline = int(report["config"].get("pipeline", 1))
+    return "one request per write" if pipeline == 1 else f"{pipeline} requests per write"
 
 
 def _training_section(report: dict[str, Any]) -> list[str]:
