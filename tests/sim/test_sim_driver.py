@@ -236,16 +236,19 @@ def test_unreachable_predictor_counts_errors(hot_world: World) -> None:
     assert report.requests == 5 and report.errors == 5 and report.decisions == 0
 
 
+@pytest.mark.parametrize("pipeline", ["1", "4"])
 def test_simulate_target_cli_drives_and_reports(
     hot_world: World,
     scripted: tuple[str, list[tuple[str, float, dict[str, Any]]]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    pipeline: str,
 ) -> None:
-    url, log = scripted
+    url, log = scripted  # an HTTP/1.0 server: one answer per connection, then close
     hot_world.save(tmp_path / "world")
     argv = ["simulate", "--world", str(tmp_path / "world"), "--target", url]
     argv += ["--requests", "40", "--rate", "400", "--speedup", "1e7", "--drain-seconds", "2"]
+    argv += ["--pipeline", pipeline]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["requests"] == 40 == sum(1 for kind, _, _ in log if kind == "decide")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clickrouter.errors import InvalidInput
+from clickrouter.sim.driver import MAX_PIPELINE
 
 MAX_CLICKS = 1_000_000_000
 MAX_REQUESTS = 10_000_000
@@ -40,6 +41,12 @@ def register(subparsers: Any) -> None:
         "--speedup", type=_bounded_float(1e-3, 1e9), default=3600.0, help="sim s per wall s"
     )
     sim.add_argument("--drain-seconds", type=_bounded_float(0, 3600), default=10.0)
+    sim.add_argument(
+        "--pipeline",
+        type=_bounded_int(1, MAX_PIPELINE),
+        default=1,
+        help="decision requests written at once on the connection (HTTP/1.1 pipelining)",
+    )
     sim.set_defaults(handler=run_simulate)
 
 
@@ -118,6 +125,7 @@ def _drive(args: argparse.Namespace) -> int:
         speedup=args.speedup,
         seed=args.seed,
         drain_seconds=args.drain_seconds,
+        pipeline=args.pipeline,
     )
     report = driver.run(args.requests)
     json.dump(report.as_dict(), sys.stdout, indent=1)
