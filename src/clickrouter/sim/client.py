@@ -44,8 +44,8 @@ class Answer:
 class _Responses:
     """httptools callbacks collecting the answers of one connection."""
 
-    def __init__(self, parser_factory: Any) -> None:
-        self.parser = parser_factory(self)
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
         self.done: list[tuple[int, bytes, bool]] = []  # status, body, keep-alive
         self._body: list[bytes] = []
         self.started = False  # some byte of an answer has arrived
@@ -112,7 +112,7 @@ class PredictorClient:
             self.close()
             return [], reused  # a dropped idle connection refuses the write: nothing sent
         self._used = True
-        responses = _Responses(httptools.HttpResponseParser)
+        responses = _Responses()
         answers: list[Answer] = []
         try:
             while len(answers) < len(requests):
