@@ -36,6 +36,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     thompson_profile_spread: float = 0.5  # Thompson: log-sd of a profile's unmodelled deviation
     top_k_default: int = 10
     max_body_bytes: int = 64 * 1024
+    # how far an event's time may run ahead of the server's clock (decide, click,
+    # postback, and the consumer's check of every event it reads)
+    clock_skew_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    # -- trust: postback authentication --
+    # -- trust: durability of events --
+    # -- trust: server limits --
+    # -- trust: model and cache files --
     reload_poll_seconds: float = 1.0
     # compiled versions the bank cache keeps (most recently used first); a
     # serving predictor deletes the older ones after each reload

@@ -37,6 +37,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     serve.add_argument("--http", choices=HTTP_PROTOCOLS, default="httptools")
     serve.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    # -- trust: postback authentication --
+    # -- trust: durability of events --
+    # -- trust: server limits --
+    # -- trust: model and cache files --
     serve.set_defaults(handler=run_serve)
 
 
@@ -58,7 +62,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from clickrouter.serving.http.policy import policy_from_settings
     from clickrouter.serving.http.server import ServeConfig, default_cache_dir, run_server
 
-    settings = Settings.from_env(host=args.host, port=args.port, workers=args.workers)
+    # a flag whose dest names a Settings field overrides it (None: not given)
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.__struct_fields__}
+    settings = Settings.from_env(**overrides)
     # bad settings fail here, not in each worker
     policy_from_settings(settings)
     directory, _ = resolve_model_dir(args.models)  # fails early on a store without CURRENT
