@@ -14,13 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# redis-server for the Redis Streams tests: a system package, installed here so
-# a fresh machine needs no hand-run step.
+# redis-server for the Redis Streams tests, prometheus (and promtool) for the
+# monitoring tests: system packages, installed here so a fresh machine needs no
+# hand-run step.
 services:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || echo "warning: could not install redis-server"; }
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing prometheus (apt; the monitoring tests use it and promtool)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	  || echo "warning: could not install prometheus"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks

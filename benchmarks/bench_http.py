@@ -12,12 +12,18 @@ Measures, in one run:
   (load from ``wrk`` when installed, else a raw-socket asyncio client in its own
   process);
 * p50/p99 at a fixed 1,000 requests/s (open loop: latency counted from each
-  request's scheduled send time, so a stalled server cannot hide its queue).
+  request's scheduled send time, so a stalled server cannot hide its queue);
+* the cost of durability: the default (``--durability write``: a click event
+  reaches the OS before its answer leaves, one ``write(2)`` per read) against
+  ``--durability async`` (queued, written by a thread every 20 ms: what a kill
+  loses) and ``--durability fsync``, as ratios of one run. ``--suite
+  durability`` runs only these.
 
 The sample model directory and the compiled-bank cache are built once under
 ``--out`` and reused. Every server is a real subprocess on 127.0.0.1.
 
     .venv/bin/python benchmarks/bench_http.py [--campaigns 5000] [--duration 8] [--out bench-out]
+    .venv/bin/python benchmarks/bench_http.py --suite durability [--rounds 2]
 """
 
 from __future__ import annotations
@@ -122,20 +128,25 @@ def client_main(spec: dict[str, Any]) -> None:
     else:
         coro = _open_loop(spec["port"], requests, spec["connections"], spec["rate"], spec["n"])
     latencies, statuses, seconds = uvloop.run(coro)
-    print(json.dumps({"latencies": latencies, "statuses": statuses, "seconds": seconds}))
+    # a file, not stdout: a large result on a pipe was seen cut short under load
+    Path(spec["result_file"]).write_text(
+        json.dumps({"latencies": latencies, "statuses": statuses, "seconds": seconds})
+    )
 
 
 def run_client(spec: dict[str, Any]) -> dict[str, Any]:
-    answer = subprocess.run(
-        [sys.executable, __file__, "--client"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if answer.returncode != 0:
-        raise SystemExit(f"load client failed:\n{answer.stderr}")
-    raw = json.loads(answer.stdout)
+    with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        answer = subprocess.run(
+            [sys.executable, __file__, "--client"],
+            input=json.dumps({**spec, "result_file": str(result_file)}),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if answer.returncode != 0:
+            raise SystemExit(f"load client failed:\n{answer.stderr}")
+        raw = json.loads(result_file.read_text())
     return summarise(raw["latencies"], raw["statuses"], raw["seconds"])
 
 
@@ -268,7 +279,12 @@ class Server:
 
 
 def predictor(
-    models: Path, cache: Path, work: Path, workers: int, stack: tuple[str, str]
+    models: Path,
+    cache: Path,
+    work: Path,
+    workers: int,
+    stack: tuple[str, str],
+    durability: str = "write",
 ) -> Server:
     if stack[0] == "granian":
         return granian_predictor(models, cache, work, workers)
@@ -276,6 +292,7 @@ def predictor(
     command = [sys.executable, "-m", "clickrouter.cli", "serve", "--models", str(models)]
     command += ["--port", "0", "--workers", str(workers), "--cache-dir", str(cache)]
     command += ["--events", str(events), "--loop", stack[0], "--http", stack[1]]
+    command += ["--durability", durability]
     server = Server(command, work, "/v2/health/ready")
     server.events = events
     return server
@@ -418,6 +435,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--baseline-requests", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument(
+        "--suite",
+        choices=("all", "durability"),
+        default="all",
+        help="durability: only the durability levels, 1 worker (no sklearn baseline)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="durability: repetitions of the level runs"
+    )
+    parser.add_argument(
+        "--levels",
+        default="async,write",
+        help="durability: levels to run, comma-separated (async, write, fsync)",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
@@ -426,6 +457,8 @@ def main() -> None:
         return client_main(json.loads(sys.stdin.read()))
     if args.baseline_server:
         return baseline_server_main(args.baseline_server, args.port_file)
+    if args.suite == "durability":
+        return run_durability(args)
     run(args)
 
 
@@ -440,39 +473,107 @@ def run(args: argparse.Namespace) -> None:
     results["baseline"] = measure_baseline(models, work, bodies, args.baseline_requests)
     report("baseline (sklearn loop)", results["baseline"])
     runs = [
-        ("uvicorn asyncio+h11, 1 worker", 1, ("asyncio", "h11")),
-        ("uvicorn uvloop+httptools ASGI only, 1 worker", 1, ("uvloop", "httptools-asgi")),
-        ("uvicorn uvloop+httptools, 1 worker", 1, ("uvloop", "httptools")),
-        ("uvicorn uvloop+httptools, 2 workers", 2, ("uvloop", "httptools")),
-    ]
+        ("uvicorn asyncio+h11, 1 worker", 1, ("asyncio", "h11"), "write"),
+        ("uvicorn uvloop+httptools ASGI only, 1 worker", 1, ("uvloop", "httptools-asgi"), "write"),
+        ("uvicorn uvloop+httptools, 1 worker", 1, ("uvloop", "httptools"), "write"),
+        ("uvicorn uvloop+httptools, 1 worker, async events", 1, ("uvloop", "httptools"), "async"),
+        ("uvicorn uvloop+httptools, 2 workers", 2, ("uvloop", "httptools"), "write"),
+    ]  # fmt: skip
     if shutil.which("granian") or Path(sys.executable).with_name("granian").exists():
-        runs.insert(2, ("granian uvloop, 1 worker", 1, ("granian", "")))
-    for name, workers, stack in runs:
-        server = predictor(models, cache, work, workers, stack)
-        load = os.getloadavg()[0]
-        try:
-            saturate(server.port, bodies, 2.0, args.connections)  # warm-up, discarded
-            cpu_before = cpu_seconds(server.process.pid)
-            saturated = saturate(server.port, bodies, args.duration, args.connections)
-            saturated["server_cpu_s"] = cpu_seconds(server.process.pid) - cpu_before
-            saturated["per_cpu_s"] = saturated["requests"] / saturated["server_cpu_s"]
-            results[name] = {
-                "load_avg": load,
-                "saturated": saturated,
-                "at_1000_rps": fixed_rate(server.port, bodies, 1000.0, 8.0),
-            }
-        finally:
-            server.stop()
-        results[name]["events_per_worker"] = events_per_writer(server.events)
+        runs.insert(2, ("granian uvloop, 1 worker", 1, ("granian", ""), "write"))
+    for name, workers, stack, durability in runs:
+        results[name] = measure_server(
+            args, models, cache, work, bodies, workers, stack, durability
+        )
         report(name + ", saturated", results[name]["saturated"], results["baseline"])
         report(name + ", 1,000 req/s", results[name]["at_1000_rps"], results["baseline"])
         print(f"  click events written per worker: {results[name]['events_per_worker']}", end="")
-        print(f"; load average {load:.1f} at the start of this run")
+        print(f"; load average {results[name]['load_avg']:.1f} at the start of this run")
+    report_durability(
+        results,
+        "uvicorn uvloop+httptools, 1 worker",
+        {"async": "uvicorn uvloop+httptools, 1 worker, async events"},
+    )
     results["load_avg_end"] = os.getloadavg()[0]
     start, end = results["load_avg_start"], results["load_avg_end"]
     print(f"load average: {start:.1f} at start, {end:.1f} at end")
     (args.out / "bench_http.json").write_text(json.dumps(results, indent=1))
     check(results)
+
+
+def measure_server(
+    args: argparse.Namespace,
+    models: Path,
+    cache: Path,
+    work: Path,
+    bodies: list[str],
+    workers: int,
+    stack: tuple[str, str],
+    durability: str,
+) -> dict[str, Any]:
+    """Saturated throughput (with server CPU) and latency at 1,000 req/s of one server."""
+    server = predictor(models, cache, work, workers, stack, durability)
+    load = os.getloadavg()[0]
+    try:
+        saturate(server.port, bodies, 2.0, args.connections)  # warm-up, discarded
+        cpu_before = cpu_seconds(server.process.pid)
+        saturated = saturate(server.port, bodies, args.duration, args.connections)
+        saturated["server_cpu_s"] = cpu_seconds(server.process.pid) - cpu_before
+        saturated["per_cpu_s"] = saturated["requests"] / saturated["server_cpu_s"]
+        result = {
+            "load_avg": load,
+            "durability": durability,
+            "saturated": saturated,
+            "at_1000_rps": fixed_rate(server.port, bodies, 1000.0, 8.0),
+        }
+    finally:
+        server.stop()
+    result["events_per_worker"] = events_per_writer(server.events)
+    return result
+
+
+def run_durability(args: argparse.Namespace) -> None:
+    """The durability levels on one worker, interleaved ``--rounds`` times, as ratios
+    against ``async`` (the behaviour before answers waited for their events)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = sample_directory(args.out, args.campaigns)
+    cache = args.out / "bank-cache"
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    bodies = request_bodies()
+    results: dict[str, Any] = {"campaigns": args.campaigns, "cpus": os.cpu_count()}
+    stack = ("uvloop", "httptools")
+    levels = [level for level in args.levels.split(",") if level]
+    if not {"async", "write"} <= set(levels) <= {"async", "write", "fsync"}:
+        raise SystemExit(f"--levels {args.levels!r}: expected async,write[,fsync]")
+    names = {level: f"1 worker, durability {level}" for level in levels}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names.values()}
+    for _ in range(args.rounds):
+        for level, name in names.items():
+            run = measure_server(args, models, cache, work, bodies, 1, stack, level)
+            runs[name].append(run)
+            report(name + ", saturated", run["saturated"])
+            report(name + ", 1,000 req/s", run["at_1000_rps"])
+    for name, measured in runs.items():  # the median round of each level
+        results[name] = sorted(measured, key=lambda r: r["saturated"]["rps"])[len(measured) // 2]
+    others = {level: name for level, name in names.items() if level != "write"}
+    report_durability(results, names["write"], others)
+    (args.out / "bench_http_durability.json").write_text(json.dumps(results, indent=1))
+    check(results)
+
+
+def report_durability(results: dict[str, Any], default: str, others: dict[str, str]) -> None:
+    """Throughput and CPU per decision of the default level relative to the others."""
+    new = results[default]
+    for level, name in others.items():
+        old = results[name]
+        rps = new["saturated"]["rps"] / old["saturated"]["rps"]
+        per_cpu = new["saturated"]["per_cpu_s"] / old["saturated"]["per_cpu_s"]
+        p99 = new["at_1000_rps"]["p99_ms"] / old["at_1000_rps"]["p99_ms"]
+        results[f"durability write / {level}"] = {"rps": rps, "per_cpu_s": per_cpu, "p99": p99}
+        print(
+            f"durability write vs {level}: saturated throughput x{rps:.3f}, "
+            f"decisions per server-CPU-second x{per_cpu:.3f}, p99 at 1,000 req/s x{p99:.2f}"
+        )
 
 
 def report(name: str, r: dict[str, Any], baseline: dict[str, Any] | None = None) -> None:
@@ -494,7 +595,10 @@ def check(results: dict[str, Any]) -> None:
     if failed:
         raise SystemExit(f"requests failed in: {failed}")
     best = max(results[k]["saturated"]["rps"] for k in results if "worker" in k)
-    p99 = results["uvicorn uvloop+httptools, 1 worker"]["at_1000_rps"]["p99_ms"]
+    default = (
+        results.get("uvicorn uvloop+httptools, 1 worker") or results["1 worker, durability write"]
+    )
+    p99 = default["at_1000_rps"]["p99_ms"]
     print(
         f"targets: >= 5,000 decisions/s -> {best:,.0f}; p99 <= 5 ms at 1,000 req/s -> {p99:.2f} ms"
     )

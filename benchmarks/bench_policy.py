@@ -6,37 +6,28 @@ cost    Per-request cost of ``choose_scored`` for each policy, on the real
         hundreds of sales, the rest base-rate models on a handful). Ratios are
         against the greedy policy of the same run.
 
-replay  What each policy earns: the demo's loop replayed offline
-        (``policy_replay.py``: real World, TrainingManager, ModelBank and the
-        service's policy object, no HTTP or wall clock), against uniform
-        random, the best single campaign and the oracle on the same requests.
-        Every candidate sees the same traffic for a given ``--traffic-seed``.
+What each policy earns with learning is ``clickrouter replay`` (the demo's
+loop offline, several seeds, against uniform random, the best single campaign
+and the oracle on the same requests: docs/replay.md), e.g.
+``clickrouter replay --policy gamma-thompson --thompson-scale 0.5 --seeds 0-9``.
 
 endstate  What each policy earns on a finished demo's final models
         (``policy_endstate.py``): nothing is learned, so the gap to the greedy
         choice on the same models is the price of the policy's exploration.
 
     .venv/bin/python benchmarks/bench_policy.py cost [--campaigns 5000] [--requests 20000]
-    .venv/bin/python benchmarks/bench_policy.py replay [--requests 430000] \\
-        [--candidate thompson:0.3:0.5 ...] [--traffic-seed 0 ...]
     .venv/bin/python benchmarks/bench_policy.py endstate --demo-out DIR [--candidate ...]
 
-A replay candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
+A candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
 ``gamma-thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]`` (exact Gamma draws,
-the prior untempered: ``GammaThompson``),
-``epsilon-greedy:EPSILON`` or ``greedy``; ``--set NAME=VALUE`` changes a
-DemoConfig knob (e.g. ``min_positives=10``). Each batch also prints what the
-greedy choice on the same models would have earned, which separates the cost
-of exploring from the quality of the models. The default replay (430,000
-requests, the default demo's traffic over 3 simulated days) takes about 9
-minutes per candidate and seed.
+the prior untempered: ``GammaThompson``), ``epsilon-greedy:EPSILON`` or
+``greedy``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -44,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from clickrouter.demo.config import DemoConfig
 from clickrouter.errors import InvalidInput
 from clickrouter.serving.http.models import LiveBank, load_live_bank
 from clickrouter.serving.http.policy import GammaThompson, Policy, Thompson, make_policy
@@ -52,7 +42,6 @@ from clickrouter.serving.sample import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
 from policy_endstate import load_end_state
-from policy_replay import BatchResult, ReplayConfig, replay
 
 
 def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
@@ -129,56 +118,6 @@ def run_cost(args: argparse.Namespace) -> None:
         live.bank.close()
 
 
-# -- replay ----------------------------------------------------------------------------
-
-
-def run_replay(args: argparse.Namespace) -> None:
-    try:
-        demo = DemoConfig(campaigns=args.campaigns, **demo_overrides(args.set))
-    except InvalidInput as exc:  # a knob out of its range
-        sys.exit(f"--set: {exc}")
-    summary = []
-    for seed in args.traffic_seed:
-        for text in args.candidate:
-            label, policy = parse_candidate(text, seed)
-            config = ReplayConfig(
-                demo=demo,
-                requests=args.requests,
-                traffic_seed=seed,
-                label_delay_hours=args.label_delay_hours,
-                flat_traffic=args.flat_traffic,
-            )
-            print(f"== {label}, traffic seed {seed}", flush=True)
-            result = replay(config, policy, show_batch)
-            final = result.final_quarter()
-            row = {
-                "candidate": label,
-                "traffic_seed": seed,
-                "set": args.set,
-                "label_delay_hours": args.label_delay_hours,
-                "flat_traffic": args.flat_traffic,
-                "final": final,
-                "final_vs_single": final["live"] / final["single"] - 1,
-                "final_share_of_oracle": final["live"] / final["oracle"],
-                "seconds": result.seconds,
-            }
-            summary.append(row)
-            print(
-                f"   final quarter: {final['live']:.0f} per 1k clicks, "
-                f"{row['final_vs_single']:+.1%} vs best single ({final['single']:.0f}), "
-                f"{row['final_share_of_oracle']:.0%} of the oracle ({final['oracle']:.0f}); "
-                f"greedy on the same models {final['greedy'] / final['single'] - 1:+.1%}",
-                flush=True,
-            )
-    print("\nfinal quarter vs best single campaign (same traffic per seed):")
-    for row in summary:
-        print(f"  {row['candidate']:<20} seed {row['traffic_seed']}: {row['final_vs_single']:+.1%}")
-    if args.json:
-        with args.json.open("a") as out:
-            for row in summary:
-                out.write(json.dumps(row) + "\n")
-
-
 def run_endstate(args: argparse.Namespace) -> None:
     if not (args.demo_out / "report.json").is_file():
         sys.exit(
@@ -205,32 +144,6 @@ def run_endstate(args: argparse.Namespace) -> None:
     state.live.bank.close()
 
 
-def demo_overrides(pairs: list[str]) -> dict[str, object]:
-    """``--set NAME=VALUE`` pairs -> DemoConfig keyword arguments, typed like the defaults."""
-    defaults = DemoConfig()
-    out: dict[str, object] = {}
-    for pair in pairs:
-        name, _, text = pair.partition("=")
-        if not hasattr(defaults, name) or not text:
-            sys.exit(f"--set {pair!r}: expected NAME=VALUE with NAME a DemoConfig field")
-        kind = type(getattr(defaults, name))
-        try:
-            out[name] = kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
-        except ValueError as exc:
-            sys.exit(f"--set {pair!r}: {exc}")
-    return out
-
-
-def show_batch(index: int, b: BatchResult) -> None:
-    print(
-        f"   batch {index:2d}: live {b.live:6.0f}  greedy {b.greedy:6.0f}"
-        f"  single {b.single:6.0f}  oracle {b.oracle:6.0f}"
-        f"  random {b.random:4.0f}  logistic models {b.logistic_models:3d}"
-        f"  campaigns shown {b.distinct_shown:4d}",
-        flush=True,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -239,28 +152,6 @@ def main() -> None:
     cost.add_argument("--requests", type=int, default=20_000)
     cost.add_argument("--rounds", type=int, default=3)
     cost.set_defaults(handler=run_cost)
-    rep = sub.add_parser("replay", help="revenue of each policy in the offline replay")
-    rep.add_argument("--campaigns", type=int, default=5000)
-    rep.add_argument("--requests", type=int, default=430_000)
-    rep.add_argument("--candidate", action="append", default=None)
-    rep.add_argument("--traffic-seed", type=int, action="append", default=None)
-    rep.add_argument("--json", type=Path, default=None, help="append one line per run")
-    rep.add_argument(
-        "--label-delay-hours",
-        type=float,
-        default=ReplayConfig.label_delay_hours,
-        help="age of the newest click a cycle trains on (simulated hours; the demo adds its"
-        " cycle and reload time to its 2.2)",
-    )
-    rep.add_argument(
-        "--flat-traffic",
-        action="store_true",
-        help="requests evenly spread over simulated time, as the demo's drivers send them",
-    )
-    rep.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE", help="a DemoConfig knob"
-    )
-    rep.set_defaults(handler=run_replay)
     end = sub.add_parser("endstate", help="each policy's cost on a finished demo's final models")
     end.add_argument("--demo-out", type=Path, required=True, help="a demo's --out directory")
     end.add_argument("--requests", type=int, default=20_000)
@@ -269,9 +160,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "endstate":
         args.candidate = args.candidate or ["thompson:0.3:0.5:30", "thompson:0.3:0"]
-    if args.part == "replay":
-        args.candidate = args.candidate or ["thompson:0.3:0.5", "thompson:0.3:0"]
-        args.traffic_seed = args.traffic_seed or [0]
     args.handler(args)
 
 

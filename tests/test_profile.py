@@ -70,10 +70,15 @@ def test_local_time_follows_the_country_zone_across_dst() -> None:
     assert winter["local_weekday"] == 3  # Thursday
 
 
-def test_explicit_tz_overrides_country_and_bad_tz_falls_back() -> None:
+def test_explicit_tz_overrides_country_and_unknown_tz_is_refused() -> None:
     ts = "2026-07-15T12:00:00Z"
     assert extract_profile({"country": "FR", "tz": "America/New_York", "ts": ts})["local_hour"] == 8
-    assert extract_profile({"country": "FR", "tz": "Mars/Olympus", "ts": ts})["local_hour"] == 14
+    assert (
+        extract_profile({"country": "FR", "tz": " america/new_york ", "ts": ts})["local_hour"] == 8
+    )
+    assert extract_profile({"country": "FR", "tz": " ", "ts": ts})["local_hour"] == 14  # absent
+    with pytest.raises(InvalidInput, match="field 'tz'"):
+        extract_profile({"country": "FR", "tz": "Mars/Olympus", "ts": ts})
 
 
 def test_local_weekday_changes_at_local_midnight() -> None:
@@ -135,7 +140,7 @@ _junk = st.one_of(st.none(), st.text(max_size=30), st.integers(), st.floats(), s
     st.fixed_dictionaries(
         {},
         optional={
-            f: _junk for f in ("country", "device", "os", "browser", "provider", "user_agent", "tz")
+            f: _junk for f in ("country", "device", "os", "browser", "provider", "user_agent")
         },
     )
 )

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from clickrouter import __version__
+from clickrouter.cliparser import Parser
 from clickrouter.errors import ClickrouterError
 
 # modules that define register(subparsers); each owns its sub-commands
@@ -24,16 +25,21 @@ COMMAND_MODULES = (
     "clickrouter.serving.http.cli",
     "clickrouter.sim.cli",
     "clickrouter.training.cli",
+    "clickrouter.replay.cli",
+    "clickrouter.config_cli",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="clickrouter",
         description="Real-time ad-campaign selection with thousands of per-campaign models.",
     )
     parser.add_argument("--version", action="version", version=f"clickrouter {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every sub-command's parser is a Parser: its help shows defaults and settings
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

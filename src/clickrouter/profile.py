@@ -10,19 +10,22 @@ both go through :func:`extract_profile`:
 * ``local_hour`` (0-23) and ``local_weekday`` (0=Monday .. 6) in the user's zone.
 
 Unknown or missing categorical values map to :data:`UNKNOWN`, never to an
-exception. A timestamp that is present but unreadable is bad input and raises
-:class:`~clickrouter.errors.InvalidInput` naming the field and the value.
+exception. A timestamp that is present but unreadable or out of range (before
+1970, or further ahead of the server's clock than the caller allows), and a
+``tz`` that names no IANA zone, are bad input and raise
+:class:`~clickrouter.errors.InvalidInput` naming the field.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import pycountry
 import ua_parser
@@ -47,28 +50,45 @@ _POPULOUS_ZONE: Final = {
     "CL": "America/Santiago",
 }
 _TEXT_KINDS: Final = frozenset({str, type(None)})  # raw values the memo may key on
+# the memo keeps at most this many characters per entry: its 16,384 entries of
+# request bodies up to the body limit would otherwise hold a gigabyte
+_MEMO_CHARS: Final = 2048
+# longer values are not looked up: no country name is this long, no real user
+# agent either, and fuzzy search or the agent regexes would scan all of it
+_MAX_COUNTRY_CHARS: Final = 100
+_MAX_USER_AGENT_CHARS: Final = 2048
 # ua-parser's names for "could not tell"
 _UA_UNKNOWN: Final = frozenset({"other", "generic smartphone", "generic feature phone", ""})
 
 
-def extract_profile(raw: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
+def extract_profile(
+    raw: dict[str, Any], *, now: float | None = None, max_ahead: float | None = None
+) -> dict[str, Any]:
     """Return the canonical profile of one raw (or already canonical) ad request.
 
     Missing ``ts`` means ``now`` (epoch seconds, default: the current time).
     Already-canonical input is accepted: ``local_hour``/``local_weekday`` given
-    as integers in range are kept as they are.
+    as integers in range are kept as they are (a ``ts`` beside them is still
+    checked). ``max_ahead``: refuse a ``ts`` more than that many seconds ahead
+    of the server's clock (a request cannot come from the future).
     """
     get = raw.get
-    fields = (get("country"), get("device"), get("os"), get("browser"), get("provider"))
+    a, b, c, d, e = fields = (
+        get("country"), get("device"), get("os"), get("browser"), get("provider")
+    )  # fmt: skip
     agent, tz_name = get("user_agent"), get("tz")
     kinds = {type(v) for v in fields} | {type(agent), type(tz_name)}
-    if kinds <= _TEXT_KINDS:
+    if kinds <= _TEXT_KINDS and (
+        len(a or "") + len(b or "") + len(c or "") + len(d or "") + len(e or "")
+        + len(agent or "") + len(tz_name or "")
+        <= _MEMO_CHARS
+    ):  # fmt: skip
         # real traffic repeats these strings: canonicalise each combination once
         country, device, os_name, browser, provider, zone = _static_fields(*fields, agent, tz_name)
     else:  # numbers, booleans, lists...: no cache (True == 1, 0.0 == -0.0 as keys)
         country, device, os_name, browser, provider = _canonical_fields(raw)
         zone = None
-    hour, weekday = _local_time(raw, country, now, zone)
+    hour, weekday = _local_time(raw, country, now, zone, max_ahead)
     return {
         "country": country,
         "device": device,
@@ -129,7 +149,9 @@ def canonical_country(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return UNKNOWN
     text = " ".join(str(value).split())
-    return _country_lookup(text.upper()) if text else UNKNOWN
+    if not text or len(text) > _MAX_COUNTRY_CHARS:
+        return UNKNOWN
+    return _country_lookup(text.upper())
 
 
 @lru_cache(maxsize=4096)
@@ -153,7 +175,11 @@ def _device_os_browser(raw: dict[str, Any]) -> tuple[str, str, str]:
     os_name = normalise_label(raw.get("os"))
     browser = normalise_label(raw.get("browser"))
     agent = raw.get("user_agent")
-    if UNKNOWN in (device, os_name, browser) and isinstance(agent, str) and agent:
+    if (
+        UNKNOWN in (device, os_name, browser)
+        and isinstance(agent, str)
+        and 0 < len(agent) <= _MAX_USER_AGENT_CHARS
+    ):
         parsed = parse_user_agent(agent)
         device = parsed[0] if device == UNKNOWN else device
         os_name = parsed[1] if os_name == UNKNOWN else os_name
@@ -175,12 +201,19 @@ def parse_user_agent(agent: str) -> tuple[str, str, str]:
 
 
 def _local_time(
-    raw: dict[str, Any], country: str, now: float | None, zone: ZoneInfo | None = None
+    raw: dict[str, Any],
+    country: str,
+    now: float | None,
+    zone: ZoneInfo | None = None,
+    max_ahead: float | None = None,
 ) -> tuple[int, int]:
     given = _given_local_time(raw)
+    ts = raw.get("ts")
     if given is not None:
+        if ts is not None:
+            parse_timestamp(ts, now=now, max_ahead=max_ahead)  # checked, though not needed
         return given
-    epoch = parse_timestamp(raw.get("ts"), now=now)
+    epoch = parse_timestamp(ts, now=now, max_ahead=max_ahead)
     return local_hour_weekday(epoch, zone or zone_for(raw.get("tz"), country))
 
 
@@ -233,20 +266,32 @@ def _in_domain(value: Any, size: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
 
 
-def parse_timestamp(value: Any, *, now: float | None = None) -> float:
-    """Epoch seconds from RFC 3339 text or epoch seconds; ``None`` means ``now``."""
+def parse_timestamp(
+    value: Any, *, now: float | None = None, max_ahead: float | None = None
+) -> float:
+    """Epoch seconds from RFC 3339 text or epoch seconds; ``None`` means ``now``.
+
+    A time before 1970-01-01 UTC is refused, and with ``max_ahead`` one more than
+    that many seconds ahead of the server's clock.
+    """
     if value is None or value == "":
-        return now if now is not None else datetime.now(tz=UTC).timestamp()
+        return now if now is not None else time.time()
     if isinstance(value, bool):
         raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")
     if isinstance(value, int | float):
         try:
-            return _checked_epoch(float(value), value)
+            epoch = _checked_epoch(float(value), value)
         except OverflowError:  # an int beyond float range
             raise InvalidInput(f"field 'ts': epoch seconds out of range: {value!r}") from None
-    if isinstance(value, str):
-        return _parse_text_timestamp(value.strip())
-    raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")
+    elif isinstance(value, str):
+        epoch = _parse_text_timestamp(value.strip())
+    else:
+        raise InvalidInput(f"field 'ts': expected RFC 3339 or epoch seconds, got {value!r}")
+    if max_ahead is not None and epoch > time.time() + max_ahead:
+        raise InvalidInput(
+            f"field 'ts': {_shown(value)} is more than {max_ahead:g} s ahead of the server's clock"
+        )
+    return epoch
 
 
 def _parse_text_timestamp(text: str) -> float:
@@ -258,35 +303,68 @@ def _parse_text_timestamp(text: str) -> float:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         raise InvalidInput(
-            f"field 'ts': expected RFC 3339 or epoch seconds, got {text!r}"
+            f"field 'ts': expected RFC 3339 or epoch seconds, got {_shown(text)}"
         ) from None
     if parsed.tzinfo is None:  # RFC 3339 requires an offset; read a bare time as UTC
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    try:
+        epoch = parsed.timestamp()
+    except (OverflowError, ValueError):  # year 1 with a positive offset, ...
+        epoch = -1.0
+    if epoch < 0:
+        raise InvalidInput(f"field 'ts': {_shown(text)} is before 1970-01-01T00:00:00Z")
+    return epoch
 
 
 def _checked_epoch(epoch: float, original: Any) -> float:
     # year 1970 .. 9999: anything else is a unit mistake (ms, us) or garbage
     if not math.isfinite(epoch) or not 0 <= epoch < 253402300800:
-        raise InvalidInput(f"field 'ts': epoch seconds out of range: {original!r}")
+        raise InvalidInput(f"field 'ts': epoch seconds out of range: {_shown(original)}")
     return epoch
 
 
+def _shown(value: Any) -> str:
+    """A request value quoted in an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def zone_for(tz_name: Any, country: str) -> ZoneInfo:
-    """The user's zone: an explicit IANA ``tz`` wins, else the country's main zone, else UTC."""
-    if isinstance(tz_name, str) and tz_name:
-        zone = _zone_by_name(tz_name.strip())
-        if zone is not None:
-            return zone
+    """The user's zone: an explicit IANA ``tz`` wins, else the country's main zone, else UTC.
+
+    A ``tz`` that is given (not None or empty) but names no zone of the tz
+    database raises :class:`InvalidInput`.
+    """
+    if tz_name is not None and not (isinstance(tz_name, str) and not tz_name.strip()):
+        return _zone_named(tz_name)
     return _zone_by_name(country_zone_name(country)) or ZoneInfo("UTC")
 
 
-@lru_cache(maxsize=1024)
+def _zone_named(tz_name: Any) -> ZoneInfo:
+    zone = _zone_by_name(tz_name.strip()) if isinstance(tz_name, str) else None
+    if zone is None:
+        raise InvalidInput(f"field 'tz': expected an IANA time zone name, got {_shown(tz_name)}")
+    return zone
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> dict[str, str]:
+    """Every zone of the tz database, by lower-cased name.
+
+    A ``tz`` is looked up here before zoneinfo opens a file, so no request can
+    name a path (``../``, a directory such as ``Europe``) or an overlong name.
+    """
+    return {name.lower(): name for name in available_timezones()}
+
+
 def _zone_by_name(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+    listed = _zone_names().get(name.lower())
+    return None if listed is None else _zone(listed)
+
+
+@lru_cache(maxsize=1024)
+def _zone(listed: str) -> ZoneInfo:
+    return ZoneInfo(listed)
 
 
 def country_zone_name(country: str) -> str:

@@ -28,6 +28,8 @@ from clickrouter.serving.sample import campaign_model, template_models
 from clickrouter.sim import World
 from clickrouter.sim.driver import SimClock, TrafficDriver
 
+POSTBACK_SECRET = "sim-driver-test-secret-0123456789"  # signs the driver's postbacks
+
 
 def _model_directory(world: World, path: Path) -> Path:
     """The world's catalogue with one fitted sklearn pipeline per campaign."""
@@ -47,7 +49,8 @@ def served(hot_world: World, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port_file, events = tmp_path / "port", tmp_path / "events"
     command = [sys.executable, "-m", "clickrouter.cli", "serve", "--models", str(models)]
     command += ["--port", "0", "--port-file", str(port_file), "--events", str(events)]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "CLICKROUTER_POSTBACK_SECRET": POSTBACK_SECRET}
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
     try:
         url = f"http://127.0.0.1:{_wait_port(process, port_file)}"
         _wait_ready(process, url)
@@ -92,7 +95,8 @@ def test_driver_closes_the_loop_with_the_real_predictor(
     url, events_dir = served
     driver = TrafficDriver(
         hot_world, url, rate=300, speedup=3e6, seed=1, drain_seconds=5, pipeline=pipeline,
-        oracle=oracle,
+        oracle=oracle, postback_secret=POSTBACK_SECRET,
+        start_ts=time.time() - 40 * 86_400,  # 35 simulated days, none ahead of the clock
     )  # fmt: skip
     report = driver.run(300)
     assert report.requests == 300 and report.errors == 0
@@ -109,7 +113,7 @@ def test_driver_closes_the_loop_with_the_real_predictor(
     clicks = {e.click_id: e for e in events if isinstance(e, ClickEvent)}
     sales = [e for e in events if isinstance(e, SaleEvent)]
     assert len(clicks) == report.decisions
-    assert all(c.click_id.startswith("drv1-") for c in clicks.values())
+    assert all(len(c.click_id) == 56 for c in clicks.values())  # ids the predictor issued
     assert all(extract_profile(c.raw) == c.profile.to_dict() for c in clicks.values() if c.raw)
     assert len(sales) == report.sales
     payout = {c.id: c.payout for c in hot_world.campaigns}
@@ -126,15 +130,16 @@ class _Scripted(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = json.loads(self.rfile.read(int(self.headers["content-length"])))
         eligible = np.flatnonzero(self.world.eligible([extract_profile(raw)])[0])
-        self.log.append(("decide", time.monotonic(), raw))
-        if raw["click_id"].endswith("3"):  # a server having a bad moment
+        click_id = f"k{len(self.log):06d}"  # the server issues the click ids
+        self.log.append(("decide", time.monotonic(), {**raw, "click_id": click_id}))
+        if click_id.endswith("3"):  # a server having a bad moment
             return self._reply(503, {"error": "no model version is loaded yet"})
-        if raw["click_id"].endswith("7"):  # some requests get no campaign
+        if click_id.endswith("7"):  # some requests get no campaign
             eligible = eligible[:0]
         if len(eligible) == 0:
             return self._reply(404, {"error": "no eligible campaign"})
         campaign = self.world.campaigns[int(eligible[0])]
-        body = {"click_id": raw["click_id"], "campaign_id": campaign.id, "probability": 0.1}
+        body = {"click_id": click_id, "campaign_id": campaign.id, "probability": 0.1}
         return self._reply(200, body | {"propensity": 1.0, "model_version": "scripted"})
 
     def do_GET(self) -> None:
@@ -203,7 +208,9 @@ def test_same_seed_sends_the_same_requests_whatever_the_server_decides(
     url, log = scripted
     report = TrafficDriver(hot_world, url, rate=1000, seed=4, drain_seconds=0).run(300)
     assert report.sales > 0  # outcomes were drawn between the batches
-    sent = [r for kind, _, r in log if kind == "decide"]
+    sent = [
+        {k: v for k, v in r.items() if k != "click_id"} for kind, _, r in log if kind == "decide"
+    ]
     # what the driver plans offline, without any server and without any sale drawn
     planned = TrafficDriver(hot_world, "http://127.0.0.1:1", seed=4, rate=1000)._requests(300)
     assert [p.raw for p in planned] == sent

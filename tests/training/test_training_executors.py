@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,16 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, dataset: dict[st
     with pytest.raises(ClickrouterError, match="Dask scheduler"):
         manager.run_cycle()
     assert manager.store.current() is None
+
+
+def test_a_local_dask_cluster_fits_what_the_caller_would_and_ends_with_the_cycle(
+    tmp_path: Path, dataset: dict[str, Any]
+) -> None:
+    pytest.importorskip("distributed")
+    from process_support import descendants, running
+
+    inline = _run(tmp_path, dataset, "inline", workers=0)
+    on_dask = _run(tmp_path, dataset, "dask-local", workers=1, dask_scheduler="local")
+    np.testing.assert_allclose(on_dask, inline, rtol=1e-12)
+    left = [p for p in descendants(os.getpid()) if running(p) and "spawn" in " ".join(p.cmdline())]
+    assert left == []  # the cluster's worker processes ended with the cycle

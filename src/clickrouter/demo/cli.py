@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
+from clickrouter.cliparser import add_log_format
 from clickrouter.demo.config import DemoConfig
+from clickrouter.durations import duration_type
 
 DEFAULTS = DemoConfig()
+MINUTE, HOUR = 60.0, 3600.0
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +25,12 @@ def register(subparsers: Any) -> None:
     arg = demo.add_argument
     arg("--out", type=Path, default=DEFAULTS.out, help="output directory (default demo-out)")
     arg("--campaigns", type=int, default=DEFAULTS.campaigns, help="campaigns in the world")
-    arg("--minutes", type=float, default=DEFAULTS.minutes, help="wall minutes of traffic")
+    arg(
+        "--minutes",
+        type=duration_type(unit=MINUTE),
+        default=DEFAULTS.minutes * MINUTE,
+        help="wall-clock time of traffic (a plain number: minutes)",
+    )
     arg("--rate", type=float, default=DEFAULTS.rate, help="requests/s over all drivers")
     arg("--drivers", type=int, default=DEFAULTS.drivers, help="traffic driver processes")
     arg("--threads", type=int, default=DEFAULTS.threads, help="connections per driver")
@@ -32,11 +41,26 @@ def register(subparsers: Any) -> None:
         help="decision requests each connection writes at once (HTTP/1.1 pipelining)",
     )
     arg("--speedup", type=float, default=DEFAULTS.speedup, help="simulated s per wall s")
-    arg("--seed", type=int, default=DEFAULTS.seed)
-    arg("--base-rate-min", type=float, default=DEFAULTS.base_rate_min)
-    arg("--base-rate-max", type=float, default=DEFAULTS.base_rate_max)
-    arg("--payout-sigma", type=float, default=DEFAULTS.payout_sigma)
-    arg("--effect-scale", type=float, default=DEFAULTS.effect_scale)
+    arg("--seed", type=int, default=DEFAULTS.seed, help="random seed of world and traffic")
+    arg(
+        "--base-rate-min",
+        type=float,
+        default=DEFAULTS.base_rate_min,
+        help="lowest campaign sale rate (rates are log-uniform in [min, max])",
+    )
+    arg("--base-rate-max", type=float, default=DEFAULTS.base_rate_max, help="highest sale rate")
+    arg(
+        "--payout-sigma",
+        type=float,
+        default=DEFAULTS.payout_sigma,
+        help="log-normal spread of campaign payouts",
+    )
+    arg(
+        "--effect-scale",
+        type=float,
+        default=DEFAULTS.effect_scale,
+        help="spread of the per-profile logit effects (how much targeting matters)",
+    )
     arg(
         "--policy",
         default=DEFAULTS.policy,
@@ -50,10 +74,30 @@ def register(subparsers: Any) -> None:
         default=DEFAULTS.thompson_profile_spread,
         help="log-sd of a profile's deviation no model covers yet (0 = off)",
     )
-    arg("--attribution-hours", type=float, default=DEFAULTS.attribution_hours)
-    arg("--retrain-hours", type=float, default=DEFAULTS.retrain_hours)
-    arg("--min-positives", type=int, default=DEFAULTS.min_positives)
-    arg("--prior-positives", type=float, default=DEFAULTS.prior_positives)
+    arg(
+        "--attribution-hours",
+        type=duration_type(unit=HOUR),
+        default=DEFAULTS.attribution_hours * HOUR,
+        help="simulated attribution window (a plain number: hours)",
+    )
+    arg(
+        "--retrain-hours",
+        type=duration_type(unit=HOUR),
+        default=DEFAULTS.retrain_hours * HOUR,
+        help="simulated time between training cycles (a plain number: hours)",
+    )
+    arg(
+        "--min-positives",
+        type=int,
+        default=DEFAULTS.min_positives,
+        help="sales a campaign needs for a logistic model (below: base rate)",
+    )
+    arg(
+        "--prior-positives",
+        type=float,
+        default=DEFAULTS.prior_positives,
+        help="strength (in sales) of the Beta prior of base-rate models",
+    )
     arg(
         "--recent-prior-sales",
         type=float,
@@ -66,11 +110,27 @@ def register(subparsers: Any) -> None:
         default=DEFAULTS.late_sales,
         help="base-rate models also count sales after the attribution window",
     )
-    arg("--cold-start-rate", type=float, default=DEFAULTS.cold_start_rate)
-    arg("--train-workers", type=int, default=DEFAULTS.train_workers)
-    arg("--oracle-sample", type=int, default=DEFAULTS.oracle_sample, help="0 = every click")
-    arg("--bins", type=int, default=DEFAULTS.bins)
+    arg(
+        "--cold-start-rate",
+        type=float,
+        default=DEFAULTS.cold_start_rate,
+        help="sale rate of every model in the cold-start store",
+    )
+    arg(
+        "--train-workers",
+        type=int,
+        default=DEFAULTS.train_workers,
+        help="fit processes (0 = in the trainer process)",
+    )
+    arg(
+        "--oracle-sample",
+        type=int,
+        default=DEFAULTS.oracle_sample,
+        help="clicks the oracle scores against every campaign for the report (0 = every click)",
+    )
+    arg("--bins", type=int, default=DEFAULTS.bins, help="time bins of the report's curves")
     arg("--no-live", action="store_true", help="no live view (logs and CI)")
+    add_log_format(demo)
     demo.set_defaults(handler=run)
 
 
@@ -78,7 +138,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     return DemoConfig(
         out=args.out,
         campaigns=args.campaigns,
-        minutes=args.minutes,
+        minutes=args.minutes / MINUTE,
         rate=args.rate,
         drivers=args.drivers,
         threads=args.threads,
@@ -93,8 +153,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         epsilon=args.epsilon,
         thompson_scale=args.thompson_scale,
         thompson_profile_spread=args.thompson_profile_spread,
-        attribution_hours=args.attribution_hours,
-        retrain_hours=args.retrain_hours,
+        attribution_hours=args.attribution_hours / HOUR,
+        retrain_hours=args.retrain_hours / HOUR,
         min_positives=args.min_positives,
         prior_positives=args.prior_positives,
         recent_prior_sales=args.recent_prior_sales,
@@ -111,6 +171,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _log_stages_as(log_format: str | None) -> None:
+    """Log this process, and the stage processes (they inherit the variable), in one format."""
+    from clickrouter.config import Settings
+    from clickrouter.logs import configure_logging
+
+    log_format = Settings.from_env(log_format=log_format).log_format
+    os.environ["CLICKROUTER_LOG_FORMAT"] = log_format
+    configure_logging(log_format, "demo")
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -118,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     from clickrouter.demo.run import run_demo
 
     config = config_from_args(args)  # bad knob -> InvalidInput -> exit 2 naming it
+    _log_stages_as(args.log_format)
     # SIGTERM unwinds like Ctrl-C, so the stage processes are stopped, not orphaned
     signal.signal(signal.SIGTERM, _interrupt)
     console = Console()

@@ -9,11 +9,17 @@ Directory layout under the output directory ``out``::
     drivers/      per-driver reports and client-side latencies
     logs/         one log file per process
     cycles.jsonl  one line per training cycle
+
+The run's postback and click-id secrets are drawn for each run
+(:func:`run_secrets`) and reach the predictor and the drivers through
+their environment only: never the command line, the code or a file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,6 +37,16 @@ from clickrouter.demo.processes import (
 RUN_DIRS = ("world", "store", "events", "data", "drivers", "logs", "bank-cache")
 RUN_FILES = ("cycles.jsonl", "run.json", "report.json", "report.html")
 TEN_YEARS = 10 * 365 * 86400.0
+
+
+@functools.cache
+def run_secrets(out: Path) -> dict[str, str]:
+    """The secrets of the run writing to ``out``, as environment variables (the
+    predictor reads both; the drivers sign their postbacks with the first)."""
+    return {
+        "CLICKROUTER_POSTBACK_SECRET": secrets.token_urlsafe(32),
+        "CLICKROUTER_CLICK_SECRET": secrets.token_urlsafe(32),
+    }
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,9 @@ def start_predictor(config: DemoConfig, paths: Paths) -> tuple[ManagedProcess, s
         "CLICKROUTER_THOMPSON_SCALE": str(config.thompson_scale),
         "CLICKROUTER_THOMPSON_PROFILE_SPREAD": str(config.thompson_profile_spread),
         "CLICKROUTER_RELOAD_POLL_SECONDS": "0.5",
+        # the world's clock is simulated (and runs x speedup): bound time by it, not by now
+        "CLICKROUTER_CLOCK_SKEW_SECONDS": str(TEN_YEARS),
+        **run_secrets(paths.out),
     }
     process = ManagedProcess("predictor", argv, paths.logs, env)
     port = wait_for_port_file(process, port_file, timeout=180.0)
@@ -164,7 +183,9 @@ def start_consumer(config: DemoConfig, paths: Paths) -> ManagedProcess:
         "--in-process",
         "--quiet",
     )
-    return ManagedProcess("consumer", argv, paths.logs)
+    # the world's clock is simulated: bound event time by it, not by now
+    env = {"CLICKROUTER_CLOCK_SKEW_SECONDS": str(TEN_YEARS)}
+    return ManagedProcess("consumer", argv, paths.logs, env)
 
 
 def start_trainer(config: DemoConfig, paths: Paths) -> ManagedProcess:
@@ -222,7 +243,8 @@ def start_drivers(config: DemoConfig, paths: Paths, url: str) -> list[ManagedPro
             "--out",
             str(paths.drivers / f"driver-{i}.json"),
         )
-        drivers.append(ManagedProcess(f"driver-{i}", argv, paths.logs))
+        env = {"CLICKROUTER_POSTBACK_SECRET": run_secrets(paths.out)["CLICKROUTER_POSTBACK_SECRET"]}
+        drivers.append(ManagedProcess(f"driver-{i}", argv, paths.logs, env))
     return drivers
 
 

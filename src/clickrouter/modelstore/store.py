@@ -10,6 +10,12 @@ A version is built under ``<store>/tmp/`` and renamed into ``versions/`` only
 when complete; ``CURRENT`` is replaced by writing a temporary file and renaming
 it over the old one (atomic on POSIX). A reader therefore never sees a
 half-written version nor a half-written pointer.
+
+The store's directories and files are created writable by their owner only
+(whatever the umask), so a predictor running as the same user trusts the
+pickles in them (:mod:`clickrouter.serving.trust`). With a signing key, each
+version's manifest is also signed (``manifest.json.sig``), for predictors
+that run as another user.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,13 +37,15 @@ from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
 from clickrouter.modelstore.manifest import read_manifest, verify
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_DIR_MODE = 0o755  # readable by a predictor of another user; writable by the owner only
 
 
 class ModelStore:
     """Versions of model directories under one root."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, signing_key: bytes | None = None) -> None:
         self.root = Path(root)
+        self.signing_key = signing_key  # publishers sign each version's manifest with it
         self.versions_dir = self.root / "versions"
         self.pointer = self.root / "CURRENT"
 
@@ -82,11 +91,12 @@ class ModelStore:
         """Yield (version, temp dir) to fill; on success it is renamed into versions/."""
         version = _checked(version or self.new_version_name())
         tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self.root, tmp_root, self.versions_dir):
+            directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=tmp_root))
         try:
             yield version, staging
+            _drop_group_and_other_write(staging)
             _fsync_tree(staging)
             os.rename(staging, self.versions_dir / version)
         finally:
@@ -160,12 +170,23 @@ class StoreBusy(ClickrouterError):
     status = 409
 
 
-def resolve_model_dir(path: str | Path) -> tuple[Path, str | None]:
-    """(model directory to load, store version or None) for a directory or a store."""
+def resolve_model_dir(path: str | Path, version: str | None = None) -> tuple[Path, str | None]:
+    """(model directory to load, store version or None) for what a user points at.
+
+    ``path`` is a model directory (``version`` must then be None), or a model
+    store: its live version (``CURRENT``), or ``version`` when given. The live
+    version is read once, so the directory and the name always agree even while
+    a trainer publishes.
+    """
     path = Path(path)
     if ModelStore.is_store(path):
         store = ModelStore(path)
-        return store.current_path(), store.current()
+        name = version if version is not None else store.current()
+        if name is None:
+            raise NotFound(f"model store {path}: no CURRENT version (nothing published yet)")
+        return store.path_of(name), name
+    if version is not None:
+        raise InvalidInput(f"{path}: not a model store (no versions/): no version {version!r}")
     return path, None
 
 
@@ -173,6 +194,18 @@ def _checked(version: str) -> str:
     if not _VERSION_RE.match(version):
         raise InvalidInput(f"invalid model version name {version!r}")
     return version
+
+
+def _drop_group_and_other_write(root: Path) -> None:
+    """A published version is readable by all and writable by its owner only.
+
+    Files carried over from a published version (hard links) were set when it was.
+    """
+    os.chmod(root, _DIR_MODE)
+    for path in root.iterdir():
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_mode & 0o022:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o022)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.errors import ModelLoadError
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS
 from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.compiler import CompiledModel, NotCompilable, Prober, categories_by_field
 from clickrouter.serving.directory import LoadedDirectory
-from clickrouter.serving.loading import load_model, model_columns
+from clickrouter.serving.loading import ModelFileError, load_model, model_columns
 from clickrouter.serving.memo import CompileMemo, Layouts, compiled_from, memo_entry
 
 # the field whose rows carry each campaign's exp(-intercept) factor
@@ -100,18 +101,26 @@ class _Compiler:
                 self.reused += 1
                 return compiled
         model = self.loaded.models[j]
+        digest = self.loaded.digests[j] if self.loaded.digests else None
         if model is None:  # an entry that does not fit this space: load the file after all
-            model = load_model(self.loaded.model_paths[j])
+            model = self._load_again(j, digest)
         if self._prober is None:
             self._prober = Prober(self.space)
         columns = model_columns(model)
         compiled = self._prober.compile(model, columns)
-        digest = self.loaded.digests[j] if self.loaded.digests else None
         if self.memo is not None and self.layouts is not None and digest is not None:
             new_entry = memo_entry(model, columns, compiled, self.layouts)
             if new_entry is not None:
                 self.memo.put(digest, self.loaded.model_paths[j].suffix, new_entry)
         return compiled
+
+    def _load_again(self, j: int, digest: str | None) -> Any:
+        """The model of a memo entry, from the very bytes that were judged and hashed."""
+        path = self.loaded.model_paths[j]
+        try:
+            return load_model(path, sha256=digest)
+        except ModelFileError as exc:
+            raise ModelLoadError(str(exc)) from None
 
 
 def _space_of(loaded: LoadedDirectory, memo: CompileMemo | None) -> FeatureSpace:

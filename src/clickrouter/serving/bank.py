@@ -20,15 +20,17 @@ import numpy as np
 
 from clickrouter.errors import InvalidInput, ModelLoadError, NoEligibleCampaign
 from clickrouter.features import FeatureSpace
+from clickrouter.modelstore.store import ModelStore, resolve_model_dir
 from clickrouter.profile import extract_profile
 from clickrouter.serving import kernel
 from clickrouter.serving.assemble import Assembly, assemble
 from clickrouter.serving.cache import directory_key, load_cached, store_cached
 from clickrouter.serving.catalog import Campaign
-from clickrouter.serving.directory import read_directory
+from clickrouter.serving.directory import read_directory, untrusted_pickles
 from clickrouter.serving.memo import CompileMemo
 from clickrouter.serving.pool import WorkerPool
 from clickrouter.serving.targeting import Eligibility
+from clickrouter.serving.trust import ModelTrust
 
 
 class RankedCampaign(NamedTuple):
@@ -59,7 +61,8 @@ class Decision:
 class ModelBank:
     """All campaign models of one model-directory version, ready to score.
 
-    Build with :meth:`from_directory`. Columns of every result follow
+    Build with :meth:`open` (a model directory or a model store) or
+    :meth:`from_directory`. Columns of every result follow
     :attr:`campaign_ids`.
     """
 
@@ -76,6 +79,35 @@ class ModelBank:
         self._index = {cid: i for i, cid in enumerate(self._ids)}
 
     @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        version: str | None = None,
+        strict: bool = True,
+        compile: bool = True,
+        workers: int | None = None,
+        cache_dir: str | Path | None = None,
+        trust: ModelTrust | None = None,
+    ) -> ModelBank:
+        """The bank of what ``clickrouter serve --models`` accepts.
+
+        ``path`` is a model directory, or a model store: its live version
+        (``CURRENT``), or ``version`` when given (a name ``models list`` shows).
+        A store without ``CURRENT`` raises :class:`~clickrouter.errors.NotFound`.
+        The other arguments are :meth:`from_directory`'s.
+        """
+        directory, _ = resolve_model_dir(path, version)
+        return cls.from_directory(
+            directory,
+            strict=strict,
+            compile=compile,
+            workers=workers,
+            cache_dir=cache_dir,
+            trust=trust,
+        )
+
+    @classmethod
     def from_directory(
         cls,
         path: str | Path,
@@ -84,8 +116,9 @@ class ModelBank:
         compile: bool = True,
         workers: int | None = None,
         cache_dir: str | Path | None = None,
+        trust: ModelTrust | None = None,
     ) -> ModelBank:
-        """Load and compile a model directory.
+        """Load and compile a model directory (a model store: its ``CURRENT`` version).
 
         strict: raise :class:`ModelLoadError` listing every problem found (the
             default); with ``strict=False`` load the rest and list what was
@@ -96,18 +129,25 @@ class ModelBank:
             content, and memory-map it on the next load (shared by processes);
             also keep each compiled model there, keyed by its file's bytes, so
             a new version reuses every model file it shares with earlier ones.
+            It must be private to this user (see :mod:`~clickrouter.serving.cachedir`).
+        trust: what vouches for ``.joblib`` files besides ownership (the
+            operator switch, a manifest signing key); see :mod:`~clickrouter.serving.trust`.
         """
         root = Path(path)
+        if ModelStore.is_store(root):
+            root, _ = resolve_model_dir(root)
         if not root.is_dir():
             raise ModelLoadError(f"{root}: not a model directory")
         key = directory_key(root) if cache_dir is not None and compile else None
-        cached = load_cached(Path(cache_dir), key) if cache_dir is not None and key else None
+        cached = load_cached(Path(cache_dir), key, root) if cache_dir is not None and key else None
+        if cached is not None and untrusted_pickles(root, cached[0].generic_paths, trust):
+            cached = None  # the full load below names each refused file
         if cached is not None:
             assembly, version = cached
         else:
             memo = CompileMemo(Path(cache_dir)) if cache_dir is not None and compile else None
             started = time.time()
-            assembly, version = _assemble_directory(root, compile=compile, memo=memo)
+            assembly, version = _assemble_directory(root, compile=compile, memo=memo, trust=trust)
             if cache_dir is not None and key:
                 store_cached(Path(cache_dir), key, assembly, version, memo_since=started)
         if assembly.skipped and strict:
@@ -242,9 +282,9 @@ class ModelBank:
 
 
 def _assemble_directory(
-    root: Path, *, compile: bool, memo: CompileMemo | None
+    root: Path, *, compile: bool, memo: CompileMemo | None, trust: ModelTrust | None
 ) -> tuple[Assembly, str]:
-    loaded = read_directory(root, memo)
+    loaded = read_directory(root, memo, trust)
     if not loaded.campaigns:
         raise ModelLoadError(f"{root}: no campaign could be loaded", loaded.problems)
     return assemble(loaded, compile=compile, memo=memo), loaded.version

@@ -14,12 +14,22 @@ pages live until it unmaps them); one that a process wants again is simply
 compiled again. The compile memo beside the entries is pruned with them: an
 entry records when its compile started (``memo_since``), and memo entries no
 compile has used since the oldest kept entry's started are deleted.
+
+The directory is private and every entry authenticated
+(:mod:`clickrouter.serving.cachedir`): ``meta.json`` records the key it was
+compiled for and the sha256 of the table's bytes, and ``meta.mac`` is an HMAC
+of both under the cache's secret. An entry that fails either check (changed,
+bit-flipped, written by an older format) is deleted and compiled again, never
+served. Nothing in the cache is a pickle: the table is read with
+``allow_pickle=False``, the rest is JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
+import logging
 import os
 import re
 import shutil
@@ -33,16 +43,23 @@ import numpy as np
 
 from clickrouter.features import FeatureSpace
 from clickrouter.serving.assemble import Assembly
+from clickrouter.serving.cachedir import cache_secret, mac
 from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.memo import prune_memo
 
-CACHE_FORMAT = 1
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 2
+_ENTRY_DOMAIN = b"clickrouter-bank-entry"
 _ENTRY_NAME = re.compile(r"[0-9a-f]{32}")  # directory_key(); the memo and staging dirs differ
 STALE_STAGING_SECONDS = 3600.0  # a writer that has not renamed its staging dir by then died
 
 
 class _Meta(msgspec.Struct):
     format: int
+    key: str  # the directory_key() the entry was compiled for: an entry cannot move
+    table_sha256: str  # of the table's float64 bytes, C order
+    table_shape: list[int]
     version: str
     space: dict[str, Any]
     campaigns: list[Campaign]
@@ -75,16 +92,32 @@ def directory_key(path: Path) -> str:
     return digest.hexdigest()[:32]
 
 
-def load_cached(cache_dir: Path, key: str) -> tuple[Assembly, str] | None:
-    """The cached assembly and version for ``key``, or None when absent or unreadable."""
+def load_cached(cache_dir: Path, key: str, root: Path | None = None) -> tuple[Assembly, str] | None:
+    """The cached assembly and version for ``key``; None when absent or not authentic.
+
+    root: the model directory being loaded; the generic models are its files
+    (the key covers their names and bytes), wherever the entry's compile read them.
+
+    Raises :class:`~clickrouter.serving.cachedir.UnsafeCacheDir` when others
+    could write ``cache_dir``. An entry that fails its checks is deleted.
+    """
+    secret = cache_secret(cache_dir)
     entry = cache_dir / key
-    try:
-        meta = msgspec.json.decode((entry / "meta.json").read_bytes(), type=_Meta)
-        table = np.load(entry / "table.npy", mmap_mode="r")
-    except (OSError, ValueError, msgspec.DecodeError):
+    if not entry.is_dir():
         return None
-    if meta.format != CACHE_FORMAT:
+    loaded: tuple[_Meta, np.ndarray] | None = None
+    try:  # an entry is published whole (one rename): a missing file is no accident
+        meta_bytes = (entry / "meta.json").read_bytes()
+        tag = (entry / "meta.mac").read_bytes()
+    except OSError as exc:
+        problem = f"incomplete: {exc.filename}: {exc.strerror}"
+    else:
+        problem, loaded = _authentic(entry, key, secret, meta_bytes, tag)
+    if loaded is None:
+        log.warning("bank cache entry %s refused and compiled again: %s", entry, problem)
+        _discard(entry)
         return None
+    meta, table = loaded
     with contextlib.suppress(OSError):  # used now: the pruning keeps recently used entries
         os.utime(entry)
     assembly = Assembly(
@@ -93,11 +126,48 @@ def load_cached(cache_dir: Path, key: str) -> tuple[Assembly, str] | None:
         table=table,
         compiled_cols=np.asarray(meta.compiled_cols, dtype=np.intp),
         generic_cols=np.asarray(meta.generic_cols, dtype=np.intp),
-        generic_paths=[Path(p) for p in meta.generic_paths],
+        generic_paths=[
+            Path(p) if root is None else root / Path(p).name for p in meta.generic_paths
+        ],
         skipped=meta.skipped,
         generic_reasons=meta.generic_reasons,
     )
     return assembly, meta.version
+
+
+def _authentic(
+    entry: Path, key: str, secret: bytes, meta_bytes: bytes, tag: bytes
+) -> tuple[str, tuple[_Meta, np.ndarray] | None]:
+    """(why not, None) or ("", (meta, mapped table)) for an entry's files."""
+    if not hmac.compare_digest(tag, mac(secret, _ENTRY_DOMAIN, key.encode(), meta_bytes)):
+        return "meta.json does not match its MAC (changed, or another cache's)", None
+    try:
+        meta = msgspec.json.decode(meta_bytes, type=_Meta)
+        table = np.load(entry / "table.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, msgspec.DecodeError) as exc:
+        return f"unreadable: {exc}", None
+    if meta.format != CACHE_FORMAT or meta.key != key:
+        return f"format {meta.format} / key {meta.key}", None
+    if table.dtype != np.float64 or list(table.shape) != meta.table_shape:
+        return f"table {table.dtype} {table.shape} is not the one recorded", None
+    if not table.flags.c_contiguous or _table_digest(table) != meta.table_sha256:
+        return "table.npy differs from the sha256 recorded in meta.json", None
+    return "", (meta, table)
+
+
+def _table_digest(table: np.ndarray) -> str:
+    """sha256 of the table's bytes as mapped: what is checked is what is served."""
+    return hashlib.sha256(np.ascontiguousarray(table).data.cast("B")).hexdigest()
+
+
+def _discard(entry: Path) -> None:
+    """Move a refused entry out of the way (atomically), then delete it."""
+    doomed = entry.with_name(f".{entry.name}.refused.{os.getpid()}")
+    try:
+        os.rename(entry, doomed)
+    except OSError:  # gone already: another process discarded or pruned it
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def store_cached(
@@ -107,13 +177,17 @@ def store_cached(
 
     memo_since: when the compile that produced ``assembly`` started (Unix time).
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    secret = cache_secret(cache_dir)
     if (cache_dir / key).is_dir():
         return
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir))
-    np.save(staging / "table.npy", np.ascontiguousarray(assembly.table))
+    table = np.ascontiguousarray(assembly.table, dtype=np.float64)
+    np.save(staging / "table.npy", table, allow_pickle=False)
     meta = _Meta(
         format=CACHE_FORMAT,
+        key=key,
+        table_sha256=_table_digest(table),
+        table_shape=list(table.shape),
         version=version,
         space=assembly.space.to_dict(),
         campaigns=assembly.campaigns,
@@ -124,13 +198,13 @@ def store_cached(
         generic_reasons=assembly.generic_reasons,
         memo_since=memo_since,
     )
-    (staging / "meta.json").write_bytes(msgspec.json.encode(meta))
+    meta_bytes = msgspec.json.encode(meta)
+    (staging / "meta.json").write_bytes(meta_bytes)
+    (staging / "meta.mac").write_bytes(mac(secret, _ENTRY_DOMAIN, key.encode(), meta_bytes))
     try:
         os.rename(staging, cache_dir / key)
     except OSError:  # another process published the same entry first
-        for file in staging.iterdir():
-            file.unlink()
-        staging.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def prune_cache(cache_dir: Path, keep: int) -> list[str]:

@@ -9,12 +9,19 @@
 A targeting rule is ``{"allow": [...], "deny": [...]}``, or a bare list as a
 short form of ``allow``. Country values may be any form profile extraction
 accepts ("FRA", "250", "France"); they are canonicalised on load.
+
+A landing page is where the predictor redirects a click (``Location``), so it
+must be an absolute ``http``/``https`` URL with a host, in ASCII, without
+whitespace or control characters (which could split the header);
+``{click_id}`` is the only placeholder.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -23,6 +30,9 @@ from clickrouter.profile import canonical_country, normalise_label
 
 # canonical profile field that each targeting key restricts
 TARGETING_FIELDS = {"countries": "country", "os": "os"}
+LANDING_SCHEMES = ("http", "https")
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")  # controls and spaces: no header splitting
+MAX_LANDING_PAGE_CHARS = 4096
 
 
 class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,14 +75,15 @@ def _canonical_rule(key: str, rule: Rule | list[str]) -> Rule:
     return Rule(allow=allow, deny=tuple(canon(v) for v in rule.deny))
 
 
-def load_catalog(path: Path) -> tuple[list[Campaign], list[str]]:
+def load_catalog(path: Path, data: bytes | None = None) -> tuple[list[Campaign], list[str]]:
     """Campaigns of ``path`` in file order, and the problems of the entries skipped.
 
+    data: the file's bytes when the caller has read (and checked) them already.
     A file that is missing or is not a JSON list raises :class:`ModelLoadError`;
     an invalid entry is reported (naming its position and field) and skipped.
     """
     try:
-        entries = msgspec.json.decode(path.read_bytes())
+        entries = msgspec.json.decode(path.read_bytes() if data is None else data)
     except OSError as exc:
         raise ModelLoadError(
             f"{path}: cannot read the campaign catalogue: {exc.strerror}"
@@ -111,7 +122,30 @@ def _campaign(entry: Any) -> Campaign:
     unknown = set(campaign.targeting) - set(TARGETING_FIELDS)
     if unknown:
         raise ValueError(f"unknown targeting keys {sorted(unknown)} (campaign {campaign.id!r})")
+    problem = landing_page_problem(campaign.landing_page)
+    if problem is not None:
+        raise ValueError(f"landing_page {problem} (campaign {campaign.id!r})")
     return campaign
+
+
+def landing_page_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute http(s) URL a click may be sent to (None: it is)."""
+    if len(url) > MAX_LANDING_PAGE_CHARS:
+        return f"is longer than {MAX_LANDING_PAGE_CHARS} characters"
+    if _UNSAFE_URL_CHARS.search(url):
+        return f"{url!r} contains whitespace or control characters"
+    if not url.isascii():
+        return f"{url!r} is not ASCII (percent-encode other characters)"
+    try:
+        parts = urlsplit(url.replace("{click_id}", "x"))
+        hostname, _ = parts.hostname, parts.port  # port: raises on a malformed one
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL: {exc}"
+    if parts.scheme.lower() not in LANDING_SCHEMES:
+        return f"{url!r} must be an absolute http or https URL (scheme {parts.scheme or 'none'!r})"
+    if not hostname:
+        return f"{url!r} has no host"
+    return None
 
 
 def write_catalog(path: Path, campaigns: list[Campaign]) -> None:

@@ -34,11 +34,9 @@ def _positive_int(text: str) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from clickrouter.modelstore import resolve_model_dir
     from clickrouter.serving.bank import ModelBank
 
-    directory, _ = resolve_model_dir(args.models)
-    with ModelBank.from_directory(directory) as bank:
+    with ModelBank.open(args.models) as bank:
         batch: list[tuple[int, dict[str, Any]]] = []
         for item in _read_requests(args.requests):
             batch.append(item)

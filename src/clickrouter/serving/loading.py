@@ -4,11 +4,20 @@ Every check names the file, so an operator facing a directory of 5,000 models
 knows which one to fix. Checks: the file loads (not corrupt or truncated), the
 object is a fitted binary classifier with ``predict_proba``, and it was fitted
 on a frame whose columns are canonical profile fields.
+
+Unpickling runs code, so whether a ``.joblib`` file may be loaded at all is
+decided before, from its source (:mod:`clickrouter.serving.trust`); callers
+pass the bytes they judged. A ``.skops`` file is loaded by skops, which builds
+only the types it is told to trust: skops' own list (plain containers and
+numbers, numpy dtypes and ufuncs, scikit-learn estimators) plus
+:data:`SKOPS_EXTRA_TYPES`, named one by one. No function is on either list but
+numpy/scipy ufuncs, so a file naming ``builtins.eval`` or ``numpy.save`` is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -20,20 +29,47 @@ from sklearn.utils.validation import check_is_fitted
 from clickrouter.profile import CANONICAL_FIELDS
 
 MODEL_SUFFIXES = (".joblib", ".skops")
+PICKLE_SUFFIXES = (".joblib",)
 # present in every joblib.dump stream that carries numpy arrays out of band
 _JOBLIB_ARRAY_MARKER = b"joblib.numpy_pickle"
-# skops refuses to build objects of types it has not been told to trust; we
-# trust the scientific stack whose objects a campaign model is made of.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# Types scikit-learn classifiers are made of that skops does not trust by itself:
+# tree structures, nearest-neighbour indexes, calibrators, optimiser state. Each is
+# a data structure: building one runs no code named by the file.
+SKOPS_EXTRA_TYPES = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    }
+)
 
 
 class ModelFileError(Exception):
     """A model file failed a check; the message names the file and the reason."""
 
 
-def load_model(path: Path) -> Any:
-    """Load and validate one campaign model; raise :class:`ModelFileError`."""
-    model = _read(path)
+def load_model(path: Path, data: bytes | None = None, *, sha256: str | None = None) -> Any:
+    """Load and validate one campaign model; raise :class:`ModelFileError`.
+
+    data: the file's bytes as the caller read (and judged) them; read from
+        ``path`` when None. A ``.joblib`` file must come from a trusted source.
+    sha256: the digest the bytes must have (a file read again after it was
+        checked: refused if it changed meanwhile).
+    """
+    if data is None:
+        data = _read_bytes(path)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelFileError(f"{path}: changed since it was checked (sha256 differs)")
+    model = _read(path, data)
     _check_classifier(path, model)
     return model
 
@@ -47,11 +83,18 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _read(path: Path) -> Any:
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _read(path: Path, data: bytes) -> Any:
     try:
         if path.suffix == ".skops":
-            return _read_skops(path)
-        return _read_joblib(path)
+            return _read_skops(path, data)
+        return _read_joblib(data)
     except ModelFileError:
         raise
     except Exception as exc:  # unpickling can raise anything on a corrupt file
@@ -61,30 +104,31 @@ def _read(path: Path) -> Any:
         ) from None
 
 
-def _read_joblib(path: Path) -> Any:
-    """joblib.load, taking the C unpickler when the file is a plain pickle.
+def _read_joblib(data: bytes) -> Any:
+    """joblib.load, taking the C unpickler when the bytes are a plain pickle.
 
     ``joblib.load`` unpickles in pure Python (its unpickler is a subclass that
     restores arrays joblib wrote out of band); a plain pickle (as the trainer
     writes) loads the same objects several times faster through ``pickle``.
     """
-    data = path.read_bytes()
     if _JOBLIB_ARRAY_MARKER not in data:
         try:
             return pickle.loads(data)
         except Exception:  # compressed or otherwise joblib-specific: let joblib read it
             pass
-    return joblib.load(path)
+    return joblib.load(io.BytesIO(data))
 
 
-def _read_skops(path: Path) -> Any:
+def _read_skops(path: Path, data: bytes) -> Any:
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=path)
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = sorted(t for t in untrusted if t not in SKOPS_EXTRA_TYPES)
     if refused:
-        raise ModelFileError(f"{path}: refusing untrusted types {refused}")
-    return sio.load(path, trusted=untrusted)
+        raise ModelFileError(
+            f"{path}: refusing types skops does not trust and no campaign model needs: {refused}"
+        )
+    return sio.loads(data, trusted=untrusted)
 
 
 def _check_classifier(path: Path, model: Any) -> None:

@@ -24,6 +24,11 @@ encoders, so they are stored once each, named by their hash. The memo lives in
 the bank cache directory under a name that includes the library versions: a
 new scikit-learn may unpickle or validate the same bytes differently.
 
+Every file ends with an HMAC (under the cache's secret, see
+:mod:`clickrouter.serving.cachedir`) of its name and content: an entry that was
+changed, or copied under another file's digest, is ignored and the model
+compiled from its file again. Entries are msgpack, never pickles.
+
 Reading or writing an entry marks it used (its file's mtime), so the cache's
 pruning can delete the entries no recent compile used (:func:`prune_memo`):
 every training cycle adds the files of its retrained campaigns, and without
@@ -34,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -46,9 +53,22 @@ import sklearn
 
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS
+from clickrouter.serving.cachedir import cache_secret, mac
 from clickrouter.serving.compiler import CompiledModel, categories_by_field, has_imputer
 
-MEMO_FORMAT = 1
+log = logging.getLogger(__name__)
+
+MEMO_FORMAT = 2
+_MAC_BYTES = 32
+_MEMO_DOMAIN = b"clickrouter-memo"
+
+
+class _Forged(Exception):
+    """A memo file whose MAC does not match its name and content."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
 
 
 class FieldWeights(msgspec.Struct, frozen=True):
@@ -65,28 +85,34 @@ class MemoEntry(msgspec.Struct, frozen=True):
 
 
 class CompileMemo:
-    """The memo directory of a bank cache; every file is written atomically."""
+    """The memo directory of a bank cache; every file is written atomically and authenticated."""
 
     def __init__(self, cache_dir: Path) -> None:
+        self._secret = cache_secret(Path(cache_dir))
         self.root = Path(cache_dir) / f"memo-{_environment_tag()}"
         self._layouts: dict[str, list[Any]] = {}
 
     def get(self, digest: str, suffix: str) -> MemoEntry | None:
-        """The entry of a file's bytes, if every layout it names is readable too."""
+        """The entry of a file's bytes, if it and every layout it names are authentic."""
         path = self.root / f"{digest}{suffix}.memo"
         try:
-            entry = msgspec.msgpack.decode(path.read_bytes(), type=MemoEntry)
+            entry = msgspec.msgpack.decode(self._read(path), type=MemoEntry)
             for weights in entry.fields.values():
                 self.values(weights.layout)
         except (OSError, msgspec.DecodeError):
+            return None
+        except _Forged as forged:  # compiled from its file again, and written afresh
+            log.warning("compile memo file %s refused: its MAC does not match", forged.path)
+            with contextlib.suppress(OSError):
+                forged.path.unlink()
             return None
         _mark_used(path)
         return entry
 
     def values(self, layout: str) -> list[Any]:
-        """The values a layout lists (raises OSError/DecodeError when unreadable)."""
+        """The values a layout lists (raises OSError, DecodeError or _Forged)."""
         if layout not in self._layouts:
-            data = (self.root / f"layout-{layout}.values").read_bytes()
+            data = self._read(self.root / f"layout-{layout}.values")
             self._layouts[layout] = msgspec.msgpack.decode(data, type=list[str | int])
         return self._layouts[layout]
 
@@ -106,14 +132,24 @@ class CompileMemo:
             self._write(self.root / f"layout-{layout}.values", msgspec.msgpack.encode(values))
             self._layouts[layout] = values
 
+    def _tag(self, target: Path, payload: bytes) -> bytes:
+        return mac(self._secret, _MEMO_DOMAIN, target.name.encode(), payload)
+
+    def _read(self, path: Path) -> bytes:
+        data = path.read_bytes()
+        payload, tag = data[:-_MAC_BYTES], data[-_MAC_BYTES:]
+        if len(data) < _MAC_BYTES or not hmac.compare_digest(tag, self._tag(path, payload)):
+            raise _Forged(path)
+        return payload
+
     def _write(self, target: Path, data: bytes) -> None:
         if target.exists():
             _mark_used(target)  # written by another compile: used by this one too
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, staging = tempfile.mkstemp(prefix=".memo.", dir=self.root)
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            out.write(data + self._tag(target, data))
         os.replace(staging, target)
 
 

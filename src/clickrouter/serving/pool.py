@@ -3,12 +3,14 @@
 Each worker owns a fixed shard of the models and loads them itself, so no
 model is ever pickled across processes and there is no central queue: a
 request goes to every worker over its own pipe, each scores its shard, and the
-parent merges the columns. This is the design the original talk named as its
+parent merges the columns. A worker ends when its pipe closes or when the
+process that started it ends. This is the design the original talk named as its
 future work ("remove central queue"), and what the C++ version approximated.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -49,7 +51,13 @@ class WorkerPool:
         for shard in self.shards_:
             parent, child = socket.socketpair()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "clickrouter.serving.pool", str(child.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "clickrouter.serving.pool",
+                    str(child.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=(child.fileno(),),
             )
             child.close()
@@ -114,11 +122,19 @@ def _serve_shard(pipe: Connection) -> None:
         return
     columns = [model_columns(m) for m in models]
     pipe.send(_READY)
-    while (profiles := pipe.recv()) is not None:
+    while (profiles := _next_request(pipe)) is not None:
         try:
             pipe.send(_score(models, columns, profile_frame(profiles)))
         except Exception as exc:  # report, keep serving the next request
             pipe.send(f"{type(exc).__name__}: {exc}")
+
+
+def _next_request(pipe: Connection) -> Any:
+    """The next batch of profiles; None when told to stop or the parent closed the pipe."""
+    try:
+        return pipe.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def _score(models: list[Any], columns: list[list[str]], frame: Any) -> np.ndarray:
@@ -131,4 +147,7 @@ def _score(models: list[Any], columns: list[list[str]], frame: Any) -> np.ndarra
 
 
 if __name__ == "__main__":
+    from clickrouter.processes import exit_with_parent
+
+    exit_with_parent(int(sys.argv[2]))  # also mid-request, and whichever thread started it
     _serve_shard(Connection(int(sys.argv[1])))

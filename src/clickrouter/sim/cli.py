@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.driver import MAX_PIPELINE
 
@@ -29,18 +30,51 @@ def register(subparsers: Any) -> None:
         "simulate", help="synthetic ad world: write an event log or drive a predictor"
     )
     sim.add_argument("--world", type=Path, default=None, help="load this saved world")
-    sim.add_argument("--campaigns", type=_bounded_int(1, 1_000_000), default=5000)
-    sim.add_argument("--seed", type=_bounded_int(0, 2**63 - 1), default=0)
+    sim.add_argument(
+        "--campaigns",
+        type=_bounded_int(1, 1_000_000),
+        default=5000,
+        help="campaigns of a generated world (ignored with --world)",
+    )
+    sim.add_argument(
+        "--seed",
+        type=_bounded_int(0, 2**63 - 1),
+        default=0,
+        help="random seed of the world and its traffic (same seed, same output)",
+    )
     sim.add_argument("--out", type=Path, default=None, help="write world + events/ here")
-    sim.add_argument("--clicks", type=_bounded_int(1, MAX_CLICKS), default=None)
+    sim.add_argument(
+        "--clicks",
+        type=_bounded_int(1, MAX_CLICKS),
+        default=None,
+        help="with --out: logged clicks to write (their sales follow)",
+    )
     sim.add_argument("--no-raw", action="store_true", help="omit raw requests from clicks")
     sim.add_argument("--target", default=None, help="predictor base URL, http://HOST:PORT")
-    sim.add_argument("--requests", type=_bounded_int(1, MAX_REQUESTS), default=None)
-    sim.add_argument("--rate", type=_bounded_float(0.001, MAX_RATE), default=50.0)
     sim.add_argument(
-        "--speedup", type=_bounded_float(1e-3, 1e9), default=3600.0, help="sim s per wall s"
+        "--requests",
+        type=_bounded_int(1, MAX_REQUESTS),
+        default=None,
+        help="with --target: decision requests to send",
     )
-    sim.add_argument("--drain-seconds", type=_bounded_float(0, 3600), default=10.0)
+    sim.add_argument(
+        "--rate",
+        type=_bounded_float(0.001, MAX_RATE),
+        default=50.0,
+        help="with --target: requests per wall-clock second",
+    )
+    sim.add_argument(
+        "--speedup",
+        type=_bounded_float(1e-3, 1e9),
+        default=3600.0,
+        help="simulated seconds per wall-clock second (sales arrive sooner)",
+    )
+    sim.add_argument(
+        "--drain-seconds",
+        type=_bounded_duration(3600.0),
+        default=10.0,
+        help="with --target: wait this long after the last request for pending sales",
+    )
     sim.add_argument(
         "--pipeline",
         type=_bounded_int(1, MAX_PIPELINE),
@@ -74,6 +108,18 @@ def _bounded_float(low: float, high: float) -> Any:
         return value
 
     return parse
+
+
+def _bounded_duration(high: float) -> Any:
+    parse_seconds = duration_type(allow_zero=True)
+
+    def duration(text: str) -> float:
+        seconds = parse_seconds(text)
+        if seconds > high:
+            raise argparse.ArgumentTypeError(f"expected at most {high:g}s, got {text!r}")
+        return seconds
+
+    return duration
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 
 Closes the loop over HTTP: each raw request goes to ``POST /v1/decide``; the
 oracle decides whether the chosen campaign converts; the sale's postback
-(``GET /v1/postback?click_id=...&revenue=...``) is sent when its delay has
+(``GET /v1/postback?click_id=...&revenue=...``, signed with the postback
+secret: HMAC-SHA256 with a timestamp, see
+:mod:`clickrouter.serving.http.postback_auth`) is sent when its delay has
 elapsed on a simulated clock that runs ``speedup`` times faster than the wall
 clock (a day of delay is 24 s at speedup 3600). Request ``i`` is stamped with
 the simulated time of its planned send slot, so the traffic a run sends is
@@ -22,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.config import Settings
 from clickrouter.errors import InvalidInput
+from clickrouter.serving.http.postback_auth import signed_query
 from clickrouter.sim.client import Answer, PredictorClient
 from clickrouter.sim.truth import sigmoid
 from clickrouter.sim.world import World
@@ -105,7 +109,9 @@ class TrafficDriver:
     two per decision. ``oracle=False`` skips scoring every campaign for each
     request (the report's ``oracle_revenue`` and ``efficiency`` are then None):
     the demo computes its baselines itself, and this was a third of the
-    driver's CPU.
+    driver's CPU. ``postback_secret`` signs the postbacks (default: the
+    ``CLICKROUTER_POSTBACK_SECRET`` the predictor reads too; None: unsigned,
+    for a predictor running with ``--postback-auth off``).
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class TrafficDriver:
         postback_sim_ts: bool = False,
         pipeline: int = 1,
         oracle: bool = True,
+        postback_secret: str | None = None,
     ) -> None:
         if not rate > 0:
             raise InvalidInput(f"rate must be > 0 requests/s, got {rate!r}")
@@ -137,6 +144,9 @@ class TrafficDriver:
         self.postback_sim_ts = postback_sim_ts  # else the server stamps the arrival time
         self.pipeline = pipeline
         self.oracle = oracle
+        if postback_secret is None:
+            postback_secret = Settings.from_env().postback_secret
+        self.postback_secret = postback_secret
         # separate streams: the traffic sent must not depend on the server's choices
         self.traffic_rng = np.random.default_rng([world.seed, seed, 4])
         self.outcome_rng = np.random.default_rng([world.seed, seed, 5])
@@ -175,9 +185,10 @@ class TrafficDriver:
         for lo in range(0, n, _SAMPLE_BATCH):
             slots = np.arange(lo, min(n, lo + _SAMPLE_BATCH))
             ts_ms = (self.start_ts * 1000 + slots * step_ms).astype(np.int64)
-            ids = [f"drv{self.seed}-{i:09d}" for i in slots.tolist()]
             draw = world.draw_at(self.traffic_rng, ts_ms)
-            pairs = world.render(self.traffic_rng, draw, ids)
+            # no click_id of the driver's own: the predictor issues one, the only kind
+            # a postback may name
+            pairs = world.render(self.traffic_rng, draw)
             columns = world.audience.slots(draw)
             best: list[float | None] = [None] * len(pairs)
             if self.oracle:
@@ -196,7 +207,7 @@ class TrafficDriver:
             if index is not None:
                 report.decisions += 1
                 body = answer.body if answer is not None else {}
-                chosen.append((planned, index, str(body.get("click_id", planned.raw["click_id"]))))
+                chosen.append((planned, index, str(body.get("click_id", ""))))
         if chosen:
             self._score(chosen, report)
 
@@ -252,6 +263,8 @@ class TrafficDriver:
         query = {"click_id": click_id, "revenue": f"{revenue:.2f}"}
         if self.postback_sim_ts:
             query["ts"] = f"{sale_ts:.3f}"
+        if self.postback_secret is not None:
+            query = signed_query(self.postback_secret, query)
         try:
             status, _ = self.client.request("GET", "/v1/postback?" + urllib.parse.urlencode(query))
         except OSError:

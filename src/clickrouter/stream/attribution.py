@@ -20,7 +20,10 @@ arrive and still count; it also absorbs clock skew between sources).
 
 Every decision depends only on the sequence of events, never on wall time or
 batch boundaries, so replaying from a committed snapshot reproduces exactly
-what an uninterrupted run produces.
+what an uninterrupted run produces. Since one event stamped in the future
+would move the watermark there, the consumer refuses such events (beyond its
+clock plus a skew) before they reach the join
+(:class:`~clickrouter.stream.consumer.ConsumerManager`).
 
 This line-by-line :class:`Attributor` is the specification. The consumer runs
 :class:`~clickrouter.stream.fastattr.BatchAttributor`, the same join a batch

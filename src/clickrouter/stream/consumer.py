@@ -14,24 +14,35 @@ then is the source acknowledged, up to that position. A crash anywhere
 therefore resumes from the last commit, and because attribution is
 deterministic in the event sequence (not in batch boundaries), the final
 dataset equals that of a run that never crashed.
+
+The join runs in event time, and event time comes from the events: one event
+stamped far in the future would move the watermark there and every later
+event would be late. So before the join, events whose time is beyond the
+consumer's wall clock plus ``clock_skew_seconds`` are refused as dead letters
+(reason, position and line; counted as ``future_events``). A state committed
+with such a watermark before this check existed is brought back to the wall
+clock on start, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from clickrouter.datastore.manager import DataManager
 from clickrouter.stream.arrowio import use_system_allocator
 from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS
+from clickrouter.stream.batch import EventBatch, repeated
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
 from clickrouter.stream.fastattr import BatchAttributor
@@ -47,9 +58,12 @@ COUNTERS = (
     "late_sales",
     "late_clicks",
     "dead_lettered",
+    "future_events",
     "commits",
 )
 SEVEN_DAYS = 7 * 24 * 3600.0
+DEFAULT_CLOCK_SKEW_SECONDS = 300.0  # Settings.clock_skew_seconds
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -89,6 +103,10 @@ class ConsumerManager:
     decode_worker : decode in a second process, overlapped with the join (see
         :mod:`clickrouter.stream.decodeworker`); call :meth:`close` at the end.
     progress : called with :meth:`stats` after every batch.
+    clock_skew_seconds : events stamped later than ``clock()`` plus this are
+        dead-lettered, never joined (see the module doc).
+    on_commit : called after each commit with its seconds and its dead letters
+        (metrics: :mod:`clickrouter.stream.metrics`).
     """
 
     def __init__(
@@ -106,7 +124,14 @@ class ConsumerManager:
         decode_worker: bool = False,
         buffer: RecordBuffer | None = None,
         progress: Callable[[dict[str, int]], None] | None = None,
+        clock_skew_seconds: float = DEFAULT_CLOCK_SKEW_SECONDS,
+        clock: Callable[[], float] = time.time,
+        on_commit: Callable[[float, list[bytes]], None] | None = None,
     ) -> None:
+        if not clock_skew_seconds >= 0:
+            raise ValueError("clock_skew_seconds must be >= 0")
+        self.clock_skew_seconds, self.clock = clock_skew_seconds, clock
+        self.on_commit = on_commit
         use_system_allocator()  # see there: Arrow's default pool is slower here
         self.source, self.data = source, data
         self.commit_events, self.commit_seconds = commit_events, commit_seconds
@@ -123,10 +148,12 @@ class ConsumerManager:
         blob = data.load_state()
         if blob is not None:
             self.book.restore(blob, data.load_state_part, time.monotonic())
+            self._repair_future_watermark()
         source.restore(manifest.source)
         self._uncommitted = 0  # lines joined since the last commit
-        # per batch submitted and not yet joined: its lines, the position after it
-        self._inflight: deque[tuple[int, dict[str, Any]]] = deque()
+        # per batch submitted and not yet joined: its lines, the position after it,
+        # its chunks (to name a refused line's position)
+        self._inflight: deque[tuple[int, dict[str, Any], list[Chunk]]] = deque()
         self._joined_position = source.position()
         self._last_commit = time.monotonic()
 
@@ -163,7 +190,7 @@ class ConsumerManager:
         if chunks:
             self.pipeline.submit(chunks)
             lines = sum(len(chunk.lines) for chunk in chunks)
-            self._inflight.append((lines, self.source.position()))
+            self._inflight.append((lines, self.source.position(), chunks))
         # keep batches in flight while reading on, so decoding overlaps the join
         while len(self.pipeline) > (self.pipeline.depth if chunks else 0):
             self._join_next()
@@ -179,17 +206,47 @@ class ConsumerManager:
         return bool(chunks)
 
     def _join_next(self) -> None:
-        self.attributor.add_batch(self.pipeline.next())
-        lines, self._joined_position = self._inflight.popleft()
+        batch = self.pipeline.next()
+        lines, self._joined_position, chunks = self._inflight.popleft()
+        self.attributor.add_batch(self._refuse_future(batch, chunks))
         self.counters["events_read"] += lines
         self._uncommitted += lines
+
+    def _refuse_future(self, batch: EventBatch, chunks: list[Chunk]) -> EventBatch:
+        """The batch without its events from beyond the clock (those become dead
+        letters): one comparison over the batch when there are none."""
+        now = self.clock()
+        limit = now + self.clock_skew_seconds
+        future = np.asarray(batch.ts, dtype=np.float64) > limit
+        if not future.any():
+            return batch
+        dropped = np.flatnonzero(future).tolist()
+        origins = _origins(batch, chunks, dropped[-1] + 1)
+        reason = (
+            f"event time beyond the consumer's clock plus {self.clock_skew_seconds:g} s "
+            f"(clock {now:.3f})"
+        )
+        self.decoder.add_dead_letters(chunks, [(*origins[j], reason) for j in dropped])
+        self.counters["future_events"] += len(dropped)
+        log.warning("%d event(s) stamped in the future dead-lettered", len(dropped))
+        return _keep(batch, ~future)
+
+    def _repair_future_watermark(self) -> None:
+        limit = self.clock() + self.clock_skew_seconds
+        if self.attributor.max_ts > limit:
+            log.warning(
+                "the committed watermark (newest event time %r) is beyond the clock: "
+                "an event from the future was joined before; resuming from the clock's time",
+                self.attributor.max_ts,
+            )
+            self.attributor.max_ts = limit
 
     def _poll_batch(self) -> list[Chunk]:
         """Chunks of several polls, up to ``batch_events`` lines (and never past
         the next commit point): the columnar join's per-batch costs are fixed.
         Polls again only while the source has a backlog (a poll of >= 512
         lines), so a trickling live source is never waited on."""
-        ahead = self._uncommitted + sum(lines for lines, _ in self._inflight)
+        ahead = self._uncommitted + sum(item[0] for item in self._inflight)
         room = min(self.batch_events, self.commit_events - ahead % self.commit_events)
         chunks: list[Chunk] = []
         lines = 0
@@ -213,6 +270,7 @@ class ConsumerManager:
         """
         while final and len(self.pipeline):  # the end: join everything read
             self._join_next()
+        started = time.monotonic()
         records, late_sales, late_clicks = self.attributor.take_output()
         dead = self.decoder.take_dead_letters()
         self._count(records, late_sales, late_clicks, dead)
@@ -244,6 +302,8 @@ class ConsumerManager:
             self.data.discard(pending)
             raise
         self.source.acknowledge(self._joined_position)
+        if self.on_commit is not None:
+            self.on_commit(time.monotonic() - started, dead)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
         if self.compact_every and manifest.generation % self.compact_every == 0:
@@ -289,3 +349,45 @@ class ConsumerManager:
     def close(self) -> None:
         self.pipeline.close()
         self.source.close()
+
+
+def _origins(batch: EventBatch, chunks: list[Chunk], count: int) -> list[tuple[int, int]]:
+    """``(chunk number, line)`` of the batch's first ``count`` events.
+
+    The batch's events are its chunks' lines minus the refused ones, in order,
+    and identical lines decode alike (both kept or both refused), so matching
+    each event to the next equal line finds its own.
+    """
+    found: list[tuple[int, int]] = []
+    n, i = 0, 0
+    for j in range(count):
+        raw = batch.raws[j]
+        while n < len(chunks) and (i >= len(chunks[n].lines) or chunks[n].lines[i] != raw):
+            n, i = (n + 1, 0) if i >= len(chunks[n].lines) else (n, i + 1)
+        if n >= len(chunks):
+            raise AssertionError("a batch event matches no line of its chunks")
+        found.append((n, i))
+        i += 1
+    return found
+
+
+def _keep(batch: EventBatch, mask: np.ndarray) -> EventBatch:
+    """The events of ``batch`` where ``mask`` is true, in order."""
+    keep = np.flatnonzero(mask).tolist()
+    click_row = (np.cumsum(batch.is_click) - 1).tolist()
+    is_click = [batch.is_click[j] for j in keep]
+    rows = [click_row[j] for j in keep if batch.is_click[j]]
+    ids = [batch.ids[j] for j in keep]
+    click_ids = [batch.click_ids[j] for j in keep]
+    return EventBatch(
+        events=None if batch.events is None else [batch.events[j] for j in keep],
+        raws=[batch.raws[j] for j in keep],
+        ts=[batch.ts[j] for j in keep],
+        ids=ids,
+        click_ids=click_ids,
+        is_click=is_click,
+        click_pos=np.flatnonzero(np.array(is_click, dtype=bool)),
+        clicks=batch.clicks.take(pa.array(rows, pa.int64())),
+        repeated_ids=repeated(ids),
+        repeated_click_ids=repeated(click_ids),
+    )

@@ -6,9 +6,10 @@ The consumer sends each batch's raw chunk bytes; the worker answers with the
 batch's columns (Arrow IPC), ids, timestamps and refused lines (reasons only:
 the consumer names positions). The worker is stateless and answers batches in
 the order sent, so the consumer joins exactly the batches it would have
-decoded itself. It exits when its input closes, including when the consumer
-is killed. Until it has started (imports take a few hundred milliseconds),
-the consumer decodes in-process.
+decoded itself. It exits when its input closes, and when the consumer
+(whose pid is its argument) ends, even mid-batch or if another process
+holds its input open. Until it has started (imports take a few hundred
+milliseconds), the consumer decodes in-process.
 
 The consumer's side, :class:`~clickrouter.stream.pipeline.DecodePipeline`,
 keeps a few batches in flight (see there).
@@ -159,6 +160,10 @@ def serve(src: IO[bytes], out: IO[bytes]) -> None:
 if __name__ == "__main__":
     import gc
 
+    from clickrouter.processes import exit_with_parent
+
+    if len(sys.argv) > 1:
+        exit_with_parent(int(sys.argv[1]))
     gc.disable()  # short-lived acyclic objects only (see consumer._gc_paused)
     use_system_allocator()
     with contextlib.suppress(BrokenPipeError):  # the consumer went away

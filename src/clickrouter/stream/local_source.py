@@ -53,6 +53,15 @@ class LocalLogSource:
     def close(self) -> None:
         """Files are opened per read; nothing is held."""
 
+    def finished(self) -> list[str]:
+        """Segments read to their end that will never grow (sealed or superseded)."""
+        return sorted(self._finished)
+
+    def forget(self, name: str) -> None:
+        """Drop a finished segment from the offsets (its file was deleted)."""
+        self._finished.discard(name)
+        self.offsets.pop(name, None)
+
     def poll(self) -> list[Chunk]:
         chunks = []
         for segments in self._writers().values():

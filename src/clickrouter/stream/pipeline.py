@@ -82,7 +82,7 @@ class DecodePipeline:
         self._threads: list[threading.Thread] = []
         if use_worker:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "clickrouter.stream.decodeworker"],
+                [sys.executable, "-m", "clickrouter.stream.decodeworker", str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 start_new_session=True,  # Ctrl-C is the consumer's to handle; it

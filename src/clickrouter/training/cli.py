@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import logging
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from clickrouter.cliparser import add_log_format
+from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+log = logging.getLogger(__name__)
+duration = duration_type()  # seconds from "90", "30s", "5m", "2h" or "7d"
 
 
 def register(subparsers: Any) -> None:
@@ -22,17 +25,33 @@ def register(subparsers: Any) -> None:
 
 
 def _register_train(subparsers: Any) -> None:
-    train = subparsers.add_parser("train", help="retrain campaign models into a model store")
-    train.add_argument("--data", type=Path, help="labelled-record dataset")
+    train = subparsers.add_parser(
+        "train",
+        help="retrain campaign models into a model store",
+        description="Fit one model per campaign and publish a new store version."
+        " Durations take 30s, 5m, 3h, 7d (a plain number: seconds).",
+    )
+    train.add_argument("--data", type=Path, help="labelled-record dataset (from consume)")
     train.add_argument("--store", required=True, type=Path, help="model store directory")
     train.add_argument("--catalog", type=Path, help="campaigns.json (default: the live one's)")
     train.add_argument("--watch", action="store_true", help="run a cycle every --every")
-    train.add_argument("--every", type=duration, default=300.0, help="e.g. 30s, 5m (default 5m)")
+    train.add_argument("--every", type=duration, default=300.0, help="with --watch: cycle period")
     train.add_argument("--cycles", type=_positive_int, help="with --watch: stop after N cycles")
     train.add_argument("--cold-start", action="store_true", help="publish base-rate models only")
-    train.add_argument("--dask-scheduler", help="tcp://HOST:PORT of a Dask cluster")
-    train.add_argument("--workers", type=int, help="local worker processes (0 = in-process)")
-    train.add_argument("--window", type=duration, help="train on the last e.g. 7d of records")
+    train.add_argument(
+        "--dask-scheduler",
+        help="tcp://HOST:PORT of a Dask cluster, or 'local': a cluster of --workers "
+        "processes of the trainer's own, ended with it",
+    )
+    train.add_argument(
+        "--workers",
+        dest="train_workers",
+        type=_non_negative_int,
+        help="local worker processes (0 = in-process; default: one per CPU)",
+    )
+    train.add_argument(
+        "--window", type=duration, help="train on the last e.g. 7d of records (default: all)"
+    )
     train.add_argument(
         "--late-sales-after",
         type=duration,
@@ -40,10 +59,33 @@ def _register_train(subparsers: Any) -> None:
         help="the consumer's attribution window, e.g. 1h: base-rate models also count "
         "the sales that arrived after it (delayed feedback)",
     )
-    train.add_argument("--negative-rate", type=float, help="share of negatives kept (0-1]")
-    train.add_argument("--min-positives", type=_positive_int, help="below: base-rate model")
-    train.add_argument("--keep", type=_positive_int, help="versions to keep in the store")
+    train.add_argument(
+        "--negative-rate",
+        dest="negative_sampling_rate",
+        type=_share,
+        help="share of negatives kept, in (0, 1]",
+    )
+    train.add_argument(
+        "--min-positives", type=_positive_int, help="sales a campaign needs, below: base-rate model"
+    )
+    train.add_argument(
+        "--keep", dest="keep_versions", type=_positive_int, help="versions to keep in the store"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_log_format(train)
+    train.add_argument(
+        "--signing-key-file",
+        type=Path,
+        help="sign each published manifest with this key (mode 600; default: setting "
+        "model_signing_key_file); predictors holding it trust the files it lists",
+    )
+    train.add_argument(
+        "--metrics-port",
+        metavar="[HOST:]PORT",
+        help="with --watch: serve Prometheus metrics (cycles, decisions, live version "
+        "quality) on this port, on 127.0.0.1 unless a HOST is given; default: off "
+        "(docs/reference/metrics.md)",
+    )
     train.set_defaults(handler=run_train)
 
 
@@ -57,19 +99,27 @@ def _register_models(subparsers: Any) -> None:
     ):
         action = actions.add_parser(name, help=help_text)
         if name != "list":
-            action.add_argument("version")
-        action.add_argument("--store", required=True, type=Path)
+            action.add_argument("version", help="version name, as models list shows it")
+        action.add_argument("--store", required=True, type=Path, help="model store directory")
         if name == "show":
             action.add_argument("--campaign", help="print one campaign's record as JSON")
     models.set_defaults(handler=run_models)
 
 
-def duration(text: str) -> float:
-    """Seconds from "90", "30s", "5m", "2h" or "7d"."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration like 30s, 5m, 7d; got {text!r}")
-    return float(match.group(1)) * _UNITS.get(match.group(2) or "s", 1.0)
+def _non_negative_int(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -82,24 +132,40 @@ def run_train(args: argparse.Namespace) -> int:
     from clickrouter.training import TrainingManager, open_training_data
     from clickrouter.training.report import summary_table
 
+    if args.metrics_port is not None and not args.watch:
+        raise InvalidInput("--metrics-port needs --watch (one cycle exits before a scrape)")
+    as_json = _log_format(args) == "json"  # stderr then carries log lines only
     console = Console(stderr=True)
     manager = TrainingManager(
         None if args.cold_start else open_training_data(_required_data(args)),
-        args.store,
+        _store(args),
         args.catalog,
         _settings(args),
         dask_scheduler=args.dask_scheduler,
-        console=None if args.quiet else console,
+        console=None if args.quiet or as_json else console,
     )
     if args.cold_start:
         console.print(summary_table(manager.publish_cold_start()))
         return 0
 
+    metrics = _export_metrics(manager, args.metrics_port)
+
     def show(report: Any) -> None:
-        console.print(summary_table(report))
+        if as_json:
+            log.info("cycle done", extra=report.to_dict())
+        else:
+            console.print(summary_table(report))
+        if metrics is not None:
+            metrics.cycle_done(report)
+            metrics.read_live(manager.store)
 
     def complain(exc: Any) -> None:  # the loop goes on; the live version is untouched
-        console.print(f"clickrouter train: cycle failed: {exc.message}")
+        if as_json:
+            log.error("cycle failed: %s", exc.message, extra={"status": exc.status})
+        else:
+            console.print(f"clickrouter train: cycle failed: {exc.message}")
+        if metrics is not None:
+            metrics.cycle_failed()
 
     if args.watch:
         manager.watch(args.every, cycles=args.cycles, on_report=show, on_error=complain)
@@ -108,18 +174,51 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_metrics(manager: Any, spec: str | None) -> Any:
+    """The trainer's metrics, served on ``spec`` (None: not exported)."""
+    if spec is None:
+        return None
+    from clickrouter.stream.metrics import serve_metrics
+    from clickrouter.training.metrics_export import TrainerMetrics
+
+    metrics = TrainerMetrics()
+    metrics.read_live(manager.store)
+    serve_metrics(metrics.registry, spec, "--metrics-port")
+    return metrics
+
+
+def _log_format(args: argparse.Namespace) -> str:
+    from clickrouter.config import Settings
+    from clickrouter.logs import configure_logging
+
+    log_format = Settings.from_env(log_format=args.log_format).log_format
+    configure_logging(log_format, "train")
+    return log_format
+
+
+def _store(args: argparse.Namespace) -> Any:
+    """The model store, holding the signing key when one is configured."""
+    from clickrouter.config import Settings
+    from clickrouter.modelstore import ModelStore
+    from clickrouter.modelstore.signing import read_key_file
+
+    key_file = args.signing_key_file or Settings.from_env().model_signing_key_file
+    key = None if key_file is None else read_key_file(key_file, option="--signing-key-file")
+    return ModelStore(args.store, signing_key=key)
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from clickrouter.config import Settings
     from clickrouter.training import TrainingSettings
 
     env = Settings.from_env()
     return TrainingSettings(
-        negative_rate=_first(args.negative_rate, env.negative_sampling_rate),
+        negative_rate=_first(args.negative_sampling_rate, env.negative_sampling_rate),
         min_positives=_first(args.min_positives, env.min_positives),
-        keep_versions=_first(args.keep, env.keep_versions),
+        keep_versions=_first(args.keep_versions, env.keep_versions),
         window_seconds=args.window,
         attribution_seconds=args.late_sales_after,
-        workers=args.workers,
+        workers=args.train_workers,
     )
 
 

@@ -18,7 +18,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
 from clickrouter.errors import ClickrouterError
+from clickrouter.processes import die_with_parent
 from clickrouter.training.fitting import CampaignTask, FitResult, FitSettings, fit_chunk
+
+LOCAL_CLUSTER = "local"  # the Dask "address" of a cluster the executor starts itself
 
 
 class Executor(Protocol):
@@ -54,12 +57,23 @@ class ProcessExecutor:
     machine), while a forked child has them already. The workers are started
     here, eagerly, before the caller starts other threads (the progress bar),
     so no thread's lock is ever copied into a child mid-use.
+
+    Each worker dies with the process that made the pool (the kernel's
+    parent-death signal): a SIGKILLed trainer leaves no worker behind holding
+    memory or, inherited through fork, the model store's writer lock. The
+    workers are all forked by the thread that starts the pool, here, and that
+    thread also shuts it down, so it outlives them as the signal requires.
     """
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         context = multiprocessing.get_context("fork")
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
         list(self._pool.map(_ready, range(self.workers)))
 
     def run(
@@ -78,9 +92,20 @@ class ProcessExecutor:
 
 
 class DaskExecutor:
-    """Per-campaign fits on a Dask distributed cluster at ``address`` (tcp://host:port)."""
+    """Per-campaign fits on a Dask distributed cluster at ``address`` (tcp://host:port).
 
-    def __init__(self, address: str, *, timeout: float = 30.0) -> None:
+    ``address="local"`` starts a cluster of this process's own for the cycle:
+    a scheduler and one nanny per worker in this process, each nanny's worker
+    in a process of its own (``workers`` of them, one thread each). A Dask
+    worker process ends when the pipe its nanny holds open closes, so the
+    workers end with this process however it ends.
+    """
+
+    def __init__(self, address: str, *, timeout: float = 30.0, workers: int | None = None) -> None:
+        self._cluster: Any = None
+        if address == LOCAL_CLUSTER:
+            self._cluster = _local_cluster(workers)
+            address = self._cluster.scheduler_address
         try:
             self._client: Any = _distributed().Client(
                 address, timeout=timeout, set_as_default=False
@@ -106,11 +131,23 @@ class DaskExecutor:
 
     def close(self) -> None:
         self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
 
 def _ready(_: int) -> None:
     """No-op task: makes the pool start its worker processes now."""
     time.sleep(0.01)  # long enough that each task lands on a new worker
+
+
+def _local_cluster(workers: int | None) -> Any:
+    return _distributed().LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
 
 
 def _distributed() -> Any:
@@ -121,9 +158,10 @@ def _distributed() -> Any:
 def make_executor(
     workers: int | None, dask_scheduler: str | None, dask_timeout: float = 30.0
 ) -> Executor:
-    """Dask when a scheduler is given, else local processes (workers=0: inline)."""
+    """Dask when a scheduler is given ("local": a cluster of ``workers`` processes of
+    this process's own), else local processes (workers=0: inline)."""
     if dask_scheduler:
-        return DaskExecutor(dask_scheduler, timeout=dask_timeout)
+        return DaskExecutor(dask_scheduler, timeout=dask_timeout, workers=workers)
     if workers == 0:
         return InlineExecutor()
     return ProcessExecutor(workers)

@@ -50,7 +50,8 @@ class TrainingManager:
     catalog: campaigns, or the path of a ``campaigns.json`` re-read every
         cycle (campaigns come and go), or None for the live version's own.
     dask_scheduler: run the fits on this Dask cluster instead of local processes
-        (``dask_timeout``: seconds to wait for it).
+        (``dask_timeout``: seconds to wait for it); "local" starts a cluster of
+        ``settings.workers`` processes for each cycle's fits.
     console: where to draw the progress bar (None: silent).
     """
 

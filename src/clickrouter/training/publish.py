@@ -18,6 +18,10 @@ with a sha256 per file) records, besides ``version`` and ``created_at``:
   log_loss, roc_auc, pr_auc, calibration) and, when the cycle's fit was
   kept out or failed, that fit's own record as ``candidate``;
 * ``summary``: the cycle's counts.
+
+When the store holds a signing key, ``manifest.json.sig`` signs the manifest
+(:mod:`clickrouter.modelstore.signing`): predictors holding the key trust the
+files it lists wherever they are served from.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import joblib
 
 from clickrouter.features import FeatureSpace
 from clickrouter.modelstore import ModelStore, write_manifest
+from clickrouter.modelstore.signing import sign_manifest
 from clickrouter.serving.catalog import Campaign, write_catalog
 
 
@@ -70,6 +75,8 @@ def publish(
                 "campaigns": records,
             },
         )
+        if store.signing_key is not None:
+            sign_manifest(stage, store.signing_key)
     return version
 
 
@@ -96,7 +103,8 @@ def write_model(path: Path, model: Any) -> None:
     ``joblib.load`` reads plain pickles. Thousands of files per cycle make the
     difference.
     """
-    with open(path, "wb") as fh:
+    # writable by the owner only, whatever the umask: predictors trust such files
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as fh:
         pickle.dump(model, fh, protocol=5)
 
 

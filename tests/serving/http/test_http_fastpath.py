@@ -181,14 +181,14 @@ def test_decide_is_served_by_the_fused_kernel_and_matches_the_bank(
 def test_the_compared_servers_run_the_two_protocols(
     servers: tuple[PredictorServer, PredictorServer],
 ) -> None:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
     from clickrouter.serving.http.fastpath import InlineHttpToolsProtocol
+    from clickrouter.serving.http.limits import GuardedHttpToolsProtocol
 
     inline, plain = servers
     assert inline._server is not None and plain._server is not None
     assert inline._server.config.http_protocol_class is InlineHttpToolsProtocol
-    assert plain._server.config.http_protocol_class is HttpToolsProtocol
+    # uvicorn's protocol within the server limits (every request through ASGI)
+    assert plain._server.config.http_protocol_class is GuardedHttpToolsProtocol
     assert inline.app is not None
     assert {(b"POST", b"/v1/decide"), (b"GET", b"/v1/click")} == set(inline.app.inline_routes())
 

@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from clickrouter.events import ClickEvent, SaleEvent
+from clickrouter.serving.http.postback_auth import signed_query
 from serving.http.http_support import PROFILE, read_events
+from serving.http.postback_support import CLICK_SECRET, GLOBAL_SECRET
 
 
 class Served:
@@ -26,6 +28,11 @@ class Served:
         command = [sys.executable, "-m", "clickrouter.cli", "serve", "--models", str(models)]
         command += ["--port", "0", "--port-file", str(self.port_file), "--events", str(self.events)]
         env = {**os.environ, "CLICKROUTER_RELOAD_POLL_SECONDS": "0.2"}
+        # every worker verifies the click ids any of them issued
+        env |= {
+            "CLICKROUTER_POSTBACK_SECRET": GLOBAL_SECRET,
+            "CLICKROUTER_CLICK_SECRET": CLICK_SECRET,
+        }
         self.process = subprocess.Popen([*command, *extra], env=env, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self._port()}"
         self._wait_ready()
@@ -74,10 +81,13 @@ def test_sigterm_under_load_loses_no_event(tmp_path: Path, sample_models: Path, 
     served = Served(tmp_path, sample_models, "--workers", workers, "--cache-dir", str(cache))
     if workers == "2":
         assert_workers_share_one_table(served.process.pid, cache)
-    sales = [f"sale-{i}" for i in range(50)]
     with httpx.Client(base_url=served.url) as client:
-        for click_id in sales:
-            client.get("/v1/postback", params={"click_id": click_id, "revenue": "1.5"})
+        sales = [client.post("/v1/decide", json=PROFILE).json()["click_id"] for _ in range(50)]
+        for click_id in sales:  # each on whichever worker takes the connection
+            sale = {"click_id": click_id, "revenue": "1.5"}
+            with httpx.Client(base_url=served.url) as fresh:
+                answer = fresh.get("/v1/postback", params=signed_query(GLOBAL_SECRET, sale))
+            assert answer.status_code == 200, answer.text
     answered: list[str] = []
     stop = threading.Event()
     clients = [

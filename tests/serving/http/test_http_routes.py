@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from clickrouter.events import ClickEvent, SaleEvent
 from clickrouter.serving.bank import ModelBank
 from clickrouter.serving.http import PredictorServer
 from serving.http.http_support import N_CAMPAIGNS, PROFILE, read_events, settings
+from serving.http.postback_support import (
+    GLOBAL_SECRET,
+    POSTBACK,
+    default_secrets,
+    signed_get,
+    signed_headers,
+    signed_settings,
+)
+
+
+@pytest.fixture
+def secrets_file(tmp_path: Path) -> Path:
+    return default_secrets(tmp_path / "postback-secrets")
+
+
+@pytest.fixture
+def signed_server(
+    sample_models: Path, events_dir: Path, secrets_file: Path
+) -> Iterator[PredictorServer]:
+    """The predictor requiring authenticated postbacks."""
+    with PredictorServer(signed_settings(secrets_file), sample_models, events_dir) as running:
+        yield running
 
 
 def test_decide_answers_the_banks_best_campaign(server: PredictorServer, sample_models: Path):
@@ -35,7 +59,7 @@ def test_decide_with_top_returns_the_ranking(server: PredictorServer):
     values = [r["expected_value"] for r in ranking]
     assert values == sorted(values, reverse=True)
     assert ranking[0]["campaign_id"] == body["campaign_id"]
-    assert len(body["click_id"]) == 32  # generated when the request has none
+    assert len(body["click_id"]) == 56  # issued when the request has none
 
 
 def test_click_redirects_to_the_landing_page(server: PredictorServer):
@@ -58,14 +82,24 @@ def test_score_gives_every_campaign_or_the_top(server: PredictorServer, sample_m
     assert list(top) == sorted(expected, key=expected.__getitem__, reverse=True)[:3]
 
 
-def test_postback_get_and_post_are_logged_as_sales(server: PredictorServer, events_dir: Path):
+def test_postback_get_and_post_are_logged_as_sales(
+    signed_server: PredictorServer, events_dir: Path
+):
+    server = signed_server
     decided = httpx.post(server.url + "/v1/decide", json=PROFILE).json()
     click_id = decided["click_id"]
-    got = httpx.get(server.url + "/v1/postback", params={"click_id": click_id, "revenue": "4.5"})
+    got = signed_get(server.url, {"click_id": click_id, "revenue": "4.5"})
     assert got.status_code == 200 and got.json()["click_id"] == click_id
+    body = msgspec.json.encode(
+        {"click_id": click_id, "revenue": 2, "campaign_id": decided["campaign_id"]}
+    )
     posted = httpx.post(
-        server.url + "/v1/postback",
-        json={"click_id": click_id, "revenue": 2, "campaign_id": decided["campaign_id"]},
+        server.url + POSTBACK,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            **signed_headers(GLOBAL_SECRET, "POST", {}, body),
+        },
     )
     assert posted.status_code == 200
     server.stop()  # drains the sink
@@ -86,13 +120,23 @@ def test_postback_get_and_post_are_logged_as_sales(server: PredictorServer, even
         ({"click_id": "x", "revenue": "-1"}, 400, "revenue"),
         ({"click_id": "x", "revenue": "nan"}, 400, "revenue"),
         ({"click_id": "x", "revenue": "1", "campaign_id": "nope"}, 404, "nope"),
-        ({"click_id": "x", "revenue": "1", "ts": "yesterday"}, 400, "ts"),
+        ({"click_id": "x", "revenue": "1"}, 403, "click_id"),
+        ({"click_id": "ISSUED", "revenue": "1", "ts": "yesterday"}, 400, "ts"),
     ],
 )
-def test_bad_postbacks_are_refused(server: PredictorServer, query, status, needle):
-    answer = httpx.get(server.url + "/v1/postback", params=query)
+def test_bad_postbacks_are_refused(signed_server: PredictorServer, query, status, needle):
+    if query.get("click_id") == "ISSUED":
+        decided = httpx.post(signed_server.url + "/v1/decide", json=PROFILE).json()
+        query = {**query, "click_id": decided["click_id"]}
+    answer = signed_get(signed_server.url, query)
     assert answer.status_code == status
     assert needle in answer.json()["error"]
+
+
+def test_postbacks_are_refused_until_a_secret_is_configured(server: PredictorServer):
+    answer = httpx.get(server.url + POSTBACK, params={"click_id": "x", "revenue": "1"})
+    assert answer.status_code == 503
+    assert "CLICKROUTER_POSTBACK_SECRETS_FILE" in answer.json()["error"]
 
 
 def test_campaigns_and_models(server: PredictorServer):

@@ -15,7 +15,13 @@ import redis
 
 from clickrouter.events import Event, SaleEvent, decode_event
 from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.http.sink import EventLogBackend, MemoryBackend, QueuedSink
+from clickrouter.serving.http.sink import (
+    DurableSink,
+    EventLogBackend,
+    EventsNotPersisted,
+    MemoryBackend,
+    QueuedSink,
+)
 from serving.http.http_support import PROFILE, read_events, settings
 
 
@@ -67,16 +73,46 @@ class FlakyBackend(MemoryBackend):
         super().write_batch(events)
 
 
-def test_a_failed_write_is_retried_then_counted_as_dropped(caplog):
-    retried = QueuedSink(FlakyBackend(failures=1))
-    retried.emit(sale(1))
-    retried.close()
-    assert retried.written == 1 and retried.dropped == 0
-    dropped = QueuedSink(FlakyBackend(failures=2))
-    dropped.emit(sale(2))
-    dropped.close()
-    assert dropped.written == 0 and dropped.dropped == 1
+def test_async_retries_a_failed_write_until_it_goes_through(caplog):
+    sink = QueuedSink(FlakyBackend(failures=3))
+    sink.emit(sale(1))
+    sink.close()
+    assert sink.written == 1 and sink.dropped == 0 and sink.errors == 3
     assert "disk full" in caplog.text
+
+
+def test_async_queue_is_bounded_and_refuses_with_503_when_full():
+    backend = GateBackend()
+    sink = QueuedSink(backend, max_queue=10)
+    for i in range(10):
+        sink.emit(sale(i))
+    with pytest.raises(EventsNotPersisted, match="event queue full") as refused:
+        sink.emit(sale(10))
+    assert refused.value.status == 503 and sink.refused == 1
+    assert sink.problem() is not None and "queue full" in str(sink.problem())
+    backend.gate.set()
+    sink.close()
+    assert [e.id for e in backend.events] == [f"e{i}" for i in range(10)]
+
+
+def test_async_close_gives_up_on_a_dead_backend_and_counts_the_loss():
+    sink = QueuedSink(FlakyBackend(failures=10**9), close_timeout=0.2)
+    sink.emit(sale(1))
+    sink.close()
+    assert sink.written == 0 and sink.dropped == 1
+
+
+def test_a_failed_commit_refuses_and_leaves_nothing_pending():
+    backend = FlakyBackend(failures=1)
+    sink = DurableSink(backend)
+    sink.emit(sale(1))
+    with pytest.raises(EventsNotPersisted) as refused:
+        sink.commit()
+    assert refused.value.status == 503 and sink.refused == 1 and sink.lag() == 0
+    sink.emit(sale(2))
+    sink.commit()
+    sink.close()
+    assert [e.id for e in backend.events] == ["e2"]  # the refused event is not logged later
 
 
 @pytest.fixture

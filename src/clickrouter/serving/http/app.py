@@ -3,8 +3,9 @@
 No framework: the hot route (``POST /v1/decide``) costs one dict lookup for
 routing, one msgspec decode and one encode on top of the decision itself.
 Every :class:`~clickrouter.errors.ClickrouterError` becomes a JSON
-``{"error": ...}`` answer with its status; anything else is logged and
-answered 500 (the fuzzing test keeps that path unreachable).
+``{"error": ...}`` answer with its status (:func:`exception_response`, the one
+mapping of both HTTP paths); anything else is logged and answered 500 (the
+fuzzing test keeps that path unreachable).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import msgspec
 
 from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
+from clickrouter.serving.http.limits import ServerLimits
 from clickrouter.serving.http.metrics import RequestSeries, ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,10 @@ JSON = b"application/json"
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# deepest JSON nesting a request body may have: every document of the API is a
+# few levels deep, and a deeper one would be parsed, logged and re-encoded by
+# recursive code (thousands of levels exhaust the interpreter's stack)
+MAX_JSON_DEPTH = 32
 
 
 class PayloadTooLarge(ClickrouterError):
@@ -35,6 +41,10 @@ class PayloadTooLarge(ClickrouterError):
 
 class MethodNotAllowed(ClickrouterError):
     status = 405
+
+    def __init__(self, message: str, allowed: Iterable[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
 
 
 class ClientGone(Exception):
@@ -53,10 +63,39 @@ class Request:
     def json(self) -> Any:
         if not self.body:
             raise InvalidInput("request body: expected a JSON document, got an empty body")
+        body = self.body
         try:
-            return msgspec.json.decode(self.body)
+            value = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"request body: malformed JSON: {exc}") from None
+        except RecursionError:
+            raise TooDeep() from None
+        # a document can only be as deep as it has brackets: most bodies are not counted
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and json_depth(value) > (
+            MAX_JSON_DEPTH
+        ):
+            raise TooDeep()
+        return value
+
+
+class TooDeep(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__(f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in item if isinstance(child, dict | list))
+    return deepest
 
 
 @dataclass
@@ -76,6 +115,22 @@ def error_response(status: int, message: str) -> Response:
     if status == 401:
         response.headers.append((b"www-authenticate", b"Bearer"))
     return response
+
+
+def exception_response(exc: ClickrouterError) -> Response:
+    """The answer to a refused request: the error's status, message and headers."""
+    response = error_response(exc.status, exc.message)
+    if isinstance(exc, MethodNotAllowed):
+        response.headers.append((b"allow", ", ".join(exc.allowed).encode("ascii")))
+    return response
+
+
+class EventCommit(Protocol):
+    """The event sink as the HTTP layer commits it (see ``sink.EventSink``)."""
+
+    emitted: int
+
+    def commit(self) -> None: ...
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -124,7 +179,7 @@ class Router:
             if method in route.methods:  # no implicit HEAD: GET /v1/click has side effects
                 return route, params
         allowed = sorted({m for r, _ in candidates for m in r.methods})
-        raise MethodNotAllowed(f"method {method} not allowed on {path!r}; use {allowed}")
+        raise MethodNotAllowed(f"method {method} not allowed on {path!r}; use {allowed}", allowed)
 
     def _templated(self, path: str) -> list[tuple[Route, dict[str, str]]]:
         parts = path.strip("/").split("/")
@@ -159,15 +214,20 @@ class PredictorApp:
         metrics: ServiceMetrics,
         *,
         max_body_bytes: int,
+        limits: ServerLimits | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.router = router
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or ServerLimits()  # read by the HTTP protocol (limits.py)
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self._series: dict[tuple[str, int], RequestSeries] = {}
+        # the event sink's commit hook (set by the composition root): events an
+        # answer emitted reach the log before the answer is sent
+        self.events: EventCommit | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -182,11 +242,16 @@ class PredictorApp:
             route, params = self.router.match(scope["method"], scope["path"])
             label = route.template
             request = await self._request(scope, receive, params)
+            emitted = self.events.emitted if self.events is not None else 0
             response = await route.handler(request)
+            if self.events is not None and self.events.emitted != emitted:
+                self.events.commit()  # raises a 503 error when they could not be persisted
         except ClickrouterError as exc:
-            response = error_response(exc.status, exc.message)
+            response = exception_response(exc)
         except ClientGone:
             return
+        except RecursionError:  # input nested past what recursive code can take
+            response = error_response(400, "request: nested too deeply")
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(500, "internal error")
@@ -217,7 +282,9 @@ class PredictorApp:
         try:
             return route.inline(request)
         except ClickrouterError as exc:
-            return error_response(exc.status, exc.message)
+            return exception_response(exc)
+        except RecursionError:  # input nested past what recursive code can take
+            return error_response(400, "request: nested too deeply")
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(500, "internal error")

@@ -15,10 +15,11 @@ of the server's CPU per decision (py-spy, in the demo).
 Everything else, and every request that is not plainly simple, goes through
 uvicorn's own ASGI path unchanged: another request still in flight on the
 connection (answers must keep their order), a paused transport, HTTP/1.0 or
-``Connection: close``, ``Expect: 100-continue``, upgrades, a body without a
+``Connection: close``, ``Expect: 100-continue``, a body without a
 ``Content-Length`` or larger than the limit (the ASGI path answers 413),
-percent-encoded paths. Worker supervision, lifespan, keep-alive timeouts and
-graceful shutdown stay uvicorn's.
+percent-encoded paths. Worker supervision, lifespan and graceful shutdown stay
+uvicorn's; header limits, timeouts and the connection cap are the base class's
+(:mod:`~clickrouter.serving.http.limits`), the same on both paths.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from clickrouter.errors import ClickrouterError
 from clickrouter.serving.http.app import (
     PredictorApp,
     Request,
@@ -44,9 +46,14 @@ from clickrouter.serving.http.app import (
     error_response,
     parse_query,
 )
+from clickrouter.serving.http.limits import GuardedHttpToolsProtocol
+
+# an answer held until its read's events are committed:
+# (bytes, route template, status, perf_counter at start, sink.emitted after it)
+_Answer = tuple[bytes, str, int, float, int]
 
 
-class InlineHttpToolsProtocol(HttpToolsProtocol):
+class InlineHttpToolsProtocol(GuardedHttpToolsProtocol):
     """HttpToolsProtocol that answers inline routes from ``on_message_complete``."""
 
     def __init__(
@@ -63,11 +70,17 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         self._route: Route | None = None  # the inline route of the request being read
         self._body: list[bytes] = []
         self._closing = False  # shutdown began while an inline request was being read
-        self._answers: list[bytes] | None = None  # inline answers of the current read
+        # inline answers of the current read, held until the read's events are committed
+        self._answers: list[_Answer] | None = None
+        # the commit hook: events emitted by the answers reach the log before they leave
+        self._events = self.predictor.events if self.predictor is not None else None
+        self._read_mark = 0  # events emitted before the first held answer
 
     def data_received(self, data: bytes) -> None:
-        """Parse one read; the inline answers it produced are written together."""
+        """Parse one read; the inline answers it produced are written together, after
+        one commit of the events they emitted (group commit)."""
         self._answers = []
+        self._read_mark = self._emitted()
         try:
             super().data_received(data)
         finally:
@@ -79,28 +92,74 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         super().send_400_response(msg)
 
     def _flush(self) -> None:
+        """Commit the held answers' events, then write the answers in one go; when the
+        commit fails, every answer that emitted an event becomes the commit's error."""
         answers = self._answers
-        if answers:
-            self._answers = []
-            if not self.transport.is_closing():
-                self.transport.write(b"".join(answers))
+        if not answers:
+            return
+        self._answers = []
+        refusal = self._commit()
+        predictor = self.predictor
+        assert predictor is not None
+        mark = self._read_mark
+        out = []
+        now = time.perf_counter()
+        for data, template, status, started, emitted in answers:
+            if refusal is not None and emitted > mark:
+                data, status = refusal
+            mark = emitted
+            out.append(data)
+            predictor.observe(template, status, now - started)
+        self._read_mark = mark
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+
+    def _emitted(self) -> int:
+        return self._events.emitted if self._events is not None else 0
+
+    def _commit(self) -> tuple[bytes, int] | None:
+        """Commit every event emitted so far; the error answer when that failed."""
+        if self._events is None:
+            return None
+        try:
+            self._events.commit()
+        except ClickrouterError as exc:
+            refusal = error_response(exc.status, exc.message)
+            return http_response(refusal, self.server_state.default_headers), exc.status
+        return None
+
+    def _hold(self, data: bytes, template: str, status: int, started: float) -> None:
+        """Hold an answer until the events of its read are committed (see _flush)."""
+        answer = (data, template, status, started, self._emitted())
+        if self._answers is None:  # answered outside a read: commit and write it alone
+            self._answers = [answer]
+            self._read_mark = -1  # unknown: treat it as having emitted
+            try:
+                self._flush()
+            finally:
+                self._answers = None
+        else:
+            self._answers.append(answer)
 
     def on_message_begin(self) -> None:
         # uvicorn builds the ASGI scope here; an inline request never needs it, so
         # it is built in on_headers_complete once the request turns out not inline
+        self._request_began()
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
 
     def on_headers_complete(self) -> None:
+        self._head_complete()
         route = self._inline_route() if self.inline else None
         if route is None:
             self._route = None
             url, headers, expect = self.url, self.headers, self.expect_100_continue
-            super().on_message_begin()  # the scope, around a fresh headers list
+            # uvicorn's own steps: the limits' bookkeeping of this request is done
+            HttpToolsProtocol.on_message_begin(self)  # the scope, around a fresh headers list
             self.url, self.expect_100_continue = url, expect
             self.headers.extend(headers)
-            super().on_headers_complete()
+            HttpToolsProtocol.on_headers_complete(self)
         else:
             self._route = route
             self._body = []
@@ -117,6 +176,7 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._route = None
+        self._request_read()
         self._answer(route, b"".join(self._body))
         self._body = []
 
@@ -141,8 +201,6 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         if self.flow.write_paused or self.expect_100_continue or self.limit_concurrency:
             return None
         if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
-            return None
-        if parser.should_upgrade():
             return None
         return route if self._body_size_ok() else None
 
@@ -174,21 +232,14 @@ class InlineHttpToolsProtocol(HttpToolsProtocol):
         data = http_response(response, self.server_state.default_headers)
         if self.transport.is_closing():
             return  # the client went away while we decided (the event is logged regardless)
-        if self._answers is None:
-            self.transport.write(data)
-        else:
-            self._answers.append(data)
+        self._hold(data, route.template, response.status, started)
         self.server_state.total_requests += 1
-        self.predictor.observe(route.template, response.status, time.perf_counter() - started)
         if self._closing:
             self._flush()
             self.transport.close()
             return
-        # as uvicorn does after each response: close the connection after an idle spell
         self._unset_keepalive_if_required()
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        self._became_idle()  # closed after an idle spell (limits.ConnectionBook)
 
 
 def http_response(response: Response, default_headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -15,7 +15,8 @@ the general path; see :func:`decider_for`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -58,6 +59,27 @@ def _decide_one(
     order, n_eligible = kernel.top_expected_value(proba, payouts, mask, best.shape[0])
     best[: order.shape[0]] = order
     return n_eligible
+
+
+@numba.njit(cache=True, nogil=True)
+def _decide_many(
+    table: np.ndarray,
+    slots: np.ndarray,
+    active: np.ndarray,
+    targeting: np.ndarray,
+    fields: np.ndarray,
+    base: np.ndarray,
+    payouts: np.ndarray,
+    proba: np.ndarray,
+    mask: np.ndarray,
+    best: np.ndarray,
+    n_eligible: np.ndarray,
+) -> None:
+    """:func:`_decide_one` for each row of ``slots`` (n, 7); ``best`` (n, 1)."""
+    for i in range(slots.shape[0]):
+        n_eligible[i] = _decide_one(
+            table, slots[i], active, targeting, fields, base, payouts, proba[i], mask[i], best[i]
+        )
 
 
 class FusedDecider:
@@ -103,6 +125,27 @@ class FusedDecider:
             raise NoEligibleCampaign("no active campaign targets this request")
         return proba, mask, self._decision(proba, best[:n_eligible].tolist(), n_eligible)
 
+    def decide_many(
+        self, slots: np.ndarray, canonical: Callable[[], list[dict[str, Any]]] | None = None
+    ) -> Batch:
+        """:meth:`decide` for many requests at once, without the ranking objects.
+
+        slots: (n, 7) bank slots (``canonical``: not needed here, see
+        :meth:`GeneralDecider.decide_many`). The same kernel per row as :meth:`decide`, so
+        the same probabilities, eligibility and greedy column; a row with no
+        eligible campaign has ``n_eligible`` 0 (the live path answers it 404).
+        """
+        n, c = len(slots), len(self.payouts)
+        proba = np.empty((n, c), dtype=np.float64)
+        mask = np.empty((n, c), dtype=np.bool_)
+        best = np.zeros((n, 1), dtype=np.intp)
+        n_eligible = np.empty(n, dtype=np.int64)
+        _decide_many(
+            self.table, np.ascontiguousarray(slots, dtype=np.intp), self.active, self.targeting,
+            self.fields, self.base, self.payouts, proba, mask, best, n_eligible,
+        )  # fmt: skip
+        return Batch(proba, mask, best[:, 0], n_eligible)
+
     def _decision(self, proba: np.ndarray, order: list[int], n_eligible: int) -> Decision:
         payouts, ids = self.payouts, self.ids
         ranking = tuple(
@@ -135,6 +178,36 @@ class GeneralDecider:
         proba = bank.predict_proba_slots([canonical], slots[None, :])[0]
         mask = bank.eligibility_.one(slots)
         return proba, mask, bank.decision_from(proba, mask, top=top)
+
+    def decide_many(
+        self, slots: np.ndarray, canonical: Callable[[], list[dict[str, Any]]] | None = None
+    ) -> Batch:
+        """:meth:`decide` for many requests; ``canonical()`` gives their canonical
+        profiles, which the generic pool's models read (required here)."""
+        if canonical is None:
+            raise ValueError("a bank with generic models needs the canonical profiles")
+        bank = self.bank
+        slots = np.asarray(slots, dtype=np.intp)
+        proba = bank.predict_proba_slots(canonical(), slots)
+        mask = bank.eligibility_.many(slots)
+        best = np.zeros(len(slots), dtype=np.intp)
+        n_eligible = np.zeros(len(slots), dtype=np.int64)
+        for i in range(len(slots)):
+            order, count = kernel.top_expected_value(proba[i], bank.payouts_, mask[i], 1)
+            n_eligible[i] = count
+            if count:
+                best[i] = order[0]
+        return Batch(proba, mask, best, n_eligible)
+
+
+class Batch(NamedTuple):
+    """Decisions of many requests: P(sale) and eligibility (n, campaigns), greedy column,
+    eligible count per request."""
+
+    proba: np.ndarray
+    mask: np.ndarray
+    best: np.ndarray
+    n_eligible: np.ndarray
 
 
 Decider = FusedDecider | GeneralDecider

@@ -102,13 +102,60 @@ class SinkStats:
         written.add_metric([worker], self.written())
         dropped = CounterMetricFamily(
             "clickrouter_events_dropped",
-            "Events the sink failed to write twice and dropped",
+            "Events lost: emitted but still not writable when the sink closed",
             labels=["worker"],
         )
         dropped.add_metric([worker], self.dropped())
         yield lag
         yield written
         yield dropped
+
+
+class DurabilityStats:
+    """What the event sink could not make durable, read at scrape time."""
+
+    def __init__(
+        self,
+        spooled: Callable[[], int],
+        refused: Callable[[], int],
+        errors: Callable[[], int],
+        forward_errors: Callable[[], int],
+    ) -> None:
+        self.spooled = spooled
+        self.refused = refused
+        self.errors = errors
+        self.forward_errors = forward_errors
+
+    def collect(self) -> Iterator[Metric]:
+        worker = str(os.getpid())
+        spooled = GaugeMetricFamily(
+            "clickrouter_events_spooled",
+            "Events on local disk waiting for the broker (redis events)",
+            labels=["worker"],
+        )
+        spooled.add_metric([worker], self.spooled())
+        refused = CounterMetricFamily(
+            "clickrouter_events_refused",
+            "Events not persisted whose answers were refused with 503",
+            labels=["worker"],
+        )
+        refused.add_metric([worker], self.refused())
+        errors = CounterMetricFamily(
+            "clickrouter_event_sink_errors",
+            "Failed writes of the event sink (each refused or retried)",
+            labels=["worker"],
+        )
+        errors.add_metric([worker], self.errors())
+        forward_errors = CounterMetricFamily(
+            "clickrouter_event_forward_errors",
+            "Failed attempts to hand spooled events to the broker (retried)",
+            labels=["worker"],
+        )
+        forward_errors.add_metric([worker], self.forward_errors())
+        yield spooled
+        yield refused
+        yield errors
+        yield forward_errors
 
 
 class ServiceMetrics:
@@ -157,8 +204,31 @@ class ServiceMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.versions_skipped = Counter(
+            "clickrouter_model_versions_skipped",
+            "Store versions passed over at start-up because they failed to load "
+            "(the one CURRENT names, then any older one tried before one loaded)",
+            registry=self.registry,
+        )
+        self.postbacks_refused = Counter(
+            "clickrouter_postbacks_refused",
+            "Postbacks refused before the event log, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "clickrouter_http_refusals",
+            "Connections and requests refused by the server limits, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self._info_labels: tuple[str, str] | None = None
         self.sink_stats: SinkStats | None = None
+        self.durability_stats: DurabilityStats | None = None
+
+    def refused(self, reason: str) -> None:
+        """Count one refusal of the server limits (see limits.py)."""
+        self.refusals.labels(reason).inc()
 
     def request_series(self, route: str, status: int) -> RequestSeries:
         """Where answers of ``route`` with ``status`` are counted and timed."""
@@ -169,6 +239,16 @@ class ServiceMetrics:
     ) -> None:
         self.sink_stats = SinkStats(lag, written, dropped)
         self.registry.register(self.sink_stats)
+
+    def track_durability(
+        self,
+        spooled: Callable[[], int],
+        refused: Callable[[], int],
+        errors: Callable[[], int],
+        forward_errors: Callable[[], int],
+    ) -> None:
+        self.durability_stats = DurabilityStats(spooled, refused, errors, forward_errors)
+        self.registry.register(self.durability_stats)
 
     def model_swapped(self, new: LiveBank, old: LiveBank | None) -> None:
         if self._info_labels is not None:  # 0, not removed: shared files keep every series
@@ -182,6 +262,9 @@ class ServiceMetrics:
     def model_rejected(self, exc: BaseException) -> None:
         self.reloads.labels("rejected").inc()
 
+    def version_skipped(self, version: str, reason: str) -> None:
+        self.versions_skipped.inc()
+
     def exposition(self) -> bytes:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
@@ -190,4 +273,6 @@ class ServiceMetrics:
         registry.register(self.decisions)
         if self.sink_stats is not None:
             registry.register(self.sink_stats)
+        if self.durability_stats is not None:
+            registry.register(self.durability_stats)
         return generate_latest(registry)

@@ -45,7 +45,7 @@ _PROFILE_FIELDS: dict[str, dict[str, Any]] = {
     "browser": {"type": "string"},
     "provider": {"type": "string"},
     "user_agent": {"type": "string"},
-    "tz": {"type": "string", "description": "IANA time zone"},
+    "tz": {"type": "string", "description": "IANA time zone (400 when it names none)"},
     "local_hour": {"type": "integer", "minimum": 0, "maximum": 23},
     "local_weekday": {"type": "integer", "minimum": 0, "maximum": 6},
 }

@@ -16,6 +16,7 @@ from clickrouter.serving.http.app import Request, Response, Route, inline_route,
 from clickrouter.serving.http.metrics import CONTENT_TYPE
 from clickrouter.serving.http.models import BankHolder
 from clickrouter.serving.http.openapi import openapi_document
+from clickrouter.serving.http.postback_auth import PostbackAuthenticator, PostbackRefused
 from clickrouter.serving.http.service import PredictorService, checked_top
 
 
@@ -23,7 +24,13 @@ class Unauthorized(ClickrouterError):
     status = 401
 
 
-def v1_routes(service: PredictorService) -> list[Route]:
+def v1_routes(
+    service: PredictorService, postback_auth: PostbackAuthenticator | None = None
+) -> list[Route]:
+    """The ad flow; postbacks are checked by ``postback_auth`` (default: refused
+    until secrets are configured)."""
+    auth = postback_auth if postback_auth is not None else PostbackAuthenticator()
+
     def decide(request: Request) -> Response:
         top = checked_top(request.query.get("top"))
         outcome = service.decide(request.json(), top)
@@ -41,6 +48,17 @@ def v1_routes(service: PredictorService) -> list[Route]:
         return json_response(service.score(request.json(), top))
 
     async def postback(request: Request) -> Response:
+        try:
+            return record_sale(request)
+        except ClickrouterError as exc:
+            service.metrics.postbacks_refused.labels(refusal_reason(exc)).inc()
+            raise
+
+    def record_sale(request: Request) -> Response:
+        # authenticated first: nothing of an unauthenticated request is looked at further
+        signature = auth.authenticate(
+            request.method, request.path, request.query, request.headers, request.body
+        )
         fields: dict[str, Any] = dict(request.query)
         if request.body:
             body = request.json()
@@ -52,6 +70,9 @@ def v1_routes(service: PredictorService) -> list[Route]:
             fields.get("revenue"),
             fields.get("ts"),
             fields.get("campaign_id"),
+            # a signature is accepted once per worker; as the event id it makes the
+            # consumer drop a replay that another worker accepted
+            event_id=None if signature is None else f"pb-{signature[:40]}",
         )
         return json_response({"recorded": "sale", "id": event.id, "click_id": event.click_id})
 
@@ -69,6 +90,15 @@ def v1_routes(service: PredictorService) -> list[Route]:
         Route(("GET",), "/v1/campaigns", campaigns),
         Route(("GET",), "/v1/models", models),
     ]
+
+
+def refusal_reason(exc: ClickrouterError) -> str:
+    """The metric label of a refused postback (a fixed set, never the caller's text)."""
+    if isinstance(exc, PostbackRefused):
+        return exc.reason
+    if exc.status == 404:
+        return "unknown_campaign"
+    return "invalid" if exc.status < 500 else "unavailable"
 
 
 def admin_routes(holder: BankHolder, token: str | None) -> list[Route]:

@@ -30,20 +30,28 @@ import uvloop
 from clickrouter.config import Settings
 from clickrouter.errors import ClickrouterError
 from clickrouter.serving.http.app import PredictorApp, Router
+from clickrouter.serving.http.clickids import ClickIds
+from clickrouter.serving.http.limits import ServerLimits, connection_capacity
 from clickrouter.serving.http.metrics import ServiceMetrics
 from clickrouter.serving.http.models import BankHolder, ReloadWatcher, load_live_bank
 from clickrouter.serving.http.policy import policy_from_settings
+from clickrouter.serving.http.postback_auth import PostbackAuthenticator
 from clickrouter.serving.http.routes import admin_routes, meta_routes, v1_routes
 from clickrouter.serving.http.service import PredictorService
 from clickrouter.serving.http.sink import open_sink
 from clickrouter.serving.http.v2 import v2_routes
 from clickrouter.serving.http.workers import ReusePortMultiprocess
+from clickrouter.serving.trust import model_trust
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "CLICKROUTER_HTTP_SERVE_CONFIG"  # how worker processes receive the config
 BACKLOG = 4096
 INLINE_PROTOCOL = "clickrouter.serving.http.fastpath:InlineHttpToolsProtocol"
+GUARDED_PROTOCOLS = {
+    "httptools-asgi": "clickrouter.serving.http.limits:GuardedHttpToolsProtocol",
+    "h11": "clickrouter.serving.http.limits:GuardedH11Protocol",
+}
 
 
 class ServeConfig(msgspec.Struct, kw_only=True):
@@ -55,7 +63,7 @@ class ServeConfig(msgspec.Struct, kw_only=True):
     cache_dir: str | None = None
     metrics_dir: str | None = None  # shared Prometheus files of the workers (set by run_server)
     # uvicorn's HTTP protocol: httptools with the hot routes inline (fastest measured),
-    # httptools-asgi (uvicorn's own, every request through ASGI) or h11
+    # httptools-asgi (uvicorn's, every request through ASGI, within the same limits) or h11
     http: str = "httptools"
     loop: str = "uvloop"  # event loop: uvloop (fastest measured) or asyncio
 
@@ -63,6 +71,9 @@ class ServeConfig(msgspec.Struct, kw_only=True):
 def build_app(config: ServeConfig) -> PredictorApp:
     """The ASGI app of one worker process (its own sink, watcher and metrics)."""
     settings = config.settings
+    # before anything starts: a bad secrets file fails here, naming the setting
+    click_ids = ClickIds.from_settings(settings)
+    postback_auth = PostbackAuthenticator.from_settings(settings)
     metrics = ServiceMetrics(config.metrics_dir)
     holder = BankHolder(
         config.models,
@@ -70,14 +81,33 @@ def build_app(config: ServeConfig) -> PredictorApp:
         cache_keep=settings.bank_cache_keep,
         on_swap=metrics.model_swapped,
         on_reject=metrics.model_rejected,
+        on_skip=metrics.version_skipped,
+        trust=model_trust(settings),
     )
-    sink = open_sink(config.events, f"predictor-{os.getpid()}")
+    sink = open_sink(
+        config.events,
+        f"predictor-{os.getpid()}",
+        durability=settings.durability,
+        max_queue=settings.event_queue_max,
+        spool_dir=settings.spool_dir,
+        spool_max_bytes=settings.spool_max_bytes,
+    )
     metrics.track_sink(sink.lag, lambda: sink.written, lambda: sink.dropped)
+    metrics.track_durability(
+        sink.spooled, lambda: sink.refused, lambda: sink.errors, sink.forward_errors
+    )
     policy = policy_from_settings(settings)
-    service = PredictorService(holder, policy, sink, metrics)
+    service = PredictorService(
+        holder,
+        policy,
+        sink,
+        metrics,
+        click_ids=click_ids,
+        clock_skew_seconds=settings.clock_skew_seconds,
+    )
     watcher = ReloadWatcher(holder, settings.reload_poll_seconds)
     router = Router(
-        v1_routes(service)
+        v1_routes(service, postback_auth)
         + v2_routes(service)
         + admin_routes(holder, settings.admin_token)
         + meta_routes(service)
@@ -92,12 +122,27 @@ def build_app(config: ServeConfig) -> PredictorApp:
         holder.close()
         log.info("predictor %d stopped; %d events written", os.getpid(), sink.written)
 
-    return PredictorApp(
+    app = PredictorApp(
         router,
         metrics,
         max_body_bytes=settings.max_body_bytes,
+        limits=server_limits(settings),
         on_startup=startup,
         on_shutdown=shutdown,
+    )
+    app.events = sink  # answers commit their events before they leave
+    return app
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The connection limits of a worker (its descriptor limit raised to fit them)."""
+    return ServerLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        max_url_bytes=settings.max_url_bytes,
+        read_timeout=settings.request_read_timeout_seconds,
+        keep_alive=settings.keep_alive_seconds,
+        max_connections=connection_capacity(settings.max_connections),
     )
 
 
@@ -123,6 +168,7 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
 
 
 def _uvicorn_config(app: PredictorApp | str, config: ServeConfig, workers: int) -> uvicorn.Config:
+    settings = config.settings
     return uvicorn.Config(
         app,
         factory=isinstance(app, str),
@@ -136,6 +182,11 @@ def _uvicorn_config(app: PredictorApp | str, config: ServeConfig, workers: int) 
         date_header=False,
         timeout_graceful_shutdown=10,
         backlog=BACKLOG,
+        # the protocols enforce the limits themselves (limits.py); h11 bounds a
+        # request head by this size, and uvicorn arms its own keep-alive timer too
+        timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
+        h11_max_incomplete_event_size=settings.max_url_bytes + settings.max_header_bytes,
+        ws="none",  # no WebSocket routes: an upgrade request is refused, not handed over
     )
 
 
@@ -149,11 +200,14 @@ def http_protocol(name: str) -> str:
     """
     if name == "httptools":
         return INLINE_PROTOCOL
-    return {"httptools-asgi": "httptools"}.get(name, name)
+    return GUARDED_PROTOCOLS.get(name, name)
 
 
 def default_cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "clickrouter-bank-cache"
+    """This user's private bank cache (see :func:`~clickrouter.serving.cachedir.user_cache_dir`)."""
+    from clickrouter.serving.cachedir import user_cache_dir
+
+    return user_cache_dir()
 
 
 def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None = None) -> None:
@@ -215,7 +269,8 @@ def _exit_quietly(signum: int, frame: object) -> None:
 def _warm_cache(config: ServeConfig) -> None:
     started = time.perf_counter()
     try:
-        load_live_bank(Path(config.models), Path(config.cache_dir or "")).bank.close()
+        trust = model_trust(config.settings)
+        load_live_bank(Path(config.models), Path(config.cache_dir or ""), trust=trust).bank.close()
     except ClickrouterError as exc:
         log.warning("could not pre-compile the models (workers will retry): %s", exc)
         return

@@ -24,10 +24,12 @@ from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
 from clickrouter.profile import click_id_of, extract_profile, parse_timestamp
 from clickrouter.serving.bank import Decision, ModelBank, RankedCampaign
+from clickrouter.serving.http.clickids import ClickIds
 from clickrouter.serving.http.hotpath import Decider, decider_for
 from clickrouter.serving.http.metrics import ServiceMetrics
 from clickrouter.serving.http.models import BankHolder, LiveBank
 from clickrouter.serving.http.policy import Choice, Policy
+from clickrouter.serving.http.postback_auth import PostbackRefused
 from clickrouter.serving.http.sink import EventSink
 
 MAX_TOP = 1000
@@ -66,7 +68,14 @@ class PredictorService:
     """Decisions, scores and postbacks against the live bank of ``holder``."""
 
     def __init__(
-        self, holder: BankHolder, policy: Policy, sink: EventSink, metrics: ServiceMetrics
+        self,
+        holder: BankHolder,
+        policy: Policy,
+        sink: EventSink,
+        metrics: ServiceMetrics,
+        *,
+        click_ids: ClickIds | None = None,
+        clock_skew_seconds: float = 300.0,
     ) -> None:
         self.holder = holder
         self.policy = policy
@@ -75,8 +84,8 @@ class PredictorService:
         # event ids: a per-process random prefix and a counter (unique, cheaper than uuid4)
         self._prefix = os.urandom(6).hex()
         self._counter = itertools.count()
-        self._click_prefix = os.urandom(10).hex()  # 20 + 12 hex digits, like a uuid4 hex
-        self._clicks = itertools.count()
+        self.click_ids = click_ids if click_ids is not None else ClickIds()
+        self.clock_skew_seconds = clock_skew_seconds
         self._decider: Decider | None = None  # of the live bank (one lookup per version)
         self._prepared: Decider | None = None  # built by prepare() for the incoming bank
         holder.prepare = self.prepare
@@ -91,7 +100,7 @@ class PredictorService:
         """Choose a campaign for one raw profile and log the click event."""
         live = self.live()
         bank = live.bank
-        canonical = canonical_profile(raw)
+        canonical = canonical_profile(raw, self.clock_skew_seconds)
         click_id = self._click_id(raw)
         proba, decision, choice = self._choose(live, self._decider_of(bank), canonical, top or 1)
         campaign = bank.campaigns[choice.column]
@@ -164,7 +173,7 @@ class PredictorService:
     def score(self, raw: dict[str, Any], top: int | None = None) -> dict[str, Any]:
         """P(sale) of every campaign (or the ``top`` most likely), best first when ``top``."""
         bank = self.live().bank
-        canonical = canonical_profile(raw)
+        canonical = canonical_profile(raw, self.clock_skew_seconds)
         proba = _score_one(bank, canonical, bank.space.indices(canonical))
         ids = bank.campaign_ids
         if top is None:
@@ -175,18 +184,34 @@ class PredictorService:
         return {"model_version": bank.version, "probabilities": scores}
 
     def postback(
-        self, click_id: Any, revenue: Any, ts: Any = None, campaign_id: Any = None
+        self,
+        click_id: Any,
+        revenue: Any,
+        ts: Any = None,
+        campaign_id: Any = None,
+        *,
+        event_id: str | None = None,
     ) -> SaleEvent:
-        """Record a sale for ``click_id``; ``campaign_id``, when given, must be known."""
+        """Record a sale for ``click_id``, a click id this predictor issued.
+
+        ``campaign_id``, when given, must be known. The sale's time (``ts``, else
+        now) must be within ``clock_skew_seconds`` of the server's clock and not
+        before its click was issued. ``event_id`` (e.g. from the postback's
+        signature) lets the consumer drop a replay another worker accepted.
+        """
         if campaign_id is not None:
             self.live().bank.campaign(checked_id("campaign_id", campaign_id))  # 404 if unknown
         if click_id is None or click_id == "":
             raise InvalidInput("field 'click_id': required")
+        click_id = checked_id("click_id", click_id)
+        amount = checked_revenue(revenue)
+        now = time.time()
+        issued = self.click_ids.issued_at(click_id)
         event = SaleEvent(
-            id=self._event_id(),
-            click_id=checked_id("click_id", click_id),
-            ts=parse_timestamp(ts),
-            revenue=checked_revenue(revenue),
+            id=event_id or self._event_id(),
+            click_id=click_id,
+            ts=checked_sale_ts(ts, now, issued, self.clock_skew_seconds),
+            revenue=amount,
         )
         self.sink.emit(event)
         return event
@@ -207,6 +232,7 @@ class PredictorService:
             "n_generic": bank.n_generic,
             "skipped": bank.skipped,
             "rejected_version": self.holder.rejected,
+            "skipped_versions": self.holder.skipped_versions(),
             "policy": self.policy.name,
             "metrics": metrics if isinstance(metrics, dict) else {},
         }
@@ -215,10 +241,14 @@ class PredictorService:
         return f"{self._prefix}-{next(self._counter)}"
 
     def _click_id(self, raw: dict[str, Any]) -> str:
+        """A fresh issued id (see :mod:`.clickids`), or the caller's own, kept as is.
+
+        A caller's own id is logged and echoed, but no postback can name it: a
+        sale must name an id the predictor issued.
+        """
         given = raw.get("click_id")
         if given is None or given == "":
-            # unique across processes and restarts, without a getrandom() call per request
-            return f"{self._click_prefix}{next(self._clicks):012x}"
+            return self.click_ids.issue(time.time())
         return checked_id("click_id", click_id_of(raw))
 
 
@@ -242,15 +272,18 @@ def _ranked(entry: RankedCampaign) -> Ranked:
     return Ranked(entry.campaign_id, entry.probability, entry.expected_value)
 
 
-def canonical_profile(raw: Any) -> dict[str, Any]:
-    """The canonical profile of a request body; any failure is the caller's bad input."""
+def canonical_profile(raw: Any, max_ahead: float | None = None) -> dict[str, Any]:
+    """The canonical profile of a request body; any failure is the caller's bad input.
+
+    ``max_ahead``: a ``ts`` further ahead of the server's clock is refused.
+    """
     if not isinstance(raw, dict):
         raise InvalidInput(f"a profile must be a JSON object, got {type(raw).__name__}")
     ts = raw.get("ts")
     if isinstance(ts, int) and not 0 <= ts < 2**63:  # float() would overflow on huge ints
         raise InvalidInput(f"field 'ts': epoch seconds out of range: {str(ts)[:40]}")
     try:
-        return extract_profile(raw)
+        return extract_profile(raw, max_ahead=max_ahead)
     except ClickrouterError:
         raise
     except (ValueError, TypeError, OverflowError, LookupError) as exc:
@@ -278,6 +311,23 @@ def checked_revenue(value: Any) -> float:
     if not math.isfinite(revenue) or revenue < 0:
         raise InvalidInput(f"field 'revenue': expected a finite number >= 0, got {value!r}")
     return revenue
+
+
+def checked_sale_ts(value: Any, now: float, issued: float, skew: float) -> float:
+    """A sale's time: ``now`` when absent, else within ``skew`` seconds of ``now``
+    and not before its click was issued (``issued``, whole seconds)."""
+    ts = parse_timestamp(value, now=now)
+    if not ts <= now + skew:  # NaN too
+        raise PostbackRefused(
+            400, "ts_future", f"field 'ts': more than {skew:g} s ahead of the server's clock"
+        )
+    if ts < now - skew:
+        raise PostbackRefused(
+            400, "ts_expired", f"field 'ts': more than {skew:g} s behind the server's clock"
+        )
+    if ts < issued:
+        raise PostbackRefused(400, "ts_before_click", "field 'ts': before its click was issued")
+    return ts
 
 
 def checked_top(value: str | None) -> int | None:

@@ -67,8 +67,10 @@ def v2_routes(service: PredictorService) -> list[Route]:
         return json_response({"live": True})
 
     async def ready(request: Request) -> Response:
-        is_ready = service.holder.live is not None
-        return json_response({"ready": is_ready}, 200 if is_ready else 503)
+        reason = _unready_reason(service)
+        if reason is None:
+            return json_response({"ready": True})
+        return json_response({"ready": False, "error": reason}, 503)  # the error schema
 
     async def model_metadata(request: Request) -> Response:
         _check_model(request.params["name"])
@@ -90,6 +92,13 @@ def v2_routes(service: PredictorService) -> list[Route]:
         Route(("GET",), "/v2/models/{name}/ready", model_ready),
         Route(("POST",), "/v2/models/{name}/infer", infer),
     ]
+
+
+def _unready_reason(service: PredictorService) -> str | None:
+    """Why requests would fail now: no model yet, or events that cannot be persisted."""
+    if service.holder.live is None:
+        return "no model version is loaded yet"
+    return service.sink.problem()
 
 
 def _check_model(name: str) -> None:

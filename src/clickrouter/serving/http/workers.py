@@ -12,18 +12,41 @@ for the replacement instead of being refused.
 
 Supervision (health pings, restarts, SIGTERM to every worker) is uvicorn's
 :class:`~uvicorn.supervisors.Multiprocess`; only the socket given to each
-worker differs.
+worker differs, and each worker gets SIGTERM from the kernel when the
+supervisor ends without sending it (SIGKILL, a crash): it then shuts down as
+on a normal stop (in-flight requests answered, queued events written) instead
+of serving on, orphaned, on its socket.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from clickrouter.processes import die_with_parent
+
 log = logging.getLogger(__name__)
+
+
+class SupervisedProcess(Process):
+    """A uvicorn worker that stops (SIGTERM) when its supervisor ends.
+
+    The supervisor starts every worker from its main thread, the thread the
+    kernel's parent-death signal is tied to.
+    """
+
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+        self.supervisor_pid = os.getpid()
+        super().__init__(config, sockets)
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover
+        die_with_parent(self.supervisor_pid, signal.SIGTERM)
+        super().target(sockets)
 
 
 class ReusePortMultiprocess(Multiprocess):
@@ -34,7 +57,7 @@ class ReusePortMultiprocess(Multiprocess):
         self.processes_num = len(sockets)
 
     def _start(self, index: int) -> Process:
-        process = Process(self.config, [self.sockets[index]])
+        process = SupervisedProcess(self.config, [self.sockets[index]])
         process.start()
         return process
 

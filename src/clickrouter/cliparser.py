@@ -1,0 +1,97 @@
+"""The argument parser every ``clickrouter`` command is built with.
+
+Its help shows each option's default, and for an option that overrides a
+setting (its ``dest`` names a :class:`~clickrouter.config.Settings` field) the
+setting's default and its ``CLICKROUTER_*`` variable, taken from
+:class:`Settings` itself so the help cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from clickrouter.config import ENV_PREFIX, Settings
+from clickrouter.durations import format_duration
+from clickrouter.logs import LOG_FORMATS
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help lines end with ``(default: X)``; a text with line breaks keeps them (epilogs)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        if _is_duration(action):
+            return "DURATION"
+        return super()._get_default_metavar_for_optional(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or "default" in text.lower():
+            return text
+        if action.dest in Settings.__struct_fields__ and action.default is None:
+            return f"{text} (default: {setting_default(action.dest)}; env {env_name(action.dest)})"
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        return f"{text} (default: {_shown(action, default).replace('%', '%%')})"
+
+
+def _is_duration(action: argparse.Action) -> bool:
+    return getattr(action.type, "__name__", "") == "duration"
+
+
+def _shown(action: argparse.Action, value: Any) -> str:
+    if _is_duration(action) and isinstance(value, int | float):
+        return format_duration(float(value))
+    return str(value)
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def setting_default(field: str) -> str:
+    value = Settings.__struct_defaults__[Settings.__struct_fields__.index(field)]
+    if value is None:
+        return "unset"
+    if field.endswith("_seconds") and isinstance(value, int | float):
+        return format_duration(float(value))
+    return str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` using :class:`HelpFormatter` unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def add_log_format(parser: argparse.ArgumentParser) -> None:
+    """``--log-format text|json`` (setting ``log_format``) for a long-running command."""
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines on stderr: text, or json (one object per line with ts, level,"
+        " logger, message, stage, version, pid, host)",
+    )
+
+
+def settings_epilog(fields: dict[str, str]) -> str:
+    """Help text listing settings a command reads that have no flag (secrets)."""
+    lines = ["settings read only from the environment (no flag: a flag would show in ps):"]
+    for field, meaning in fields.items():
+        lines.append(f"  {env_name(field):34} {meaning}")
+    return "\n".join(lines)
+
+
+def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags whose dest names a Settings field (None: not given on the command line)."""
+    return {k: v for k, v in vars(args).items() if k in Settings.__struct_fields__}
