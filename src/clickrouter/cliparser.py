@@ -9,6 +9,7 @@ setting's default and its ``CLICKROUTER_*`` variable, taken from
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from clickrouter.config import ENV_PREFIX, Settings
@@ -95,3 +96,33 @@ def settings_epilog(fields: dict[str, str]) -> str:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags whose dest names a Settings field (None: not given on the command line)."""
     return {k: v for k, v in vars(args).items() if k in Settings.__struct_fields__}
+
+
+def bounded_int(low: int, high: int) -> Any:
+    """An argparse ``type``: an integer in ``low..high``, else a message naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {text!r}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float) -> Any:
+    """An argparse ``type``: a finite number in ``low..high``, else a message naming it."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"expected {low:g}..{high:g}, got {text!r}")
+        return value
+
+    return parse

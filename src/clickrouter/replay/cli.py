@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 from pathlib import Path
 from typing import Any
 
+from clickrouter.cliparser import bounded_float, bounded_int
 from clickrouter.demo.config import DemoConfig
 from clickrouter.errors import InvalidInput
 
@@ -51,37 +51,37 @@ def register_replay(subparsers: Any) -> None:
     )
     arg(
         "--campaigns",
-        type=_integer(2, 1_000_000),
+        type=bounded_int(2, 1_000_000),
         default=DEFAULTS.campaigns,
         help="campaigns of a generated world (default %(default)s)",
     )
     arg(
         "--seed",
-        type=_integer(0, 2**32 - 1),
+        type=bounded_int(0, 2**32 - 1),
         default=DEFAULTS.seed,
         help="seed of a generated world, and of the trainer (default %(default)s)",
     )
     arg(
         "--base-rate-min",
-        type=_number(1e-9, 0.5),
+        type=bounded_float(1e-9, 0.5),
         default=DEFAULTS.base_rate_min,
         help="lowest campaign sale rate of a generated world (default %(default)s)",
     )
     arg(
         "--base-rate-max",
-        type=_number(1e-9, 0.5),
+        type=bounded_float(1e-9, 0.5),
         default=DEFAULTS.base_rate_max,
         help="highest campaign sale rate of a generated world (default %(default)s)",
     )
     arg(
         "--payout-sigma",
-        type=_number(0, 3),
+        type=bounded_float(0, 3),
         default=DEFAULTS.payout_sigma,
         help="log-normal spread of payouts of a generated world (default %(default)s)",
     )
     arg(
         "--effect-scale",
-        type=_number(0, 3),
+        type=bounded_float(0, 3),
         default=DEFAULTS.effect_scale,
         help="spread of per-profile effects of a generated world (default %(default)s)",
     )
@@ -89,13 +89,13 @@ def register_replay(subparsers: Any) -> None:
     arg = traffic.add_argument
     arg(
         "--clicks",
-        type=_integer(1, 10**9),
+        type=bounded_int(1, 10**9),
         default=None,
         help="requests served per seed (default: the demo's 288,000 per simulated day)",
     )
     arg(
         "--days",
-        type=_number(0.01, 366),
+        type=bounded_float(0.01, 366),
         default=3.0,
         help="simulated days the clicks are spread over (default %(default)s)",
     )
@@ -114,20 +114,20 @@ def register_replay(subparsers: Any) -> None:
     )
     arg(
         "--retrain-every",
-        type=_number(0.05, 24 * 30),
+        type=bounded_float(0.05, 24 * 30),
         default=DEFAULTS.retrain_hours,
         metavar="HOURS",
         help="simulated hours between training cycles (default %(default)s)",
     )
     arg(
         "--attribution-hours",
-        type=_number(0.01, 24 * 30),
+        type=bounded_float(0.01, 24 * 30),
         default=DEFAULTS.attribution_hours,
         help="attribution window: later sales are lost to the join (default %(default)s)",
     )
     arg(
         "--label-delay",
-        type=_number(0, 24 * 30),
+        type=bounded_float(0, 24 * 30),
         default=None,
         metavar="HOURS",
         help="simulated hours between a label settling and its record reaching the trainer"
@@ -143,19 +143,19 @@ def register_replay(subparsers: Any) -> None:
     )
     arg(
         "--epsilon",
-        type=_number(0, 1),
+        type=bounded_float(0, 1),
         default=DEFAULTS.epsilon,
         help="epsilon-greedy's exploration share (default %(default)s)",
     )
     arg(
         "--thompson-scale",
-        type=_number(0, 3),
+        type=bounded_float(0, 3),
         default=DEFAULTS.thompson_scale,
         help="posterior spread multiplier (default %(default)s)",
     )
     arg(
         "--thompson-profile-spread",
-        type=_number(0, 1.5),
+        type=bounded_float(0, 1.5),
         default=DEFAULTS.thompson_profile_spread,
         help="log-sd of a profile's deviation no model covers yet (default %(default)s)",
     )
@@ -163,31 +163,31 @@ def register_replay(subparsers: Any) -> None:
     arg = trainer.add_argument
     arg(
         "--min-positives",
-        type=_integer(1, 10**6),
+        type=bounded_int(1, 10**6),
         default=DEFAULTS.min_positives,
         help="sales before a campaign gets a logistic model (default %(default)s)",
     )
     arg(
         "--prior-positives",
-        type=_number(1e-6, 1e6),
+        type=bounded_float(1e-6, 1e6),
         default=DEFAULTS.prior_positives,
         help="strength of the base-rate models' Beta prior (default %(default)s)",
     )
     arg(
         "--recent-prior-sales",
-        type=_number(0, 1e6),
+        type=bounded_float(0, 1e6),
         default=DEFAULTS.recent_prior_sales,
         help="prior (in sales) of a logistic model's level on the newest rows; 0 = off",
     )
     arg(
         "--cold-start-rate",
-        type=_number(1e-9, 0.999),
+        type=bounded_float(1e-9, 0.999),
         default=DEFAULTS.cold_start_rate,
         help="rate of the cold store's base-rate models (default %(default)s)",
     )
     arg(
         "--train-workers",
-        type=_integer(0, 64),
+        type=bounded_int(0, 64),
         default=DEFAULTS.train_workers,
         help="fit processes per seed; 0 = in the replay's process (default %(default)s)",
     )
@@ -200,16 +200,16 @@ def register_replay(subparsers: Any) -> None:
         metavar="DIR",
         help="where replay.json, replay.png and replay-timing.json go (default %(default)s)",
     )
-    arg("--bins", type=_integer(2, 500), default=24, help="time bins of the curves")
+    arg("--bins", type=bounded_int(2, 500), default=24, help="time bins of the curves")
     arg(
         "--oracle-sample",
-        type=_integer(0, 10**9),
+        type=bounded_int(0, 10**9),
         default=100_000,
         help="requests per seed scored against every campaign for the baselines (0 = all)",
     )
     arg(
         "--jobs",
-        type=_integer(1, 256),
+        type=bounded_int(1, 256),
         default=None,
         help="seeds run at once in worker processes (default: one per core, at most)",
     )
@@ -221,32 +221,6 @@ def register_replay(subparsers: Any) -> None:
         help="where each seed's store and dataset live while it runs (default: temp dir)",
     )
     parser.set_defaults(handler=run)
-
-
-def _integer(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _number(low: float, high: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"expected {low:g}..{high:g}, got {text!r}")
-        return value
-
-    return parse
 
 
 def _seeds(text: str) -> list[int]:
@@ -402,52 +376,52 @@ def register_evaluate(subparsers: Any) -> None:
     )
     arg(
         "--epsilon",
-        type=_number(0, 1),
+        type=bounded_float(0, 1),
         default=DEFAULTS.epsilon,
         help="epsilon-greedy's exploration share (default %(default)s)",
     )
     arg(
         "--thompson-scale",
-        type=_number(0, 3),
+        type=bounded_float(0, 3),
         default=DEFAULTS.thompson_scale,
         help="posterior spread multiplier (default %(default)s)",
     )
     arg(
         "--thompson-profile-spread",
-        type=_number(0, 1.5),
+        type=bounded_float(0, 1.5),
         default=DEFAULTS.thompson_profile_spread,
         help="log-sd of a profile's deviation no model covers yet (default %(default)s)",
     )
     arg(
         "--draws",
-        type=_integer(1, 10_000),
+        type=bounded_int(1, 10_000),
         default=32,
         help="policy draws per record estimating a Thompson candidate's choice probabilities",
     )
-    arg("--seed", type=_integer(0, 2**32 - 1), default=0, help="seed of the candidate's draws")
+    arg("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the candidate's draws")
     arg(
         "--since",
-        type=_number(0, 1e11),
+        type=bounded_float(0, 1e11),
         default=None,
         metavar="EPOCH",
         help="only records of clicks at or after this time (epoch seconds)",
     )
     arg(
         "--until",
-        type=_number(0, 1e11),
+        type=bounded_float(0, 1e11),
         default=None,
         metavar="EPOCH",
         help="only records of clicks before this time (epoch seconds)",
     )
     arg(
         "--confidence",
-        type=_number(0.5, 0.999),
+        type=bounded_float(0.5, 0.999),
         default=0.95,
         help="level of the intervals (default %(default)s)",
     )
     arg(
         "--min-ess",
-        type=_number(1, 1e9),
+        type=bounded_float(1, 1e9),
         default=100.0,
         help="fewer effective records than this: the estimate is unsupported (default %(default)s)",
     )

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clickrouter.cliparser import bounded_float, bounded_int
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.driver import MAX_PIPELINE
@@ -32,20 +33,20 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--world", type=Path, default=None, help="load this saved world")
     sim.add_argument(
         "--campaigns",
-        type=_bounded_int(1, 1_000_000),
+        type=bounded_int(1, 1_000_000),
         default=5000,
         help="campaigns of a generated world (ignored with --world)",
     )
     sim.add_argument(
         "--seed",
-        type=_bounded_int(0, 2**63 - 1),
+        type=bounded_int(0, 2**63 - 1),
         default=0,
         help="random seed of the world and its traffic (same seed, same output)",
     )
     sim.add_argument("--out", type=Path, default=None, help="write world + events/ here")
     sim.add_argument(
         "--clicks",
-        type=_bounded_int(1, MAX_CLICKS),
+        type=bounded_int(1, MAX_CLICKS),
         default=None,
         help="with --out: logged clicks to write (their sales follow)",
     )
@@ -53,19 +54,19 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--target", default=None, help="predictor base URL, http://HOST:PORT")
     sim.add_argument(
         "--requests",
-        type=_bounded_int(1, MAX_REQUESTS),
+        type=bounded_int(1, MAX_REQUESTS),
         default=None,
         help="with --target: decision requests to send",
     )
     sim.add_argument(
         "--rate",
-        type=_bounded_float(0.001, MAX_RATE),
+        type=bounded_float(0.001, MAX_RATE),
         default=50.0,
         help="with --target: requests per wall-clock second",
     )
     sim.add_argument(
         "--speedup",
-        type=_bounded_float(1e-3, 1e9),
+        type=bounded_float(1e-3, 1e9),
         default=3600.0,
         help="simulated seconds per wall-clock second (sales arrive sooner)",
     )
@@ -77,37 +78,11 @@ def register(subparsers: Any) -> None:
     )
     sim.add_argument(
         "--pipeline",
-        type=_bounded_int(1, MAX_PIPELINE),
+        type=bounded_int(1, MAX_PIPELINE),
         default=1,
         help="decision requests written at once on the connection (HTTP/1.1 pipelining)",
     )
     sim.set_defaults(handler=run_simulate)
-
-
-def _bounded_int(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _bounded_float(low: float, high: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {low:g}..{high:g}, got {text!r}")
-        return value
-
-    return parse
 
 
 def _bounded_duration(high: float) -> Any:
