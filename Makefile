@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install test lint typecheck pytest demo bench clean services
 
+# every stage and the lab (all), the checks (dev), the benchmarks' other engines (bench)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

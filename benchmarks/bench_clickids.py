@@ -22,13 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from clickrouter.serving.http.clickids import ClickIds
-from clickrouter.serving.http.metrics import ServiceMetrics
-from clickrouter.serving.http.models import BankHolder
-from clickrouter.serving.http.policy import make_policy
-from clickrouter.serving.http.service import PredictorService
-from clickrouter.serving.http.sink import open_sink
-from clickrouter.serving.sample import make_sample_directory
+from clickrouter.serving.engine.clickids import ClickIds
+from clickrouter.serving.engine.decision import DecisionPath
+from clickrouter.serving.engine.durability import open_recorder
+from clickrouter.serving.engine.holder import BankHolder
+from clickrouter.serving.engine.policy import make_policy
+from clickrouter.serving.engine.service import PredictorService
+from support import make_sample_directory
 
 PROFILE = {"country": "FR", "os": "android", "device": "device-1", "browser": "chrome mobile"}
 
@@ -48,12 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         models = make_sample_directory(Path(tmp) / "models", args.campaigns)
-        holder = BankHolder(models)
-        sink = open_sink(None, "bench-clickids")
+        decisions = DecisionPath(make_policy("greedy", 0.0))
+        holder = BankHolder(models, prepare=decisions.prepare)
+        sink = open_recorder(None, "bench-clickids")
         ids = ClickIds(secret="bench-click-secret-0123456789")
-        service = PredictorService(
-            holder, make_policy("greedy", 0.0), sink, ServiceMetrics(None), click_ids=ids
-        )
+        service = PredictorService(holder, decisions, sink, click_ids=ids)
         asyncio.run(holder.reload())
         own, issued = {**PROFILE, "click_id": "0123456789abcdef" * 2}, dict(PROFILE)
         rounds: dict[str, list[float]] = {"baseline": [], "issued": []}

@@ -1,7 +1,7 @@
 """What a broken CURRENT costs a starting predictor, as a ratio against a healthy start.
 
 A store holds v1 (``--campaigns`` sample campaigns). Each round starts a
-:class:`~clickrouter.serving.http.models.BankHolder` (the predictor's first
+:class:`~clickrouter.serving.engine.holder.BankHolder` (the predictor's first
 load: compile in a fork-server child, map the cached table, warm up) on:
 
 - healthy: ``CURRENT`` names v1;
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from clickrouter.modelstore.store import ModelStore
-from clickrouter.serving.http.models import BankHolder
-from clickrouter.serving.sample import make_sample_directory
+from clickrouter.serving.engine.holder import BankHolder
+from support import make_sample_directory
 
 
 def publish(store: ModelStore, directory: Path, version: str) -> None:

@@ -339,8 +339,8 @@ def baseline_server_main(models: str, port_file: str) -> None:
     import msgspec
     import uvicorn
 
+    from clickrouter.catalogue import load_catalog
     from clickrouter.profile import extract_profile, profile_frame
-    from clickrouter.serving.catalog import load_catalog
     from clickrouter.serving.loading import load_model
 
     campaigns, _ = load_catalog(Path(models) / "campaigns.json")
@@ -376,7 +376,7 @@ def baseline_server_main(models: str, port_file: str) -> None:
 
 
 def sample_directory(out: Path, n: int) -> Path:
-    from clickrouter.serving.sample import make_sample_directory
+    from support import make_sample_directory
 
     path = out / f"models-{n}"
     if not (path / "campaigns.json").exists():  # written last: its presence means complete
@@ -387,7 +387,7 @@ def sample_directory(out: Path, n: int) -> Path:
 
 
 def request_bodies(n: int = 64) -> list[str]:
-    from clickrouter.serving.sample import random_profiles
+    from support import random_profiles
 
     rng = np.random.default_rng(1)
     profiles = random_profiles(rng, n)

@@ -40,12 +40,13 @@ import pandas as pd
 import redis
 
 from clickrouter.datastore import DataManager
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.events import Event
+from clickrouter.redislog import RedisStreamWriter
 from clickrouter.stream.consumer import ConsumerManager
-from clickrouter.stream.eventlog import EventLogWriter
 from clickrouter.stream.local_source import LocalLogSource
-from clickrouter.stream.redis_stream import RedisStreamSink, RedisStreamSource
-from clickrouter.stream.sample import sample_lines
+from clickrouter.stream.redis_stream import RedisStreamSource
+from support import sample_lines
 
 WINDOW = 7 * 86400.0
 TARGET = 100_000
@@ -209,7 +210,7 @@ def main() -> None:
         try:
             url = f"redis://127.0.0.1:{port}/events"
             rlines = lines[: int(len(lines) * args.redis_clicks / args.clicks)]
-            with RedisStreamSink.from_url(url, batch_size=2000) as sink:
+            with RedisStreamWriter.from_url(url, batch_size=2000) as sink:
                 t_xadd, _ = timed(
                     "XADD (sink)", lambda: sink.write_raw(b"".join(rlines)) or sink.flush()
                 )

@@ -33,7 +33,7 @@ import numpy as np
 from clickrouter import ModelBank
 from clickrouter.profile import extract_profile, profile_frame
 from clickrouter.serving import kernel
-from clickrouter.serving.sample import make_sample_directory, random_profiles
+from support import make_sample_directory, random_profiles
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> list[float]:

@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from clickrouter.errors import InvalidInput
-from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import GammaThompson, Policy, Thompson, make_policy
-from clickrouter.serving.sample import make_sample_directory, random_profiles
+from clickrouter.modelstore.manifest import CampaignRecord, Manifest
+from clickrouter.serving.engine.holder import LiveBank, load_live_bank
+from clickrouter.serving.engine.policy import GammaThompson, Policy, Thompson, make_policy
+from support import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
 from policy_endstate import load_end_state
@@ -67,17 +68,17 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
 # -- cost ------------------------------------------------------------------------------
 
 
-def running_manifest(live: LiveBank, rng: np.random.Generator) -> dict[str, object]:
+def running_manifest(live: LiveBank, rng: np.random.Generator) -> Manifest:
     """Evidence like a system a few cycles in: 20 logistic models, the rest base rates."""
     ids = live.bank.campaign_ids
     fitted = set(rng.choice(len(ids), 20, replace=False).tolist())
     records = {}
     for column, cid in enumerate(ids):
         if column in fitted:
-            records[cid] = {"kind": "logistic", "positives": int(rng.integers(50, 2000))}
+            records[cid] = CampaignRecord(kind="logistic", positives=int(rng.integers(50, 2000)))
         else:
-            records[cid] = {"kind": "base_rate", "positives": int(rng.poisson(1.0))}
-    return {"campaigns": records}
+            records[cid] = CampaignRecord(kind="base_rate", positives=int(rng.poisson(1.0)))
+    return Manifest(campaigns=records)
 
 
 def time_policy(

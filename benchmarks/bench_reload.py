@@ -30,8 +30,8 @@ import joblib
 import numpy as np
 
 from clickrouter import ModelBank
-from clickrouter.serving.http.models import load_live_bank
-from clickrouter.serving.sample import make_sample_directory, random_profiles
+from clickrouter.serving.engine.holder import load_live_bank
+from support import make_sample_directory, random_profiles
 
 
 def new_version(base: Path, name: str, changed: int, rng: np.random.Generator) -> Path:

@@ -40,7 +40,7 @@ def run_legacy(path: Path, settings: ReplaySettings) -> float:
     legacy = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = legacy  # its dataclasses look their module up
     spec.loader.exec_module(legacy)
-    from clickrouter.serving.http.policy import Thompson
+    from clickrouter.serving.engine.policy import Thompson
 
     demo = settings.demo
     config = legacy.ReplayConfig(demo=demo, requests=settings.total_clicks, days=settings.days)
@@ -70,6 +70,8 @@ def main() -> None:
     rate = settings.total_clicks / seconds
     per_stage = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
     print(f"  clickrouter replay   {seconds:7.1f} s  {rate:8.0f} decisions/s  ({per_stage})")
+    cycle = (stages["train"] + stages["load"]) / settings.cycles
+    print(f"  per training cycle   {cycle:7.2f} s  (training, publishing and loading the version)")
     if args.legacy is not None:
         legacy = run_legacy(args.legacy, settings)
         old = settings.total_clicks / legacy

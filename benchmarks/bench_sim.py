@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.events import CanonicalProfile, ClickEvent
 from clickrouter.profile import extract_profile, parse_timestamp
 from clickrouter.sim import World
 from clickrouter.sim.eventgen import EventGenerator, UniformLoggingPolicy
-from clickrouter.stream.eventlog import EventLogWriter
 
 Timing = tuple[float, float, int]  # wall seconds, CPU seconds, events written
 

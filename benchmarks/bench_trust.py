@@ -32,8 +32,8 @@ from clickrouter.modelstore import write_manifest
 from clickrouter.modelstore.signing import sign_manifest
 from clickrouter.serving.cache import directory_key, load_cached
 from clickrouter.serving.directory import read_directory, untrusted_pickles
-from clickrouter.serving.sample import make_sample_directory
 from clickrouter.serving.trust import ModelTrust
+from support import make_sample_directory
 
 KEY = b"bench-key-" + b"x" * 32
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from clickrouter.demo.oracle import OracleScorer
-from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import Policy
+from clickrouter.serving.engine.holder import LiveBank, load_live_bank
+from clickrouter.serving.engine.policy import Policy
 from clickrouter.sim.world import World
 
 
@@ -51,7 +51,7 @@ class EndState:
             [
                 policy.choose_scored(
                     self.live, self.proba[i], self.eligible[i], int(best[i]), int(n_eligible[i])
-                ).column
+                )[0]
                 for i in range(len(best))
             ]
         )

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from clickrouter.cli import build_parser, main
-from clickrouter.cliparser import env_name
+from clickrouter.cli.config import SETTINGS_COMMANDS, _commands
+from clickrouter.cli.parser import env_name
 from clickrouter.config import Settings
-from clickrouter.config_cli import SETTINGS_COMMANDS, _commands
 
 PARSER = build_parser()
 COMMANDS = dict(_commands(PARSER))
-# settings no command reads (kept for library users and compatibility); `config` lists them
-UNREAD_SETTINGS = {"data_dir", "store_dir"}
+# settings no command reads; `config` lists them
+UNREAD_SETTINGS: set[str] = set()
 
 
 def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

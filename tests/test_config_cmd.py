@@ -7,8 +7,8 @@ import json
 import pytest
 
 from clickrouter.cli import main
+from clickrouter.cli.config import REDACTED, is_secret
 from clickrouter.config import Settings
-from clickrouter.config_cli import REDACTED, is_secret
 
 SECRETS = {
     "CLICKROUTER_ADMIN_TOKEN": "tok-3f9a1c55e0",

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clickrouter.cli import build_parser, main
+from clickrouter.cli.demo import config_from_args
 from clickrouter.config import Settings
-from clickrouter.demo.cli import config_from_args
 from clickrouter.durations import MAX_SECONDS, format_duration, parse_duration
 from clickrouter.errors import InvalidInput
 

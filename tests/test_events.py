@@ -1,7 +1,8 @@
-"""Event encoding: round trip and precise errors for bad lines."""
+"""Event encoding: round trip, precise errors for bad lines, one line per click."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,9 +11,12 @@ from clickrouter.events import (
     CanonicalProfile,
     ClickEvent,
     EventDecodeError,
+    RawRequest,
     SaleEvent,
+    TypedClickEvent,
     decode_event,
     encode_event,
+    encode_events,
 )
 
 PROFILE = CanonicalProfile("FR", "iphone", "ios", "safari", "orange", 5, 6)
@@ -102,3 +106,58 @@ def test_arbitrary_bytes_either_decode_or_raise_a_decode_error(line: bytes) -> N
         assert exc.status == 400 and str(exc)
     else:
         assert decode_event(encode_event(event)) == event
+
+
+_maybe = st.none() | _text
+_raw_requests = st.builds(
+    RawRequest,
+    click_id=_text,
+    ts=st.none() | st.floats(0, 4e9) | _text,
+    country=_maybe,
+    tz=_maybe,
+    device=_maybe,
+    os=_maybe,
+    browser=_maybe,
+    user_agent=_maybe,
+    provider=_maybe,
+)
+
+
+@given(
+    st.builds(
+        TypedClickEvent,
+        id=_text,
+        click_id=_text,
+        ts=st.floats(0, 4e9),
+        profile=_profiles,
+        campaign_id=_text,
+        landing_page=_text,
+        propensity=st.floats(1e-9, 1.0),
+        model_version=_text,
+        raw=st.none() | _raw_requests,
+    )
+)
+def test_a_typed_click_is_the_line_of_the_click_event_it_decodes_to(typed: TypedClickEvent) -> None:
+    raw = None if typed.raw is None else msgspec.structs.asdict(typed.raw)
+    if raw is not None:
+        raw = {k: v for k, v in raw.items() if v is not None}  # absent, not null
+    fields = {f: getattr(typed, f) for f in ClickEvent.__struct_fields__ if f != "raw"}
+    click = ClickEvent(**fields, raw=raw)
+    assert encode_events([typed]) == encode_event(click)
+    assert decode_event(encode_events([typed])) == click
+
+
+def test_a_pre_encoded_user_agent_is_copied_as_a_json_string() -> None:
+    agent = msgspec.json.encode("Mozilla/5.0 (X11)")
+    request = RawRequest("k1", 1.5e9, user_agent=msgspec.Raw(agent))
+    typed = TypedClickEvent("e1", "k1", 1.5e9, PROFILE, "c1", "https://x/", 0.5, "v1", request)
+    decoded = decode_event(encode_events([typed]))
+    assert isinstance(decoded, ClickEvent)
+    assert decoded.raw == {"click_id": "k1", "ts": 1.5e9, "user_agent": "Mozilla/5.0 (X11)"}
+
+
+def test_encode_events_joins_the_lines_of_encode_event() -> None:
+    sale = SaleEvent(id="s1", click_id="k1", ts=1.5e9 + 60, revenue=2.5)
+    assert encode_events([CLICK, sale, CLICK]) == b"".join(
+        encode_event(e) for e in (CLICK, sale, CLICK)
+    )

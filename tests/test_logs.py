@@ -95,7 +95,7 @@ def consume(simulated: Path) -> subprocess.CompletedProcess[str]:
         "consume",
         "--source", str(simulated / "events"), "--data", str(simulated / "data"),
         "--once", "--flush-all", "--no-fsync", "--log-format", "json",
-        module="clickrouter.stream.cli",
+        module="clickrouter.cli.consume",
     )  # fmt: skip
 
 

@@ -85,12 +85,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # compiled versions the bank cache keeps (most recently used first); a
     # serving predictor deletes the older ones after each reload
     bank_cache_keep: Annotated[int, msgspec.Meta(ge=1)] = BANK_CACHE_KEEP
-    # events and data
+    # events and data (the dataset and the model store have no setting: consume --data
+    # and train --store name them, so a command run elsewhere cannot use a stray ./data)
     events_dir: str = "events"
-    data_dir: str = "data"
     attribution_window_seconds: float = 7 * 24 * 3600.0
     # training
-    store_dir: str = "store"
     negative_sampling_rate: float = 0.1
     min_positives: int = 20
     keep_versions: int = 5

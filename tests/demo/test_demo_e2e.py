@@ -212,7 +212,7 @@ def test_a_dying_stage_ends_the_demo_with_its_name(tmp_path: Path) -> None:
         while not (out / "drivers" / "go").exists():
             assert time.monotonic() < deadline and demo.poll() is None
             time.sleep(0.2)
-        consumer = _pids_of(f"clickrouter.stream.cli consume --source {out}/events")
+        consumer = _pids_of(f"clickrouter.cli.consume consume --source {out}/events")
         assert len(consumer) == 1
         os.kill(consumer[0], signal.SIGKILL)
         _, stderr = demo.communicate(timeout=60)

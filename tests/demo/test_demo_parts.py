@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clickrouter.demo.cli import config_from_args, register
+from clickrouter.cli.demo import config_from_args, register
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.scrape import quantile
 from clickrouter.demo.stages import training_settings

@@ -11,12 +11,13 @@ import pytest
 import redis
 from prometheus_client import generate_latest
 
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent, encode_event
+from clickrouter.redislog import FIELD, parse_redis_url
 from clickrouter.stream import metrics as stream_metrics
-from clickrouter.stream.eventlog import EventLogWriter
 from clickrouter.stream.local_source import LocalLogSource
 from clickrouter.stream.metrics import ConsumerMetrics, LocalBacklog, RedisBacklog
-from clickrouter.stream.redis_stream import FIELD, RedisStreamSource, parse_redis_url
+from clickrouter.stream.redis_stream import RedisStreamSource
 from monitoring.monitoring_support import clickrouter, free_port, scrape_until, stop, value
 
 PROFILE = CanonicalProfile("FR", "device-1", "android", "chrome mobile", "carrier-2", 10, 2)
@@ -55,7 +56,7 @@ def test_consumer_serves_ingestion_commits_dead_letters_and_lag(tmp_path: Path) 
         "consume", "--source", str(log), "--data", str(tmp_path / "data"),
         "--metrics-port", str(port), "--quiet", "--no-fsync", "--in-process",
         "--commit-seconds", "0.2",
-        module="clickrouter.stream.cli",
+        module="clickrouter.cli.consume",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/metrics"
     try:

@@ -156,7 +156,7 @@ def test_prometheus_scrapes_every_stage_and_every_query_returns_data(tmp_path: P
             "consume", "--source", str(events), "--data", str(tmp_path / "data"),
             "--metrics-port", str(ports["consumer"]), "--quiet", "--no-fsync",
             "--in-process", "--commit-seconds", "0.5",
-            module="clickrouter.stream.cli",
+            module="clickrouter.cli.consume",
         )  # fmt: skip
         processes.append(consumer)
         prometheus = Prometheus(

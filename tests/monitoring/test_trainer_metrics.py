@@ -73,9 +73,9 @@ def test_trainer_serves_cycles_decisions_and_live_quality(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("module", "args", "message"),
     [
-        ("clickrouter.stream.cli", ["--metrics-port", "abc"], "--metrics-port: expected PORT"),
-        ("clickrouter.stream.cli", ["--metrics-port", "70000"], "--metrics-port: expected PORT"),
-        ("clickrouter.stream.cli", ["--metrics-port", "9", "--once"], "--metrics-port needs"),
+        ("clickrouter.cli.consume", ["--metrics-port", "abc"], "--metrics-port: expected PORT"),
+        ("clickrouter.cli.consume", ["--metrics-port", "70000"], "--metrics-port: expected PORT"),
+        ("clickrouter.cli.consume", ["--metrics-port", "9", "--once"], "--metrics-port needs"),
         ("clickrouter.cli", ["--metrics-port", "9"], "--metrics-port needs --watch"),
     ],
 )
@@ -103,7 +103,7 @@ def test_a_metrics_port_in_use_is_a_message_not_a_traceback(tmp_path: Path) -> N
         consumer = clickrouter(
             "consume", "--source", str(tmp_path / "events"), "--data", str(tmp_path / "d"),
             "--metrics-port", str(port), "--quiet", "--in-process",
-            module="clickrouter.stream.cli",
+            module="clickrouter.cli.consume",
         )  # fmt: skip
         try:
             consumer.wait(timeout=60)

@@ -27,9 +27,9 @@ from clickrouter.modelstore import ModelStore
 from clickrouter.replay.loop import ReplayLoop, load_world
 from clickrouter.replay.offpolicy import bank_slots, evaluate
 from clickrouter.replay.settings import HOUR, ReplaySettings
-from clickrouter.serving.http.hotpath import decider_for
-from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import (
+from clickrouter.serving.engine.fused import decider_for
+from clickrouter.serving.engine.holder import LiveBank, load_live_bank
+from clickrouter.serving.engine.policy import (
     EpsilonGreedy,
     Policy,
     Thompson,

@@ -1,7 +1,7 @@
 """The replay's batch decision path against the service's per-request path, draw for draw.
 
 The service decides one request at a time (``decider.decide`` then
-``policy.choose_scored``, as ``PredictorService._choose`` does); the replay
+``policy.choose_scored``, as ``DecisionPath.decide`` does); the replay
 decides many (``decider.decide_many`` then ``choose_many``). Given the same
 bank, manifest evidence, profiles and policy seed, both must show the same
 campaigns with the same propensities.
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from clickrouter.errors import NoEligibleCampaign
-from clickrouter.serving.http.hotpath import FusedDecider, GeneralDecider, decider_for
-from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import (
+from clickrouter.modelstore.manifest import CampaignRecord, Manifest
+from clickrouter.serving.engine.fused import FusedDecider, GeneralDecider, decider_for
+from clickrouter.serving.engine.holder import LiveBank, load_live_bank
+from clickrouter.serving.engine.policy import (
     GammaThompson,
     Greedy,
     Policy,
@@ -26,7 +27,7 @@ from clickrouter.serving.http.policy import (
     choose_many,
     make_policy,
 )
-from clickrouter.serving.sample import make_sample_directory, random_profiles
+from reference.sample_models import make_sample_directory, random_profiles
 
 CAMPAIGNS = 120
 REQUESTS = 400
@@ -41,10 +42,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBank]:
     records = {}
     for column, cid in enumerate(loaded.bank.campaign_ids):
         if column % 10 == 0:
-            records[cid] = {"kind": "logistic", "positives": int(rng.integers(20, 500))}
+            records[cid] = CampaignRecord(kind="logistic", positives=int(rng.integers(20, 500)))
         else:
-            records[cid] = {"kind": "base_rate", "positives": int(rng.poisson(1.0))}
-    yield dataclasses.replace(loaded, manifest={"campaigns": records})
+            records[cid] = CampaignRecord(kind="base_rate", positives=int(rng.poisson(1.0)))
+    yield dataclasses.replace(loaded, manifest=Manifest(campaigns=records))
     loaded.bank.close()
 
 
@@ -67,13 +68,13 @@ def per_request(live: LiveBank, policy: Policy, profiles: list[dict[str, object]
     out: list[tuple] = []
     for canonical in profiles:
         try:
-            proba, mask, decision = decider.decide(canonical, live.bank.space.indices(canonical), 1)
+            ranking = decider.decide(canonical, live.bank.space.indices(canonical), 1)
         except NoEligibleCampaign:
             out.append(None)
             continue
-        best = live.bank.column_of(decision.campaign_id)
-        choice = policy.choose_scored(live, proba, mask, best, decision.n_eligible)
-        out.append((choice.column, choice.propensity, best, proba, mask))
+        proba, mask, best = ranking.proba, ranking.mask, ranking.columns[0]
+        column, propensity = policy.choose_scored(live, proba, mask, best, ranking.n_eligible)
+        out.append((column, propensity, best, proba, mask))
     return out
 
 
@@ -128,10 +129,11 @@ def test_general_decider_batch_equals_its_per_request_path(
     for row, canonical in enumerate(profiles[:50]):
         if batch.n_eligible[row] == 0:
             continue
-        proba, mask, decision = general.decide(canonical, slots[row], 1)
-        assert np.array_equal(batch.proba[row], proba)
-        assert np.array_equal(batch.mask[row], mask)
-        assert live.bank.campaign_ids[batch.best[row]] == decision.campaign_id
+        ranking = general.decide(canonical, slots[row], 1)
+        assert np.array_equal(batch.proba[row], ranking.proba)
+        assert np.array_equal(batch.mask[row], ranking.mask)
+        assert batch.best[row] == ranking.columns[0]
+        assert batch.n_eligible[row] == ranking.n_eligible
     with pytest.raises(ValueError, match="canonical profiles"):
         general.decide_many(slots)
 

@@ -20,7 +20,7 @@ from clickrouter.errors import InvalidInput
 from clickrouter.serving.bank import ModelBank
 from clickrouter.serving.cache import STALE_STAGING_SECONDS, directory_key, prune_cache
 from clickrouter.serving.memo import prune_memo
-from clickrouter.serving.sample import make_sample_directory
+from reference.sample_models import make_sample_directory
 
 PROFILE = {"country": "FR", "os": "ios", "device": "iphone", "local_hour": 20}
 

@@ -46,7 +46,8 @@ def test_decision_maximises_expected_value_among_eligible(tmp_path: Path) -> Non
         assert [r.campaign_id for r in decision.ranking] == [
             bank.campaign_ids[j] for j in np.argsort(-value)[: expected_mask.sum()]
         ]
-        assert decision.landing_page_for("K1").endswith("?k=K1")
+        landing_page = bank.campaign(decision.campaign_id).landing_page_for("K1")
+        assert landing_page == decision.landing_page.replace("{click_id}", "K1")
 
 
 def test_no_eligible_campaign_is_a_clear_error(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from sklearn.preprocessing import OneHotEncoder
 from clickrouter import ModelBank
 from clickrouter.errors import NoEligibleCampaign
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS, profile_frame
-from clickrouter.serving.sample import campaign_model, random_profiles, template_models
+from fakes import fitted_pipeline
+from reference.sample_models import campaign_model, random_profiles, template_models
 
 N_CAMPAIGNS = 24
 NEW_DEVICES = [f"device-new-{i}" for i in range(4)]
@@ -204,3 +207,54 @@ def test_memo_entry_is_ignored_when_the_file_bytes_change(
         assert not np.array_equal(proba_before[:, column], proba[:, column])
         others = [j for j in range(proba.shape[1]) if j != column]
         assert np.array_equal(proba_before[:, others], proba[:, others])
+
+
+def settled_directory(root: Path, models: dict[str, Any]) -> Path:
+    """A model directory with a manifest, its files last written an hour ago (a
+    version published earlier: old enough for this process to remember their digests)."""
+    from clickrouter.modelstore import write_manifest
+
+    root.mkdir(parents=True)
+    for cid, model in models.items():
+        joblib.dump(model, root / f"{cid}.joblib")
+    (root / "campaigns.json").write_text(json.dumps([entry(c, 1.0) for c in models]))
+    write_manifest(root, {"version": root.name})
+    for path in root.iterdir():
+        os.utime(path, (path.stat().st_mtime - 3600,) * 2)
+    return root
+
+
+def test_a_model_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    models = {f"c{i}": fitted_pipeline(i) for i in range(3)}
+    root = settled_directory(tmp_path / "v1", models)
+    cache = tmp_path / "cache"
+    for _ in range(2):  # the second load takes every file from its remembered digest
+        ModelBank.from_directory(root, cache_dir=cache).close()
+    with open(root / "c1.joblib", "r+b") as fh:  # same size, other bytes
+        fh.seek(-8, os.SEEK_END)
+        fh.write(b"\0" * 8)
+    for entry_dir in cache.glob("[0-9a-f]" * 32):  # no bank cache entry: load the files
+        shutil.rmtree(entry_dir)
+    bank = ModelBank.from_directory(root, cache_dir=cache, strict=False)
+    assert bank.campaign_ids == ["c0", "c2"]
+    assert "c1.joblib: sha256 differs from manifest.json" in bank.skipped[0]
+    bank.close()
+
+
+def test_a_memo_entry_rewritten_after_this_process_read_it_is_checked_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = settled_directory(tmp_path / "v1", {"c0": fitted_pipeline(0)})
+    cache = tmp_path / "cache"
+    ModelBank.from_directory(root, cache_dir=cache).close()  # compiles, writes the memo
+    shutil.rmtree(next(cache.glob("[0-9a-f]" * 32)))
+    with ModelBank.from_directory(root, cache_dir=cache) as bank:  # reads the memo entry
+        assert bank.assembly_.reused == 1
+    shutil.rmtree(next(cache.glob("[0-9a-f]" * 32)))
+    (memo_file,) = cache.glob("memo-*/*.memo")
+    data = bytearray(memo_file.read_bytes())
+    data[-40] ^= 0xFF  # one payload byte flipped: the MAC no longer matches
+    memo_file.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING), ModelBank.from_directory(root, cache_dir=cache) as bank:
+        assert bank.assembly_.reused == 0  # probed again from its file
+    assert "its MAC does not match" in caplog.text

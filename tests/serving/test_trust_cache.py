@@ -25,8 +25,8 @@ from clickrouter.errors import ModelLoadError
 from clickrouter.serving.cache import directory_key
 from clickrouter.serving.cachedir import SECRET, UnsafeCacheDir, user_cache_dir
 from clickrouter.serving.memo import CompileMemo
-from clickrouter.serving.sample import make_sample_directory, random_profiles
 from fakes import fitted_pipeline, write_model_directory
+from reference.sample_models import make_sample_directory, random_profiles
 
 NOBODY = 65534
 ATTACKER = "https://attacker.example/{click_id}"

@@ -167,7 +167,7 @@ def signed_version(tmp_path: Path, models: dict[str, Any], key: bytes = KEY) -> 
 
 
 def _catalog(models: dict[str, Any]) -> list[Any]:
-    from clickrouter.serving.catalog import Campaign
+    from clickrouter.catalogue import Campaign
 
     return [Campaign(id=cid, landing_page=f"https://x.example/{cid}", payout=1.0) for cid in models]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from clickrouter.catalogue import load_catalog
 from clickrouter.cli import main
 from clickrouter.events import ClickEvent, decode_event
-from clickrouter.serving.catalog import load_catalog
 from clickrouter.sim import World
 
 

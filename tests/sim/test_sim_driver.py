@@ -20,13 +20,13 @@ import joblib
 import numpy as np
 import pytest
 
+from clickrouter.catalogue import write_catalog
 from clickrouter.cli import main
 from clickrouter.events import ClickEvent, SaleEvent, decode_event
 from clickrouter.profile import extract_profile, parse_timestamp
-from clickrouter.serving.catalog import write_catalog
-from clickrouter.serving.sample import campaign_model, template_models
 from clickrouter.sim import World
 from clickrouter.sim.driver import SimClock, TrafficDriver
+from reference.sample_models import campaign_model, template_models
 
 POSTBACK_SECRET = "sim-driver-test-secret-0123456789"  # signs the driver's postbacks
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from clickrouter.errors import InvalidInput
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.events import ClickEvent, SaleEvent, decode_event
 from clickrouter.profile import extract_profile
 from clickrouter.sim import World
-from clickrouter.sim.eventgen import ClickLine, EventGenerator, generate_events
-from clickrouter.stream.eventlog import EventLogWriter
+from clickrouter.sim.eventgen import EventGenerator, generate_events
 
 CLICKS = 60_000
 
@@ -141,11 +141,6 @@ def test_horizon_drops_sales_not_yet_due(hot_world: World, tmp_path: Path) -> No
     sales = [e for e in _read(tmp_path / "events") if isinstance(e, SaleEvent)]
     assert report.pending_sales_dropped > 0
     assert all(s.ts <= report.last_ts for s in sales)
-
-
-def test_fast_click_lines_encode_as_click_events() -> None:
-    assert ClickLine.__struct_fields__ == ClickEvent.__struct_fields__
-    assert ClickLine.__struct_config__.tag == ClickEvent.__struct_config__.tag == "click"
 
 
 def test_memory_does_not_grow_with_the_number_of_clicks(hot_world: World, tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clickrouter.catalogue import load_catalog
 from clickrouter.errors import InvalidInput
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import extract_profile
-from clickrouter.serving.catalog import load_catalog
 from clickrouter.serving.targeting import Eligibility
 from clickrouter.sim import World, WorldConfig
 from clickrouter.sim.requests import rfc3339_local

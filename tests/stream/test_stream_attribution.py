@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from clickrouter.events import CanonicalProfile, ClickEvent, Event, SaleEvent, encode_event
-from clickrouter.stream.attribution import Attributor
+from reference.attribution import Attributor
 
 DAY = 86400.0
 T0 = 1_780_000_000.0

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clickrouter.stream.closequeue import CloseQueue
+from reference.closequeue import CloseQueue
 
 
 @given(

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from clickrouter.datastore import DataManager
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.stream.consumer import ConsumerManager
-from clickrouter.stream.eventlog import EventLogWriter
 from clickrouter.stream.local_source import LocalLogSource
-from clickrouter.stream.sample import sample_lines
+from reference.sample_events import sample_lines
 
 DAY = 86400.0
 
@@ -88,7 +88,9 @@ def test_run_forever_follows_new_events_until_stopped(tmp_path: Path) -> None:
     assert DataManager(data).read_all().shape[0] > 400
 
 
-def run_cli(*args: str, module: str = "clickrouter.stream.cli") -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, module: str = "clickrouter.cli.consume"
+) -> subprocess.CompletedProcess[str]:
     """``consume`` in a subprocess; the stream module's own entry skips other stages'
     imports (the full ``clickrouter`` entry is exercised once, below)."""
     command = [sys.executable, "-m", module, "consume", *args]
@@ -126,7 +128,7 @@ def test_cli_decodes_in_a_worker_by_default_with_two_cpus() -> None:
     import argparse
     import os
 
-    from clickrouter.stream.cli import use_decode_worker
+    from clickrouter.cli.consume import use_decode_worker
 
     def choice(worker: bool = False, in_process: bool = False) -> bool:
         return use_decode_worker(argparse.Namespace(decode_worker=worker, in_process=in_process))
@@ -153,7 +155,7 @@ def test_retention_drops_data_older_than_the_event_time_horizon(tmp_path: Path) 
 def test_cli_follows_the_log_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     log, data = tmp_path / "log", tmp_path / "data"
     log.mkdir()
-    command = [sys.executable, "-m", "clickrouter.stream.cli", "consume", "--source", str(log),
+    command = [sys.executable, "-m", "clickrouter.cli.consume", "consume", "--source", str(log),
                "--data", str(data), "--commit-seconds", "0.2", "--no-fsync"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clickrouter.stream.eventlog import EventLogWriter
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.stream.local_source import LocalLogSource
 from serving.http.durability_support import (
     fill,

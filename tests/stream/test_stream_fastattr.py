@@ -1,7 +1,7 @@
 """The batch join equals the line-by-line reference join on random event streams.
 
-:class:`~clickrouter.stream.attribution.Attributor` is the executable
-specification; :class:`~clickrouter.stream.fastattr.BatchAttributor` (what the
+:class:`~reference.attribution.Attributor` is the executable
+specification; :class:`~clickrouter.stream.join.BatchAttributor` (what the
 consumer runs) must produce the same records, the same late lines in the same
 order, the same counts, whatever the batch boundaries, and also across a save
 and restore of its incremental state at any point.
@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickrouter.events import CanonicalProfile, ClickEvent, Event, SaleEvent, encode_event
-from clickrouter.stream.attribution import Attributor
 from clickrouter.stream.batch import build_batch
 from clickrouter.stream.buffer import RecordBuffer
-from clickrouter.stream.fastattr import BatchAttributor
+from clickrouter.stream.join import BatchAttributor
 from clickrouter.stream.state import StateBook
+from reference.attribution import Attributor
 
 DAY = 86400.0
 T0 = 1_780_000_000.0

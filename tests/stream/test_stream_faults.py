@@ -20,9 +20,9 @@ import pytest
 
 from clickrouter.datastore import DataManager
 from clickrouter.datastore.manifest import load_manifest
-from clickrouter.stream.eventlog import EventLogWriter
-from clickrouter.stream.redis_stream import RedisStreamSink
-from clickrouter.stream.sample import sample_lines
+from clickrouter.eventlog import EventLogWriter
+from clickrouter.redislog import RedisStreamWriter
+from reference.sample_events import sample_lines
 
 DAY = 86400.0
 SIDECARS = ("_dead_letters.jsonl", "_late_sales.jsonl", "_late_clicks.jsonl")
@@ -30,7 +30,7 @@ SIDECARS = ("_dead_letters.jsonl", "_late_sales.jsonl", "_late_clicks.jsonl")
 
 def consume_command(source: str, data: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "clickrouter.stream.cli", "consume",
+        sys.executable, "-m", "clickrouter.cli.consume", "consume",
         "--source", source, "--data", str(data), "--once", "--quiet",
         "--window-seconds", str(DAY), "--lateness-seconds", "21600", *extra,
     ]  # fmt: skip
@@ -104,7 +104,7 @@ def write_log(directory: Path, n_clicks: int, seed: int) -> None:
 
 
 def fill_stream(url: str, n_clicks: int, seed: int) -> None:
-    with RedisStreamSink.from_url(url, batch_size=2000) as sink:
+    with RedisStreamWriter.from_url(url, batch_size=2000) as sink:
         sink.write_raw(b"".join(sample_lines(n_clicks, seed=seed, span_seconds=DAY)))
 
 

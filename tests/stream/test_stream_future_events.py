@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from clickrouter.datastore import DataManager
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent, encode_event
 from clickrouter.stream.consumer import ConsumerManager
-from clickrouter.stream.eventlog import EventLogWriter
 from clickrouter.stream.local_source import LocalLogSource
 
 YEAR_9999 = 253_402_300_799.0

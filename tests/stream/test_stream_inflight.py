@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from clickrouter.datastore import DataManager
+from clickrouter.eventlog import EventLogWriter
 from clickrouter.stream.consumer import ConsumerManager
-from clickrouter.stream.eventlog import EventLogWriter
 from clickrouter.stream.local_source import LocalLogSource
-from clickrouter.stream.sample import sample_lines
+from reference.sample_events import sample_lines
 
 DAY = 86400.0
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clickrouter.stream.eventlog import EventLogWriter
+from clickrouter.eventlog import EventLogWriter, open_writer
+from clickrouter.events import SaleEvent, decode_event
 from clickrouter.stream.local_source import LocalLogSource
 
 
@@ -66,3 +67,14 @@ def test_positions_name_file_and_byte_offset(tmp_path: Path) -> None:
         "w1.00000000.jsonl:4",
         "w1.00000000.jsonl:7",
     ]
+
+
+def test_a_writer_opened_on_a_directory_writes_a_log_the_source_reads(tmp_path: Path) -> None:
+    sales = [SaleEvent(id=f"s{i}", click_id=f"k{i}", ts=1.0 + i, revenue=2.0) for i in range(3)]
+    writer = open_writer(tmp_path, "predictor-1")
+    assert isinstance(writer, EventLogWriter)
+    for sale in sales:
+        writer.write(sale)
+    writer.close()
+    assert [decode_event(line) for line in drain(LocalLogSource(tmp_path))] == sales
+    assert [p.name for p in tmp_path.glob("*.jsonl")] == ["predictor-1.00000000.jsonl"]

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from clickrouter.datastore.manifest import load_manifest
-from clickrouter.stream.eventlog import EventLogWriter
-from clickrouter.stream.sample import sample_lines
+from clickrouter.eventlog import EventLogWriter
 from process_support import descendants, sigkill_and_collect, survivors, wait_until
+from reference.sample_events import sample_lines
 
 DAY = 86400.0
 
@@ -28,7 +28,7 @@ def test_sigkill_while_following_leaves_no_decode_worker(tmp_path: Path) -> None
         writer.write_raw(line)
     writer.close()
     data = tmp_path / "data"
-    command = [sys.executable, "-m", "clickrouter.stream.cli", "consume", "--source", str(log)]
+    command = [sys.executable, "-m", "clickrouter.cli.consume", "consume", "--source", str(log)]
     command += ["--data", str(data), "--decode-worker", "--quiet", "--no-fsync"]
     command += ["--commit-events", "2000", "--window-seconds", str(DAY)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,4 +1,4 @@
-"""Redis Streams: sink -> source round trip, acknowledgement, reclaiming after a crash."""
+"""Redis Streams: writer -> source round trip, acknowledgement, reclaiming after a crash."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import redis
 
 from clickrouter.datastore import DataManager
 from clickrouter.errors import InvalidInput
+from clickrouter.eventlog import open_writer
+from clickrouter.redislog import RedisStreamWriter, parse_redis_url
 from clickrouter.stream.consumer import ConsumerManager
-from clickrouter.stream.redis_stream import RedisStreamSink, RedisStreamSource, parse_redis_url
-from clickrouter.stream.sample import sample_lines
-from clickrouter.stream.sink import open_sink
+from clickrouter.stream.redis_stream import RedisStreamSource
+from reference.sample_events import sample_lines
 
 
 def lines_of(source: RedisStreamSource) -> list[bytes]:
@@ -28,9 +29,9 @@ def test_parse_redis_url() -> None:
         parse_redis_url("redis://host:1/a/b")
 
 
-def test_sink_then_source_round_trip_and_ack(redis_url: str) -> None:
-    sink = open_sink(f"{redis_url}/ev", "w1")
-    assert isinstance(sink, RedisStreamSink)
+def test_writer_then_source_round_trip_and_ack(redis_url: str) -> None:
+    sink = open_writer(f"{redis_url}/ev", "w1")
+    assert isinstance(sink, RedisStreamWriter)
     sent = list(sample_lines(50, seed=3))
     sink.write_raw(b"".join(sent))
     sink.close()
@@ -43,7 +44,7 @@ def test_sink_then_source_round_trip_and_ack(redis_url: str) -> None:
 
 
 def test_acknowledge_up_to_a_position_leaves_entries_read_ahead_pending(redis_url: str) -> None:
-    with RedisStreamSink.from_url(f"{redis_url}/ev") as sink:
+    with RedisStreamWriter.from_url(f"{redis_url}/ev") as sink:
         sink.write_raw(b"".join(b"line-%d\n" % i for i in range(10)))
     source = RedisStreamSource.from_url(f"{redis_url}/ev", count=4)
     source.poll()
@@ -60,7 +61,7 @@ def test_acknowledge_up_to_a_position_leaves_entries_read_ahead_pending(redis_ur
 
 
 def test_restart_reclaims_own_pending_entries_and_skips_committed_ones(redis_url: str) -> None:
-    with RedisStreamSink.from_url(f"{redis_url}/ev") as sink:
+    with RedisStreamWriter.from_url(f"{redis_url}/ev") as sink:
         sink.write_raw(b"".join(b"line-%d\n" % i for i in range(10)))
     crashed = RedisStreamSource.from_url(f"{redis_url}/ev", count=4)
     crashed.poll()
@@ -74,7 +75,7 @@ def test_restart_reclaims_own_pending_entries_and_skips_committed_ones(redis_url
 
 
 def test_consumer_ingests_a_redis_stream(redis_url: str, tmp_path: Path) -> None:
-    with RedisStreamSink.from_url(f"{redis_url}/ev") as sink:
+    with RedisStreamWriter.from_url(f"{redis_url}/ev") as sink:
         sink.write_raw(b"".join(sample_lines(2000, seed=5)))
     source = RedisStreamSource.from_url(f"{redis_url}/ev")
     with DataManager(tmp_path, writable=True, durable=False) as data:

@@ -19,9 +19,9 @@ from redis.retry import Retry
 
 from clickrouter.datastore import DataManager
 from clickrouter.serving.http import PredictorServer
+from clickrouter.spool import Spool, SpoolFull
 from clickrouter.stream.consumer import ConsumerManager
 from clickrouter.stream.redis_stream import RedisStreamSource
-from clickrouter.stream.spool import Spool, SpoolFull
 from serving.http.durability_support import (
     ServeProcess,
     Tally,

@@ -14,8 +14,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from clickrouter.serving.http.sink import default_spool_dir
-from clickrouter.stream.spool import Spool, UnsafeSpoolDir
+from clickrouter.serving.engine.durability import default_spool_dir
+from clickrouter.spool import Spool, UnsafeSpoolDir
 
 NOBODY = 65534
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from clickrouter.cli import main
+from clickrouter.cli.train import duration
 from clickrouter.modelstore import ModelStore
-from clickrouter.training.cli import duration
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from clickrouter.datastore import DataManager
-from clickrouter.modelstore.manifest import sha256_file
+from clickrouter.modelstore.digests import file_sha256 as sha256_file
 from clickrouter.training import TrainingManager, TrainingSettings
 from clickrouter.training.fitting import FitSettings, guard
 

@@ -91,8 +91,8 @@ def test_served_fast_path_equals_predict_proba(world: Any) -> None:
 
 
 def test_other_served_models_are_scored_generically(world: Any) -> None:
-    from clickrouter.serving.sample import template_models
     from clickrouter.training.served import one_hot_logistic_tables, served_proba
+    from reference.sample_models import template_models
 
     world.add_campaign("a", 0.05)
     frame = world.records("a", 500)

@@ -2,13 +2,20 @@
 
 Public names load lazily, so importing :mod:`clickrouter.datastore.schema`
 (the record schema, all a decode worker needs) does not pay for pandas and
-``pyarrow.dataset``.
+``pyarrow.dataset`` (a third of a second at each worker's start). Datasets are
+Parquet: any module of this package raises
+:class:`~clickrouter.extras.MissingExtra` when pyarrow (the ``consume`` and
+``train`` extras) is not installed.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from clickrouter.extras import require_extra
+
+require_extra("consume", "clickrouter.datastore", modules=("pyarrow",))
 
 if TYPE_CHECKING:
     from clickrouter.datastore.manager import DataManager

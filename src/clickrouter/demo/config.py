@@ -18,7 +18,7 @@ from clickrouter.errors import InvalidInput
 
 HOUR = 3600.0
 MAX_PIPELINE = 64  # clickrouter.sim.driver.MAX_PIPELINE (without its imports)
-# the service's policies (clickrouter.serving.http.policy.POLICIES, without its imports)
+# the service's policies (clickrouter.serving.engine.policy.POLICIES, without its imports)
 POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
 
 

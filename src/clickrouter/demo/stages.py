@@ -161,7 +161,7 @@ def start_predictor(config: DemoConfig, paths: Paths) -> tuple[ManagedProcess, s
 
 def start_consumer(config: DemoConfig, paths: Paths) -> ManagedProcess:
     argv = python_module(
-        "clickrouter.stream.cli",
+        "clickrouter.cli.consume",
         "consume",
         "--source",
         str(paths.events),

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
-from clickrouter.modelstore.manifest import read_manifest, verify
+from clickrouter.modelstore.manifest import Manifest
+from clickrouter.modelstore.version import read_version, verify
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _DIR_MODE = 0o755  # readable by a predictor of another user; writable by the owner only
@@ -43,9 +44,14 @@ _DIR_MODE = 0o755  # readable by a predictor of another user; writable by the ow
 class ModelStore:
     """Versions of model directories under one root."""
 
-    def __init__(self, root: str | Path, *, signing_key: bytes | None = None) -> None:
+    def __init__(
+        self, root: str | Path, *, signing_key: bytes | None = None, durable: bool = True
+    ) -> None:
         self.root = Path(root)
         self.signing_key = signing_key  # publishers sign each version's manifest with it
+        # False: no fsync before a version is renamed live (still atomic, but a
+        # power cut may lose it): for stores thrown away after use, like a replay's
+        self.durable = durable
         self.versions_dir = self.root / "versions"
         self.pointer = self.root / "CURRENT"
 
@@ -97,7 +103,8 @@ class ModelStore:
         try:
             yield version, staging
             _drop_group_and_other_write(staging)
-            _fsync_tree(staging)
+            if self.durable:
+                _fsync_tree(staging)
             os.rename(staging, self.versions_dir / version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -109,16 +116,22 @@ class ModelStore:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(version + "\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            if self.durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, self.pointer)
 
     def rollback(self, version: str) -> None:
         """Make an older published version live again."""
         self.set_current(version)
 
+    def read(self, version: str) -> Manifest | None:
+        """The manifest of a published version (None when it has none)."""
+        return read_version(self.path_of(version)).manifest
+
     def manifest(self, version: str) -> dict[str, Any]:
-        """The manifest of a published version ({} when it has none)."""
-        return read_manifest(self.path_of(version))
+        """The manifest of a published version as plain JSON values ({} when it has none)."""
+        manifest = self.read(version)
+        return {} if manifest is None else manifest.as_json()
 
     def verify(self, version: str) -> list[str]:
         """Problems found checking a version's files against its manifest digests."""

@@ -4,4 +4,11 @@
 store, bank and policy the service uses on a world's traffic in simulated
 time; ``clickrouter evaluate`` (:mod:`clickrouter.replay.offpolicy`) estimates
 what a candidate would earn on logged records. See docs/replay.md.
+
+Part of the lab: any module of this package raises
+:class:`~clickrouter.extras.MissingExtra` unless the ``demo`` extra is installed.
 """
+
+from clickrouter.extras import require_extra
+
+require_extra("demo", "clickrouter.replay", modules=("pyarrow", "rich"))

@@ -14,7 +14,6 @@ are committed and the trainer runs at the cycle's end in simulated time.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -27,15 +26,15 @@ import numpy as np
 from clickrouter.datastore import DataManager
 from clickrouter.demo.oracle import OracleScorer
 from clickrouter.demo.stages import training_settings, world_config
-from clickrouter.modelstore import ModelStore
+from clickrouter.modelstore import Manifest, ModelStore
 from clickrouter.replay.outcomes import PendingRecords, record_columns
 from clickrouter.replay.settings import HOUR, ReplaySettings
 from clickrouter.replay.traffic import SlotMap, TrafficPlan, canonical_columns
 from clickrouter.serving.bank import ModelBank
 from clickrouter.serving.cache import prune_cache
-from clickrouter.serving.http.hotpath import Decider, decider_for
-from clickrouter.serving.http.models import LiveBank
-from clickrouter.serving.http.policy import Policy, choose_many, make_policy
+from clickrouter.serving.engine.fused import Decider, decider_for
+from clickrouter.serving.engine.holder import LiveBank
+from clickrouter.serving.engine.policy import Policy, choose_many, make_policy
 from clickrouter.sim.world import World
 from clickrouter.training import TrainingManager, TrainingSettings
 
@@ -116,7 +115,8 @@ class ReplayLoop:
         world.save(workdir / "world")
         self.scorer = OracleScorer(world)
         self.rank = self.scorer.single_ranking(demo.seed)
-        self.store = ModelStore(workdir / "store")
+        # thrown away after the run: no fsync (a publish stays atomic)
+        self.store = ModelStore(workdir / "store", durable=False)
         self.data = DataManager(workdir / "data", writable=True, durable=False)
         trainer_settings = training_settings(demo) | {"attribution_seconds": None}
         self.trainer = TrainingManager(
@@ -195,7 +195,7 @@ class ReplayLoop:
         cache = self.workdir / "bank-cache"
         bank = ModelBank.from_directory(directory, cache_dir=cache)
         prune_cache(cache, keep=2)
-        manifest = json.loads((directory / "manifest.json").read_text())
+        manifest = self.store.read(version) or Manifest()
         live = LiveBank(bank, directory, version, 0.0, 0.0, manifest)
         to_catalogue = np.array([self.world.campaign_index[c] for c in bank.campaign_ids])
         self._live = (live, decider_for(bank), SlotMap(self.world, bank.space), to_catalogue)
@@ -312,8 +312,8 @@ class ReplayLoop:
     def _cycle_row(self, index: int, now: float, committed: int, report: Any) -> dict[str, Any]:
         kinds: dict[str, int] = {}
         if self._live is not None:
-            for record in self._live[0].manifest.get("campaigns", {}).values():
-                kind = str(record.get("kind"))
+            for record in self._live[0].manifest.campaigns.values():
+                kind = str(record.kind)
                 kinds[kind] = kinds.get(kind, 0) + 1
         return {
             "cycle": index,

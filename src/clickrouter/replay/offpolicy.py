@@ -41,9 +41,9 @@ from scipy.stats import norm
 
 from clickrouter.errors import InvalidInput
 from clickrouter.profile import CANONICAL_FIELDS
-from clickrouter.serving.http.hotpath import decider_for
-from clickrouter.serving.http.models import LiveBank
-from clickrouter.serving.http.policy import EpsilonGreedy, Greedy, Policy, Thompson, choose_many
+from clickrouter.serving.engine.fused import decider_for
+from clickrouter.serving.engine.holder import LiveBank
+from clickrouter.serving.engine.policy import EpsilonGreedy, Greedy, Policy, Thompson, choose_many
 
 CHUNK = 2048
 MIN_ESS = 100.0  # fewer effective records: no estimate is supported

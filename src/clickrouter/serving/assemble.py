@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.catalogue import Campaign
 from clickrouter.errors import ModelLoadError
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS
-from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.compiler import CompiledModel, NotCompilable, Prober, categories_by_field
 from clickrouter.serving.directory import LoadedDirectory
 from clickrouter.serving.loading import ModelFileError, load_model, model_columns
@@ -136,23 +136,23 @@ def _space_of(loaded: LoadedDirectory, memo: CompileMemo | None) -> FeatureSpace
         if layouts not in seen_layouts:
             seen_layouts.add(layouts)
             categories.append(memo.categories(entry))
-    return space_from_categories(categories, loaded.campaigns, loaded.manifest)
+    return space_from_categories(categories, loaded.campaigns, loaded.feature_space)
 
 
 def shared_space(
-    models: list[Any], campaigns: list[Campaign], manifest: dict[str, Any]
+    models: list[Any], campaigns: list[Campaign], spec: dict[str, Any] | None
 ) -> FeatureSpace:
-    """One FeatureSpace covering every value any model or targeting rule distinguishes."""
-    return space_from_categories([categories_by_field(m) for m in models], campaigns, manifest)
+    """One FeatureSpace covering every value any model, targeting rule or ``spec`` (the
+    manifest's feature space) distinguishes."""
+    return space_from_categories([categories_by_field(m) for m in models], campaigns, spec)
 
 
 def space_from_categories(
-    categories: list[dict[str, set[str]]], campaigns: list[Campaign], manifest: dict[str, Any]
+    categories: list[dict[str, set[str]]], campaigns: list[Campaign], spec: dict[str, Any] | None
 ) -> FeatureSpace:
     """:func:`shared_space` from each model's categories per field."""
     values: dict[str, set[str]] = {f: set() for f in CATEGORICAL_FIELDS}
-    spec = manifest.get("feature_space")
-    if isinstance(spec, dict):
+    if spec is not None:
         for f, vocab in FeatureSpace.from_dict(spec).vocabularies.items():
             if f in values:
                 values[f].update(str(v) for v in vocab[1:])

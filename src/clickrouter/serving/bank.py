@@ -14,10 +14,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+import msgspec
 import numpy as np
 
+from clickrouter.catalogue import Campaign
 from clickrouter.errors import InvalidInput, ModelLoadError, NoEligibleCampaign
 from clickrouter.features import FeatureSpace
 from clickrouter.modelstore.store import ModelStore, resolve_model_dir
@@ -25,7 +27,6 @@ from clickrouter.profile import extract_profile
 from clickrouter.serving import kernel
 from clickrouter.serving.assemble import Assembly, assemble
 from clickrouter.serving.cache import directory_key, load_cached, store_cached
-from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.directory import read_directory, untrusted_pickles
 from clickrouter.serving.memo import CompileMemo
 from clickrouter.serving.pool import WorkerPool
@@ -33,8 +34,8 @@ from clickrouter.serving.targeting import Eligibility
 from clickrouter.serving.trust import ModelTrust
 
 
-class RankedCampaign(NamedTuple):
-    """One campaign of a decision's ranking (a tuple: cheap to build per request)."""
+class RankedCampaign(msgspec.Struct, frozen=True):
+    """One campaign of a ranking: P(sale) and expected value (P(sale) x payout)."""
 
     campaign_id: str
     probability: float
@@ -43,19 +44,20 @@ class RankedCampaign(NamedTuple):
 
 @dataclass(frozen=True)
 class Decision:
-    """The best eligible campaign for one request, by expected value = P(sale) x payout."""
+    """The best eligible campaign for one request, by expected value = P(sale) x payout.
+
+    ``landing_page`` is the campaign's URL template;
+    :meth:`~clickrouter.catalogue.Campaign.landing_page_for` fills it.
+    """
 
     campaign_id: str
-    landing_page: str  # URL template; see landing_page_for
+    landing_page: str
     probability: float
     payout: float
     expected_value: float
     ranking: tuple[RankedCampaign, ...]
     n_eligible: int
     model_version: str
-
-    def landing_page_for(self, click_id: str) -> str:
-        return self.landing_page.replace("{click_id}", click_id)
 
 
 class ModelBank:
@@ -218,26 +220,34 @@ class ModelBank:
 
     def decision_from(self, proba: np.ndarray, mask: np.ndarray, *, top: int = 10) -> Decision:
         """Rank eligible campaigns by expected value given their probabilities."""
-        order_array, n_eligible = kernel.top_expected_value(proba, self.payouts_, mask, max(top, 1))
-        if n_eligible == 0:
-            raise NoEligibleCampaign("no active campaign targets this request")
-        order = order_array.tolist()
-        probs = proba[order_array].tolist()
-        values = (proba[order_array] * self.payouts_[order_array]).tolist()
-        ranking = tuple(
-            RankedCampaign(self._ids[i], p, v) for i, p, v in zip(order, probs, values, strict=True)
-        )
-        best = self.campaigns[order[0]]
+        columns, n_eligible = self.rank(proba, mask, top)
+        ranking = self.ranked(proba, columns)
+        best = self.campaigns[columns[0]]
         return Decision(
             campaign_id=best.id,
             landing_page=best.landing_page,
-            probability=probs[0],
+            probability=ranking[0].probability,
             payout=best.payout,
-            expected_value=values[0],
-            ranking=ranking,
+            expected_value=ranking[0].expected_value,
+            ranking=tuple(ranking),
             n_eligible=n_eligible,
             model_version=self.version,
         )
+
+    def rank(self, proba: np.ndarray, mask: np.ndarray, top: int) -> tuple[list[int], int]:
+        """The ``top`` eligible columns by expected value, best first, and how many are
+        eligible; raises :class:`NoEligibleCampaign` when none is."""
+        order, n_eligible = kernel.top_expected_value(proba, self.payouts_, mask, max(top, 1))
+        if n_eligible == 0:
+            raise NoEligibleCampaign("no active campaign targets this request")
+        return order.tolist(), n_eligible
+
+    def ranked(self, proba: np.ndarray, columns: list[int]) -> list[RankedCampaign]:
+        """The campaigns of ``columns`` with their P(sale) (``proba``) and expected value."""
+        ids, payouts = self._ids, self.payouts_
+        return [
+            RankedCampaign(ids[c], float(proba[c]), float(proba[c] * payouts[c])) for c in columns
+        ]
 
     def _score(self, canonical: list[dict[str, Any]], slots: np.ndarray) -> np.ndarray:
         assembly = self.assembly_

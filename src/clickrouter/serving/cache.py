@@ -41,10 +41,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from clickrouter.catalogue import Campaign
 from clickrouter.features import FeatureSpace
+from clickrouter.modelstore import KNOWN, file_sha256
 from clickrouter.serving.assemble import Assembly
 from clickrouter.serving.cachedir import cache_secret, mac
-from clickrouter.serving.catalog import Campaign
 from clickrouter.serving.memo import prune_memo
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,16 @@ def directory_key(path: Path) -> str:
     """Hash of every file of a model directory (names and bytes) and of its name.
 
     The name is in the key because a directory without a manifest takes its
-    version from it: two copies of one directory are two versions.
+    version from it: two copies of one directory are two versions. A file
+    this process hashed before and unchanged since is not read again
+    (:data:`~clickrouter.modelstore.digests.KNOWN`).
     """
     digest = hashlib.sha256(f"clickrouter-bank-{CACHE_FORMAT}".encode())
     digest.update(path.resolve().name.encode() + b"\0")
     # sorted by name (the paths' own order, without slow Path comparisons)
     for file in sorted((p for p in path.iterdir() if p.is_file()), key=lambda p: p.name):
         digest.update(file.name.encode() + b"\0")
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
+        digest.update(bytes.fromhex(KNOWN.get(file.stat()) or file_sha256(file)))
     return digest.hexdigest()[:32]
 
 

@@ -13,22 +13,37 @@ read through that same descriptor, so nothing can be swapped in between.
 
 With a :class:`~clickrouter.serving.memo.CompileMemo`, a file whose bytes match
 a memo entry is not unpickled: the entry stands for the model (it was made from
-the same bytes, which passed every check then and would pass them again).
+the same bytes, which passed every check then and would pass them again). A
+file this process hashed before, unchanged since (same stat identity, see
+:mod:`clickrouter.modelstore.digests`), is not even read then: versions share
+most files as hard links, so a reload reads the files that changed.
+
+The manifest is read and checked by the model store's reader
+(:func:`~clickrouter.modelstore.version.read_version`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from clickrouter.catalogue import Campaign, load_catalog
 from clickrouter.errors import ModelLoadError
-from clickrouter.modelstore.signing import SIGNATURE, signature_problem
-from clickrouter.serving.catalog import Campaign, load_catalog
+from clickrouter.modelstore import (
+    CATALOG,
+    KNOWN,
+    MANIFEST,
+    SIGNATURE,
+    Manifest,
+    file_sha256,
+    identity,
+    read_version,
+    sha256_hex,
+    signature_problem,
+)
 from clickrouter.serving.loading import (
     MODEL_SUFFIXES,
     PICKLE_SUFFIXES,
@@ -38,8 +53,7 @@ from clickrouter.serving.loading import (
 from clickrouter.serving.memo import CompileMemo, MemoEntry
 from clickrouter.serving.trust import HOW_TO_TRUST, ModelTrust, OwnershipJudge, trust_root
 
-CATALOG = "campaigns.json"
-MANIFEST = "manifest.json"
+_PARSED_CATALOGS = 4  # catalogues kept parsed: a reload usually finds the same one
 
 
 @dataclass
@@ -52,13 +66,21 @@ class LoadedDirectory:
 
     path: Path
     version: str
-    manifest: dict[str, Any]
+    manifest: Manifest | None  # None: the directory has no manifest.json
     campaigns: list[Campaign] = field(default_factory=list)
     models: list[Any] = field(default_factory=list)
     model_paths: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     memo_entries: list[MemoEntry | None] = field(default_factory=list)
     digests: list[str | None] = field(default_factory=list)
+    # the model of each digest loaded so far: identical files (every campaign of a
+    # cold start holds the same base-rate model) are unpickled once
+    by_digest: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def feature_space(self) -> dict[str, Any] | None:
+        """The FeatureSpace document the manifest records (None: none recorded)."""
+        return None if self.manifest is None else self.manifest.space_document()
 
 
 def read_directory(
@@ -77,9 +99,9 @@ def read_directory(
         raise ModelLoadError(f"{root}: not a model directory")
     sources = Sources(root, trust or ModelTrust())
     manifest = sources.manifest
-    version = str(manifest.get("version") or root.resolve().name)
+    version = (manifest.version if manifest is not None else None) or root.resolve().name
     loaded = LoadedDirectory(path=root, version=version, manifest=manifest)
-    campaigns, loaded.problems = load_catalog(root / CATALOG, sources.catalog_bytes())
+    campaigns, loaded.problems = _catalog(root / CATALOG, sources.catalog_bytes())
     files = _model_files(root, loaded.problems)
     _report_orphans(root, campaigns, files, loaded.problems)
     for campaign in campaigns:
@@ -93,13 +115,12 @@ class Sources:
     def __init__(self, root: Path, trust: ModelTrust) -> None:
         self.root = root
         self.trust = trust
-        manifest_bytes = _optional_bytes(root / MANIFEST)
-        self.manifest = _decode_manifest(root / MANIFEST, manifest_bytes)
-        files = self.manifest.get("files")
-        self.digests: dict[str, Any] = files if isinstance(files, dict) else {}
+        found = read_version(root)
+        self.manifest = found.manifest
+        self.digests = found.digests
         signature = _optional_bytes(root / SIGNATURE)
         self.has_signature = signature is not None
-        self.signed = self._verify_signature(manifest_bytes, signature)
+        self.signed = self._verify_signature(found.raw, signature)
         self._judge = OwnershipJudge(trust_root(root))
 
     def _verify_signature(self, manifest_bytes: bytes | None, signature: bytes | None) -> bool:
@@ -118,7 +139,7 @@ class Sources:
         path = self.root / CATALOG
         data = _optional_bytes(path)
         expected = self.digests.get(CATALOG)
-        if data is not None and expected is not None and _sha256(data) != expected:
+        if data is not None and expected is not None and sha256_hex(data) != expected:
             raise ModelLoadError(f"{path}: sha256 differs from {MANIFEST}; version refused")
         return data
 
@@ -150,7 +171,7 @@ def untrusted_pickles(root: Path, paths: list[Path], trust: ModelTrust | None) -
             continue
         try:
             info = path.stat()
-            digest = _sha256_file(path) if sources.needs_digest(path) else None
+            digest = file_sha256(path) if sources.needs_digest(path) else None
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror}")
             continue
@@ -173,24 +194,24 @@ def _optional_bytes(path: Path) -> bytes | None:
         raise ModelLoadError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _decode_manifest(path: Path, data: bytes | None) -> dict[str, Any]:
+_parsed: OrderedDict[str, list[Campaign]] = OrderedDict()  # sha256 -> a valid catalogue
+
+
+def _catalog(path: Path, data: bytes | None) -> tuple[list[Campaign], list[str]]:
+    """:func:`load_catalog`; a valid catalogue is parsed once per content (campaigns
+    are immutable), one with problems every time (they name its path)."""
     if data is None:
-        return {}
-    try:
-        manifest = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise ModelLoadError(f"{path}: unreadable manifest: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise ModelLoadError(f"{path}: manifest must be a JSON object")
-    return manifest
-
-
-def _sha256_file(path: Path) -> str:
-    return _sha256(path.read_bytes())
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+        return load_catalog(path, data)  # raises: no catalogue
+    key = sha256_hex(data)
+    if key in _parsed:
+        _parsed.move_to_end(key)
+        return list(_parsed[key]), []
+    campaigns, problems = load_catalog(path, data)
+    if not problems:
+        _parsed[key] = list(campaigns)
+        while len(_parsed) > _PARSED_CATALOGS:
+            _parsed.popitem(last=False)
+    return campaigns, problems
 
 
 def _model_files(root: Path, problems: list[str]) -> dict[str, Path]:
@@ -232,30 +253,83 @@ def _load_one(
             f"({campaign.id}.joblib or {campaign.id}.skops)"
         )
         return
+    if memo is not None and _from_memo(loaded, campaign, path, sources, memo):
+        return
     try:
-        info, data = _read_judged(path)
+        info, data, unchanged = _read_judged(path)
     except OSError as exc:
         loaded.problems.append(f"{path}: cannot read: {exc.strerror}")
         return
-    expected = sources.digests.get(path.name)
     wanted = memo is not None or sources.needs_digest(path)
-    digest = _sha256(data) if wanted else None
-    if expected is not None and digest != expected:
-        loaded.problems.append(f"{path}: sha256 differs from {MANIFEST} (corrupt file?)")
+    digest = sha256_hex(data) if wanted else None
+    if digest is not None and unchanged:
+        KNOWN.remember(info, digest)
+    if not _checked(loaded, path, info, digest, sources):
         return
-    if path.suffix in PICKLE_SUFFIXES:
-        reason = sources.untrusted(path, info, digest)
-        if reason is not None:
-            loaded.problems.append(_refusal(path, reason))
-            return
     entry = memo.get(digest, path.suffix) if memo is not None and digest is not None else None
     model = None
-    if entry is None:
+    if entry is None and digest is not None and digest in loaded.by_digest:
+        model = loaded.by_digest[digest]  # the same bytes: the same model
+    elif entry is None:
         try:
             model = load_model(path, data)
         except ModelFileError as exc:
             loaded.problems.append(str(exc))
             return
+        if digest is not None:
+            loaded.by_digest[digest] = model
+    _add(loaded, campaign, model, path, entry, digest)
+
+
+def _from_memo(
+    loaded: LoadedDirectory, campaign: Campaign, path: Path, sources: Sources, memo: CompileMemo
+) -> bool:
+    """Take a file this process hashed before, unchanged since, from its memo entry.
+
+    Nothing is unpickled here, so the file is judged on a stat of its path;
+    False when the file must be read (unknown, changed, or no memo entry).
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False  # the full read reports it
+    digest = KNOWN.get(info)
+    entry = memo.get(digest, path.suffix) if digest is not None else None
+    if digest is None or entry is None:
+        return False
+    if _checked(loaded, path, info, digest, sources):
+        _add(loaded, campaign, None, path, entry, digest)
+    return True
+
+
+def _checked(
+    loaded: LoadedDirectory,
+    path: Path,
+    info: os.stat_result,
+    digest: str | None,
+    sources: Sources,
+) -> bool:
+    """The file's bytes match the manifest and something vouches for a pickle."""
+    expected = sources.digests.get(path.name)
+    if expected is not None and digest != expected:
+        loaded.problems.append(f"{path}: sha256 differs from {MANIFEST} (corrupt file?)")
+        return False
+    if path.suffix in PICKLE_SUFFIXES:
+        reason = sources.untrusted(path, info, digest)
+        if reason is not None:
+            loaded.problems.append(_refusal(path, reason))
+            return False
+    return True
+
+
+def _add(
+    loaded: LoadedDirectory,
+    campaign: Campaign,
+    model: Any,
+    path: Path,
+    entry: MemoEntry | None,
+    digest: str | None,
+) -> None:
     loaded.campaigns.append(campaign)
     loaded.models.append(model)
     loaded.model_paths.append(path)
@@ -263,7 +337,11 @@ def _load_one(
     loaded.digests.append(digest)
 
 
-def _read_judged(path: Path) -> tuple[os.stat_result, bytes]:
-    """The stat and bytes of one open file: what is judged is what is loaded."""
+def _read_judged(path: Path) -> tuple[os.stat_result, bytes, bool]:
+    """The stat and bytes of one open file (what is judged is what is loaded), and
+    whether the file kept its stat identity while it was read."""
     with open(path, "rb") as fh:
-        return os.fstat(fh.fileno()), fh.read()
+        info = os.fstat(fh.fileno())
+        data = fh.read()
+        unchanged = identity(os.fstat(fh.fileno())) == identity(info)
+    return info, data, unchanged

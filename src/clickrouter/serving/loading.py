@@ -16,7 +16,6 @@ numpy/scipy ufuncs, so a file naming ``builtins.eval`` or ``numpy.save`` is refu
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 from pathlib import Path
@@ -26,6 +25,7 @@ import joblib
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from clickrouter.modelstore import sha256_hex
 from clickrouter.profile import CANONICAL_FIELDS
 
 MODEL_SUFFIXES = (".joblib", ".skops")
@@ -67,7 +67,7 @@ def load_model(path: Path, data: bytes | None = None, *, sha256: str | None = No
     """
     if data is None:
         data = _read_bytes(path)
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+    if sha256 is not None and sha256_hex(data) != sha256:
         raise ModelFileError(f"{path}: changed since it was checked (sha256 differs)")
     model = _read(path, data)
     _check_classifier(path, model)
@@ -77,10 +77,6 @@ def load_model(path: Path, data: bytes | None = None, *, sha256: str | None = No
 def model_columns(model: Any) -> list[str]:
     """The profile columns a validated model reads, in its fitted order."""
     return [str(c) for c in model.feature_names_in_]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -43,6 +43,8 @@ import hmac
 import logging
 import os
 import tempfile
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +95,15 @@ class CompileMemo:
         self._layouts: dict[str, list[Any]] = {}
 
     def get(self, digest: str, suffix: str) -> MemoEntry | None:
-        """The entry of a file's bytes, if it and every layout it names are authentic."""
+        """The entry of a file's bytes, if it and every layout it names are authentic.
+
+        An entry this process authenticated is not read again while its file
+        keeps the stat identity it had then (rewriting it changes that).
+        """
         path = self.root / f"{digest}{suffix}.memo"
+        entry = _VERIFIED.get(path)
+        if entry is not None:
+            return entry
         try:
             entry = msgspec.msgpack.decode(self._read(path), type=MemoEntry)
             for weights in entry.fields.values():
@@ -106,7 +115,7 @@ class CompileMemo:
             with contextlib.suppress(OSError):
                 forged.path.unlink()
             return None
-        _mark_used(path)
+        _VERIFIED.remember(path, entry)
         return entry
 
     def values(self, layout: str) -> list[Any]:
@@ -151,6 +160,59 @@ class CompileMemo:
         with os.fdopen(fd, "wb") as out:
             out.write(data + self._tag(target, data))
         os.replace(staging, target)
+
+
+class _Verified:
+    """Entries this process authenticated, under their file's identity when it was marked used.
+
+    Marking an entry used sets its modification time to a precise instant, so
+    a file rewritten since (whose time the file system sets, in coarse ticks)
+    no longer matches and is read and authenticated again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[Path, tuple[MemoEntry, tuple[int, int, int, int]]] = (
+            OrderedDict()
+        )
+
+    def get(self, path: Path) -> MemoEntry | None:
+        """The entry of ``path`` if its file is unchanged (then marked used again)."""
+        known = self._entries.get(path)
+        if known is None:
+            return None
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        entry, identity = known
+        if _identity(info) != identity:
+            del self._entries[path]
+            return None
+        self.remember(path, entry, info)
+        return entry
+
+    def remember(self, path: Path, entry: MemoEntry, info: os.stat_result | None = None) -> None:
+        """Mark ``path`` used now and remember its entry under the file's new identity."""
+        now = time.time_ns()
+        try:
+            os.utime(path, ns=(now, now))
+            info = info or os.stat(path)
+        except OSError:  # deleted meanwhile: the next compile writes it again
+            self._entries.pop(path, None)
+            return
+        self._entries[path] = (entry, (info.st_dev, info.st_ino, info.st_size, now))
+        self._entries.move_to_end(path)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+# a few versions' worth of a 5,000-campaign bank (an entry is a few KB)
+_VERIFIED = _Verified(limit=20_000)
 
 
 def _mark_used(path: Path) -> None:

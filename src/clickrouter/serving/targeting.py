@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clickrouter.catalogue import TARGETING_FIELDS, Campaign
 from clickrouter.features import FeatureSpace
-from clickrouter.serving.catalog import TARGETING_FIELDS, Campaign
 
 
 class Eligibility:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.extras import import_optional
 from clickrouter.sim.truth import sigmoid
 from clickrouter.sim.world import World
 
@@ -21,7 +22,7 @@ ZONES = ("Asia/Kolkata", "America/New_York", "Europe/Paris", "Asia/Tokyo", "Amer
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    matplotlib = import_optional("matplotlib", "demo", "clickrouter.sim.plots")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -15,10 +15,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from clickrouter.catalogue import Campaign, load_catalog, write_catalog
 from clickrouter.errors import InvalidInput
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_DOMAINS, parse_timestamp
-from clickrouter.serving.catalog import Campaign, load_catalog, write_catalog
-from clickrouter.sim.catalogue import build_campaigns
+from clickrouter.sim.campaigns import build_campaigns
 from clickrouter.sim.config import WorldConfig
 from clickrouter.sim.delays import DelayModel
 from clickrouter.sim.population import Audience, Draw, Population

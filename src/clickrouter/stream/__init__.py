@@ -1,7 +1,8 @@
 """ConsumerManager: event sources, offsets and the click/sale attribution join.
 
-Public names load lazily, so a producer that only imports
-``clickrouter.stream.eventlog`` does not pay for pyarrow or redis.
+Public names load lazily: the predictor imports the Redis spool and stream
+modules of this package to log its events, and must not pay for the consumer's
+pyarrow (the ``consume`` extra, which a predictor install lacks).
 """
 
 from __future__ import annotations
@@ -10,35 +11,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clickrouter.stream.attribution import Attributor
+    from clickrouter.eventlog import EventLogWriter, EventWriter, open_writer
+    from clickrouter.redislog import RedisStreamWriter
     from clickrouter.stream.consumer import ConsumerManager
-    from clickrouter.stream.eventlog import EventLogWriter
-    from clickrouter.stream.fastattr import BatchAttributor
+    from clickrouter.stream.join import BatchAttributor
     from clickrouter.stream.local_source import LocalLogSource
-    from clickrouter.stream.redis_stream import RedisStreamSink, RedisStreamSource
-    from clickrouter.stream.sink import EventSink, open_sink
+    from clickrouter.stream.redis_stream import RedisStreamSource
 
 _LAZY = {
-    "Attributor": "clickrouter.stream.attribution",
-    "BatchAttributor": "clickrouter.stream.fastattr",
+    "BatchAttributor": "clickrouter.stream.join",
     "ConsumerManager": "clickrouter.stream.consumer",
-    "EventLogWriter": "clickrouter.stream.eventlog",
-    "EventSink": "clickrouter.stream.sink",
+    "EventLogWriter": "clickrouter.eventlog",
+    "EventWriter": "clickrouter.eventlog",
     "LocalLogSource": "clickrouter.stream.local_source",
-    "RedisStreamSink": "clickrouter.stream.redis_stream",
     "RedisStreamSource": "clickrouter.stream.redis_stream",
-    "open_sink": "clickrouter.stream.sink",
+    "RedisStreamWriter": "clickrouter.redislog",
+    "open_writer": "clickrouter.eventlog",
 }
 __all__ = [
-    "Attributor",
     "BatchAttributor",
     "ConsumerManager",
     "EventLogWriter",
-    "EventSink",
+    "EventWriter",
     "LocalLogSource",
-    "RedisStreamSink",
     "RedisStreamSource",
-    "open_sink",
+    "RedisStreamWriter",
+    "open_writer",
 ]
 
 

@@ -3,7 +3,7 @@
 One loop iteration polls the source (a few polls, up to ``batch_events``
 lines), decodes them into one batch of columns (bad lines become dead letters;
 in a decode worker process when enabled, a few batches ahead of the join),
-feeds the batch to the :class:`~clickrouter.stream.fastattr.BatchAttributor`,
+feeds the batch to the :class:`~clickrouter.stream.join.BatchAttributor`,
 and every ``commit_events`` events or ``commit_seconds`` seconds commits what
 has been joined, in one atomic DataManager commit: the new records, the dead
 letters and late events, the new state part and the state blob
@@ -41,11 +41,10 @@ import pyarrow.compute as pc
 
 from clickrouter.datastore.manager import DataManager
 from clickrouter.stream.arrowio import use_system_allocator
-from clickrouter.stream.attribution import DEFAULT_LATENESS_SECONDS
 from clickrouter.stream.batch import EventBatch, repeated
 from clickrouter.stream.buffer import RecordBuffer
 from clickrouter.stream.decode import ChunkDecoder
-from clickrouter.stream.fastattr import BatchAttributor
+from clickrouter.stream.join import DEFAULT_LATENESS_SECONDS, BatchAttributor
 from clickrouter.stream.pipeline import DecodePipeline
 from clickrouter.stream.source import Chunk, Source
 from clickrouter.stream.state import StateBook
@@ -94,7 +93,7 @@ class ConsumerManager:
     Parameters
     ----------
     window_seconds, lateness_seconds : attribution window and allowed lateness
-        (event time; see :mod:`clickrouter.stream.attribution`).
+        (event time; see :mod:`clickrouter.stream.join`).
     commit_events, commit_seconds : commit after this many events or seconds.
     compact_every : compact small files every this many commits (0 = never).
     retention_seconds : on compaction, drop files whose records are all older

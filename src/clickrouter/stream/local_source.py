@@ -1,4 +1,4 @@
-"""Follow a local event-log directory (see :mod:`clickrouter.stream.eventlog`).
+"""Follow a local event-log directory (see :mod:`clickrouter.eventlog`).
 
 Offsets are ``{segment file name: byte offset}``. Each poll reads up to
 ``chunk_bytes`` of complete lines from each writer's current segment (its
@@ -12,13 +12,12 @@ committed offsets reads exactly the sequence an uninterrupted run reads.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from clickrouter.errors import InvalidInput
-from clickrouter.stream.eventlog import SEGMENT_RE
+from clickrouter.eventlog import read_lines, writer_segments
 from clickrouter.stream.lines import LineView
 from clickrouter.stream.source import Chunk, check_kind
 
@@ -76,37 +75,19 @@ class LocalLogSource:
 
     def _writers(self) -> dict[str, list[tuple[str, bool]]]:
         """Per writer, its unfinished segments in order, each with "is complete"."""
-        with os.scandir(self.directory) as entries:
-            names = sorted(e.name for e in entries if SEGMENT_RE.match(e.name))
-        done = {n for n in names if os.path.exists(self.directory / f"{n}.done")}
-        writers: dict[str, list[tuple[str, bool]]] = {}
-        for i, name in enumerate(names):
-            writer = name.rsplit(".", 2)[0]
-            successor = i + 1 < len(names) and names[i + 1].rsplit(".", 2)[0] == writer
-            if name not in self._finished:
-                writers.setdefault(writer, []).append((name, name in done or successor))
-        return writers
+        return {
+            writer: [(name, complete) for name, complete in segments if name not in self._finished]
+            for writer, segments in writer_segments(self.directory).items()
+        }
 
     def _read(self, name: str, complete: bool) -> Chunk | None:
-        path = self.directory / name
         start = self.offsets.get(name, 0)
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            data = fh.read(self.chunk_bytes)
-            while data and b"\n" not in data and len(data) % self.chunk_bytes == 0:
-                more = fh.read(self.chunk_bytes)  # one line longer than a chunk
-                if not more:
-                    break
-                data += more
-        end = data.rfind(b"\n") + 1
-        if end == 0 and data and complete:
-            end = len(data)  # an unterminated tail that will never complete
-        if end == 0:
+        body = read_lines(self.directory / name, start, self.chunk_bytes, complete=complete)
+        if not body:
             if complete:
                 self._finished.add(name)
             return None
-        self.offsets[name] = start + end
-        body = data[:end]
+        self.offsets[name] = start + len(body)
         lines = LineView(body)  # lines are cut out only when one is needed
         return Chunk(lines, body, _positions(name, start, lines))
 

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from clickrouter.errors import InvalidInput
-from clickrouter.stream.eventlog import SEGMENT_RE
+from clickrouter.eventlog import SEGMENT_RE
 
 # a commit writes Parquet files, the state and the manifest, each fsynced
 COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

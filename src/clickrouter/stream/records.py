@@ -10,8 +10,11 @@ import numpy as np
 import pyarrow as pa
 
 from clickrouter.datastore.schema import RECORD_SCHEMA
-from clickrouter.stream.attribution import Record
+from clickrouter.events import ClickEvent
 from clickrouter.stream.blocks import ClickBlock
+
+# one labelled click: (click, label, revenue, sale_ts)
+Record = tuple[ClickEvent, int, float, float | None]
 
 
 def records_table(records: list[Record]) -> pa.Table:

@@ -1,6 +1,7 @@
-"""Redis Streams: a consumer-group source and an ``XADD`` sink.
+"""Redis Streams: the consumer-group source the consumer reads an event log with.
 
-Each stream entry carries one event as its JSON line in the field ``e``.
+The log's address and entry format (one event's JSON line in the field ``e``)
+and its writer live in :mod:`clickrouter.redislog`.
 
 The source reads with ``XREADGROUP``, lets the consumer persist what it read,
 then ``XACK`` s it. Its committed position is the last entry id persisted.
@@ -12,33 +13,17 @@ already in the dataset and are only acknowledged; later ones are processed.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import redis
 
 from clickrouter.errors import InvalidInput
-from clickrouter.events import Event, encode_event
+from clickrouter.redislog import FIELD, connect
 from clickrouter.stream.source import Chunk, check_kind
 
-FIELD = b"e"
 DEFAULT_GROUP = "clickrouter"
 DEFAULT_CONSUMER = "consumer-1"
-_URL = re.compile(r"^redis://(?P<host>[^:/]+)(?::(?P<port>\d+))?/(?P<stream>[^/]+)$")
-
-
-def parse_redis_url(url: str) -> tuple[str, int, str]:
-    """``redis://HOST[:PORT]/STREAM`` -> (host, port, stream)."""
-    match = _URL.match(url)
-    if match is None:
-        raise InvalidInput(f"--source: {url!r} is not redis://HOST[:PORT]/STREAM")
-    return match["host"], int(match["port"] or 6379), match["stream"]
-
-
-def connect(url: str) -> tuple[redis.Redis, str]:
-    host, port, stream = parse_redis_url(url)
-    return redis.Redis(host=host, port=port, socket_timeout=30), stream
 
 
 def _id_key(entry_id: bytes | str) -> tuple[int, int]:
@@ -148,58 +133,3 @@ class RedisStreamSource:
 
     def close(self) -> None:
         self.client.close()
-
-
-class RedisStreamSink:
-    """Appends events to a Redis stream with ``XADD`` (same interface as EventLogWriter).
-
-    Lines are buffered and sent in pipelined batches of ``batch_size``;
-    ``flush`` sends what is buffered. ``maxlen`` caps the stream approximately.
-    """
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        stream: str,
-        *,
-        batch_size: int = 500,
-        maxlen: int | None = None,
-    ) -> None:
-        self.client, self.stream = client, stream
-        self.batch_size, self.maxlen = batch_size, maxlen
-        self._buffer: list[bytes] = []
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisStreamSink:
-        client, stream = connect(url)
-        return cls(client, stream, **kwargs)
-
-    def write(self, event: Event) -> None:
-        self._buffer.append(encode_event(event).rstrip(b"\n"))
-        if len(self._buffer) >= self.batch_size:
-            self.flush()
-
-    def write_raw(self, lines: bytes) -> None:
-        """Append already-encoded, newline-terminated lines (one entry each)."""
-        self._buffer.extend(line for line in lines.split(b"\n") if line)
-        if len(self._buffer) >= self.batch_size:
-            self.flush()
-
-    def flush(self, *, sync: bool = False) -> None:
-        """Send buffered lines; ``sync`` is accepted for interface parity (Redis
-        durability is the server's persistence setting)."""
-        buffer, self._buffer = self._buffer, []
-        for i in range(0, len(buffer), self.batch_size):
-            pipe = self.client.pipeline(transaction=False)
-            for line in buffer[i : i + self.batch_size]:
-                pipe.xadd(self.stream, {FIELD: line}, maxlen=self.maxlen, approximate=True)
-            pipe.execute()
-
-    def close(self) -> None:
-        self.flush()
-
-    def __enter__(self) -> RedisStreamSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -32,7 +32,7 @@ from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
 from clickrouter.stream.batch import CLICK_SCHEMA
 from clickrouter.stream.blocks import ClickBlock
 from clickrouter.stream.buffer import RecordBuffer
-from clickrouter.stream.fastattr import BatchAttributor
+from clickrouter.stream.join import BatchAttributor
 
 _sale_decoder = msgspec.json.Decoder(SaleEvent)
 

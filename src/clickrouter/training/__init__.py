@@ -1,28 +1,24 @@
 """TrainingManager: per-campaign fits, imbalance handling, evaluation, promotion.
 
-Names are imported lazily so that building the CLI's command list (which
-imports ``clickrouter.training.cli``) does not import scikit-learn.
+The trainer comes with the ``train`` extra (pyarrow, rich, dask): any
+module of this package raises :class:`~clickrouter.extras.MissingExtra` naming
+it when the extra is not installed.
 """
 
-from __future__ import annotations
+from clickrouter.extras import require_extra
 
-import importlib
-from typing import TYPE_CHECKING, Any
+require_extra("train", "clickrouter.training", modules=("pyarrow", "rich"))
 
-if TYPE_CHECKING:
-    from clickrouter.training.data import ParquetTrainingData, TrainingData, open_training_data
-    from clickrouter.training.manager import TrainingManager
-    from clickrouter.training.report import CycleReport
-    from clickrouter.training.settings import TrainingSettings
+# after the check, so a missing extra is named rather than met as an ImportError
+from clickrouter.training.data import (  # noqa: E402
+    ParquetTrainingData,
+    TrainingData,
+    open_training_data,
+)
+from clickrouter.training.manager import TrainingManager  # noqa: E402
+from clickrouter.training.report import CycleReport  # noqa: E402
+from clickrouter.training.settings import TrainingSettings  # noqa: E402
 
-_HOMES = {
-    "CycleReport": "clickrouter.training.report",
-    "ParquetTrainingData": "clickrouter.training.data",
-    "TrainingData": "clickrouter.training.data",
-    "TrainingManager": "clickrouter.training.manager",
-    "TrainingSettings": "clickrouter.training.settings",
-    "open_training_data": "clickrouter.training.data",
-}
 __all__ = [
     "CycleReport",
     "ParquetTrainingData",
@@ -31,9 +27,3 @@ __all__ = [
     "TrainingSettings",
     "open_training_data",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'clickrouter.training' has no attribute {name!r}")

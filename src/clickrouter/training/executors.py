@@ -9,7 +9,6 @@ contiguous numpy buffers.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import time
@@ -18,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
 from clickrouter.errors import ClickrouterError
+from clickrouter.extras import import_optional
 from clickrouter.processes import die_with_parent
 from clickrouter.training.fitting import CampaignTask, FitResult, FitSettings, fit_chunk
 
@@ -152,7 +152,7 @@ def _local_cluster(workers: int | None) -> Any:
 
 def _distributed() -> Any:
     """The ``distributed`` package, imported only when a cluster is asked for."""
-    return importlib.import_module("distributed")
+    return import_optional("distributed", "train", "a dask cluster")
 
 
 def make_executor(

@@ -19,10 +19,10 @@ import msgspec
 import pandas as pd
 from rich.console import Console
 
+from clickrouter.catalogue import Campaign, load_catalog
 from clickrouter.datastore.schema import RECORD_SCHEMA
 from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.modelstore import ModelStore
-from clickrouter.serving.catalog import Campaign, load_catalog
 from clickrouter.training.data import TrainingData
 from clickrouter.training.design import build_space, column_offsets, encode_columns
 from clickrouter.training.executors import make_executor

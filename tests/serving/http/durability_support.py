@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from clickrouter.events import ClickEvent, decode_event
-from clickrouter.serving.sample import make_sample_directory
+from reference.sample_models import make_sample_directory
 from serving.http.http_support import N_CAMPAIGNS, PROFILE
 
 STARTED: list[ServeProcess] = []  # every server process of the current test

@@ -12,7 +12,7 @@ from clickrouter.config import Settings
 from clickrouter.events import ClickEvent, SaleEvent, decode_event
 from clickrouter.modelstore.store import ModelStore
 from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.sample import make_sample_directory
+from reference.sample_models import make_sample_directory
 
 ADMIN_TOKEN = "test-admin-token"
 N_CAMPAIGNS = 30

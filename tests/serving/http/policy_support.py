@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clickrouter.serving.http.models import LiveBank, load_live_bank
+from clickrouter.modelstore.manifest import CampaignRecord, Manifest
+from clickrouter.serving.engine.holder import LiveBank, load_live_bank
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,8 @@ def live(sample_models: Path) -> Iterator[LiveBank]:
 def with_kinds(live: LiveBank, records: dict[int, tuple[str, int]]) -> LiveBank:
     """The same bank with a manifest giving (kind, sales) per column (others: none)."""
     ids = live.bank.campaign_ids
-    manifest = {ids[c]: {"kind": kind, "positives": k} for c, (kind, k) in records.items()}
-    return dataclasses.replace(live, manifest={"campaigns": manifest})
+    evidence = {ids[c]: CampaignRecord(kind=kind, positives=k) for c, (kind, k) in records.items()}
+    return dataclasses.replace(live, manifest=Manifest(campaigns=evidence))
 
 
 def scores(live: LiveBank, values: dict[int, float]) -> np.ndarray:

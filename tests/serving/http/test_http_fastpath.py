@@ -19,9 +19,9 @@ import msgspec
 import pytest
 
 from clickrouter.serving.bank import ModelBank
+from clickrouter.serving.engine.fused import FusedDecider, GeneralDecider
 from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.http.fastpath import InlineHttpToolsProtocol
-from clickrouter.serving.http.hotpath import FusedDecider, GeneralDecider
+from clickrouter.serving.http.uvicorn_protocols import InlineHttpToolsProtocol
 from serving.http.http_support import PROFILE, settings
 
 
@@ -161,7 +161,7 @@ def test_decide_is_served_by_the_fused_kernel_and_matches_the_bank(
     sample_models: Path,
 ) -> None:
     with ModelBank.from_directory(sample_models) as bank:
-        from clickrouter.serving.http.hotpath import decider_for
+        from clickrouter.serving.engine.fused import decider_for
 
         decider = decider_for(bank)
         assert isinstance(decider, FusedDecider)
@@ -173,16 +173,19 @@ def test_decide_is_served_by_the_fused_kernel_and_matches_the_bank(
             for top in (1, 3, 1000):
                 fused = decider.decide(canonical, slots, top)
                 plain = general.decide(canonical, slots, top)
-                assert fused[0].tobytes() == plain[0].tobytes()  # bit-identical scores
-                assert (fused[1] == plain[1]).all()
-                assert fused[2] == plain[2]
+                assert fused.proba.tobytes() == plain.proba.tobytes()  # bit-identical scores
+                assert (fused.mask == plain.mask).all()
+                assert fused.columns == plain.columns
+                assert fused.n_eligible == plain.n_eligible
 
 
 def test_the_compared_servers_run_the_two_protocols(
     servers: tuple[PredictorServer, PredictorServer],
 ) -> None:
-    from clickrouter.serving.http.fastpath import InlineHttpToolsProtocol
-    from clickrouter.serving.http.limits import GuardedHttpToolsProtocol
+    from clickrouter.serving.http.uvicorn_protocols import (
+        GuardedHttpToolsProtocol,
+        InlineHttpToolsProtocol,
+    )
 
     inline, plain = servers
     assert inline._server is not None and plain._server is not None

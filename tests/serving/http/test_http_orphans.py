@@ -91,7 +91,7 @@ def test_sigkill_of_the_supervisor_leaves_no_process(tmp_path: Path, sample_mode
 BANK_HOLDER = """
 import sys
 from pathlib import Path
-from clickrouter.serving.http.models import load_live_bank
+from clickrouter.serving.engine.holder import load_live_bank
 live = load_live_bank(Path(sys.argv[1]), Path(sys.argv[2]))  # as a predictor's worker loads
 print(live.bank.n_generic, flush=True)
 sys.stdin.read()

@@ -10,8 +10,8 @@ import pytest
 from clickrouter.config import Settings
 from clickrouter.demo.config import POLICIES as DEMO_POLICIES
 from clickrouter.errors import InvalidInput
-from clickrouter.serving.http.models import LiveBank
-from clickrouter.serving.http.policy import (
+from clickrouter.serving.engine.holder import LiveBank
+from clickrouter.serving.engine.policy import (
     POLICIES,
     GammaThompson,
     make_policy,
@@ -63,7 +63,7 @@ def test_an_unproven_campaign_is_explored_a_proven_worse_one_is_not(live: LiveBa
     settled = {c: ("logistic", 2000) for c in range(n) if c != 1}
     policy = GammaThompson(scale=0.5, seed=7)
     bank = with_kinds(live, settled)
-    counts = Counter(policy.choose_scored(bank, proba, mask, 0, n).column for _ in range(4000))
+    counts = Counter(policy.choose_scored(bank, proba, mask, 0, n)[0] for _ in range(4000))
     # P(Exp(1) x 0.7 > ~1) = exp(-1 / 0.7) ~ 0.24
     assert counts[1] / 4000 == pytest.approx(np.exp(-1 / 0.7), abs=0.04)
     assert counts[2] == 0

@@ -12,14 +12,15 @@ import pytest
 
 from clickrouter.config import Settings
 from clickrouter.errors import InvalidInput
-from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.http.models import LiveBank, load_live_bank
-from clickrouter.serving.http.policy import (
+from clickrouter.modelstore.manifest import CampaignRecord, Manifest
+from clickrouter.serving.engine.holder import LiveBank, load_live_bank
+from clickrouter.serving.engine.policy import (
     GammaThompson,
     Thompson,
     make_policy,
     policy_from_settings,
 )
+from clickrouter.serving.http import PredictorServer
 from serving.http.http_support import PROFILE, read_events, settings
 from serving.http.policy_support import scores, with_kinds
 
@@ -46,8 +47,8 @@ def test_sure_models_get_the_greedy_choice_and_never_an_ineligible_one(live: Liv
     mask[5] = False  # the highest score is not eligible
     policy = Thompson(seed=1)
     choices = [policy.choose_scored(bank, proba, mask, 3, n - 1) for _ in range(500)]
-    assert {c.column for c in choices} == {3}
-    assert all(c.propensity > 0.9 for c in choices)
+    assert {column for column, _ in choices} == {3}
+    assert all(propensity > 0.9 for _, propensity in choices)
 
 
 def test_an_unproven_campaign_is_explored_a_proven_worse_one_is_not(live: LiveBank):
@@ -57,7 +58,7 @@ def test_an_unproven_campaign_is_explored_a_proven_worse_one_is_not(live: LiveBa
     # column 1: no sale yet (wide posterior); column 2: same estimate, 2,000 sales
     bank = with_sales(live, {0: 2000, 2: 2000} | {c: 2000 for c in range(3, n)})
     policy = Thompson(seed=2)
-    counts = Counter(policy.choose_scored(bank, proba, mask, 0, n).column for _ in range(4000))
+    counts = Counter(policy.choose_scored(bank, proba, mask, 0, n)[0] for _ in range(4000))
     assert counts[1] / 4000 > 0.1  # 0.7 vs 1.0 with sigma ~1.3: won a fair share
     assert counts[2] == 0  # 0.7 vs 1.0 with sigma ~0.02: never
     assert counts[0] + counts[1] == 4000
@@ -71,10 +72,10 @@ def test_logged_propensities_match_the_choice_frequencies(live: LiveBank, kind: 
     bank = with_sales(live, {0: 3, 1: 3, 2: 3, 3: 3} | {c: 5000 for c in range(4, n)})
     policy = kind(scale=0.5, seed=3, draws=64)
     choices = [policy.choose_scored(bank, proba, mask, 0, n) for _ in range(6000)]
-    counts = Counter(c.column for c in choices)
+    counts = Counter(column for column, _ in choices)
     assert set(counts) <= {0, 1, 2, 3} and len(counts) >= 3
     for column, count in counts.items():
-        logged = np.mean([c.propensity for c in choices if c.column == column])
+        logged = np.mean([p for c, p in choices if c == column])
         assert logged == pytest.approx(count / len(choices), abs=0.05)
 
 
@@ -100,7 +101,7 @@ def test_a_mediocre_average_without_a_profile_model_is_still_explored(live: Live
     bank = with_kinds(live, records | {c: ("logistic", 5000) for c in range(3, n)})
 
     def shown(policy: Thompson) -> Counter[int]:
-        return Counter(policy.choose_scored(bank, proba, mask, 0, n).column for _ in range(3000))
+        return Counter(policy.choose_scored(bank, proba, mask, 0, n)[0] for _ in range(3000))
 
     without, spread = (
         shown(Thompson(scale=0.3, seed=4)),
@@ -182,10 +183,10 @@ def test_served_thompson_logs_a_propensity_per_click(
 def test_a_base_rates_late_sales_count_as_evidence(live: LiveBank, kind: type[Thompson]):
     ids = live.bank.campaign_ids
     records = {
-        ids[0]: {"kind": "base_rate", "positives": 1, "late_positives": 3},
-        ids[1]: {"kind": "base_rate", "positives": 4},
-        ids[2]: {"kind": "base_rate", "positives": 1},
+        ids[0]: CampaignRecord(kind="base_rate", positives=1, late_positives=3),
+        ids[1]: CampaignRecord(kind="base_rate", positives=4),
+        ids[2]: CampaignRecord(kind="base_rate", positives=1),
     }
-    tables = kind()._tables(dataclasses.replace(live, manifest={"campaigns": records}))
+    tables = kind()._tables(dataclasses.replace(live, manifest=Manifest(campaigns=records)))
     level = tables[1]  # each column's pool: the same evidence, the same spread
     assert level[0] == level[1] != level[2]

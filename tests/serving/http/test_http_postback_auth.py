@@ -18,9 +18,10 @@ import pytest
 from clickrouter.datastore import DataManager
 from clickrouter.errors import InvalidInput
 from clickrouter.events import ClickEvent, SaleEvent
+from clickrouter.serving.engine.clickids import ClickIds
+from clickrouter.serving.engine.refusal import PostbackRefused
 from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.http.clickids import ClickIds
-from clickrouter.serving.http.postback_auth import PostbackRefused, SecretsFile, signed_query
+from clickrouter.serving.http.postback_auth import SecretsFile, signed_query
 from clickrouter.stream.consumer import ConsumerManager
 from clickrouter.stream.local_source import LocalLogSource
 from serving.http.http_support import PROFILE, read_events, settings
@@ -92,7 +93,7 @@ def test_forged_unsigned_replayed_and_out_of_time_postbacks_never_reach_the_log(
     answer = httpx.get(url + POSTBACK, params={**sale, "revenue": "9000"}, headers=tampered)
     assert answer.status_code == 403 and "signature" in answer.json()["error"]
     expected = {"unsigned": 401, "signature_expired": 401, "signature_future": 401}
-    expected |= {"ts_future": 400, "ts_expired": 400, "ts_before_click": 400}
+    expected |= {"ts_future": 400, "ts_expired": 400, "ts_before_click": 409}
     for reason, answer in attempts.items():
         assert answer.status_code == expected.get(reason, 403), (reason, answer.text)
         assert isinstance(answer.json()["error"], str)

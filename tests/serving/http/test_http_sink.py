@@ -1,4 +1,4 @@
-"""The queued event sink: nothing lost on close, failures counted, never blocking emit."""
+"""The queued event recorder: nothing lost on close, failures counted, never blocking emit."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 import redis
 
 from clickrouter.events import Event, SaleEvent, decode_event
-from clickrouter.serving.http import PredictorServer
-from clickrouter.serving.http.sink import (
-    DurableSink,
+from clickrouter.serving.engine.durability import (
+    DurableRecorder,
     EventLogBackend,
     EventsNotPersisted,
     MemoryBackend,
-    QueuedSink,
+    QueuedRecorder,
 )
+from clickrouter.serving.http import PredictorServer
 from serving.http.http_support import PROFILE, read_events, settings
 
 
@@ -30,7 +30,7 @@ def sale(i: int) -> SaleEvent:
 
 
 def test_close_drains_every_event_in_order(tmp_path: Path):
-    sink = QueuedSink(EventLogBackend(tmp_path, "predictor-test"))
+    sink = QueuedRecorder(EventLogBackend(tmp_path, "predictor-test"))
     for i in range(20_000):
         sink.emit(sale(i))
     sink.close()
@@ -52,7 +52,7 @@ class GateBackend(MemoryBackend):
 
 def test_emit_does_not_wait_for_the_backend_and_lag_counts_the_backlog():
     backend = GateBackend()
-    sink = QueuedSink(backend)
+    sink = QueuedRecorder(backend)
     for i in range(100):
         sink.emit(sale(i))  # would hang here if emit waited for the backend
     assert sink.lag() == 100
@@ -74,7 +74,7 @@ class FlakyBackend(MemoryBackend):
 
 
 def test_async_retries_a_failed_write_until_it_goes_through(caplog):
-    sink = QueuedSink(FlakyBackend(failures=3))
+    sink = QueuedRecorder(FlakyBackend(failures=3))
     sink.emit(sale(1))
     sink.close()
     assert sink.written == 1 and sink.dropped == 0 and sink.errors == 3
@@ -83,7 +83,7 @@ def test_async_retries_a_failed_write_until_it_goes_through(caplog):
 
 def test_async_queue_is_bounded_and_refuses_with_503_when_full():
     backend = GateBackend()
-    sink = QueuedSink(backend, max_queue=10)
+    sink = QueuedRecorder(backend, max_queue=10)
     for i in range(10):
         sink.emit(sale(i))
     with pytest.raises(EventsNotPersisted, match="event queue full") as refused:
@@ -96,7 +96,7 @@ def test_async_queue_is_bounded_and_refuses_with_503_when_full():
 
 
 def test_async_close_gives_up_on_a_dead_backend_and_counts_the_loss():
-    sink = QueuedSink(FlakyBackend(failures=10**9), close_timeout=0.2)
+    sink = QueuedRecorder(FlakyBackend(failures=10**9), close_timeout=0.2)
     sink.emit(sale(1))
     sink.close()
     assert sink.written == 0 and sink.dropped == 1
@@ -104,7 +104,7 @@ def test_async_close_gives_up_on_a_dead_backend_and_counts_the_loss():
 
 def test_a_failed_commit_refuses_and_leaves_nothing_pending():
     backend = FlakyBackend(failures=1)
-    sink = DurableSink(backend)
+    sink = DurableRecorder(backend)
     sink.emit(sale(1))
     with pytest.raises(EventsNotPersisted) as refused:
         sink.commit()

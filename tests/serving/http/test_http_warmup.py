@@ -11,25 +11,26 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from clickrouter.serving.http.metrics import ServiceMetrics
-from clickrouter.serving.http.models import BankHolder
-from clickrouter.serving.http.policy import make_policy
-from clickrouter.serving.http.service import PredictorService
-from clickrouter.serving.http.sink import open_sink
+from clickrouter.serving.engine.decision import DecisionPath
+from clickrouter.serving.engine.durability import open_recorder
+from clickrouter.serving.engine.holder import BankHolder
+from clickrouter.serving.engine.policy import make_policy
+from clickrouter.serving.engine.service import PredictorService
 from serving.http.http_support import PROFILE
 
 
 def test_a_loaded_bank_arrives_with_its_decision_path_prepared(sample_models: Path) -> None:
-    holder = BankHolder(sample_models)
-    sink = open_sink(None, "warmup-test")
-    service = PredictorService(holder, make_policy("thompson", 0.0), sink, ServiceMetrics(None))
+    decisions = DecisionPath(make_policy("thompson", 0.0))
+    holder = BankHolder(sample_models, prepare=decisions.prepare)
+    sink = open_recorder(None, "warmup-test")
+    service = PredictorService(holder, decisions, sink)
     try:
         live = asyncio.run(holder.reload())
-        prepared = service._prepared
+        prepared = decisions._prepared
         assert prepared is not None and prepared.bank is live.bank
         assert sink.written == 0  # the warm-up decision is not a click
         outcome = service.decide(dict(PROFILE))
-        assert service._decider is prepared  # the first request reuses it
+        assert decisions.decider(live.bank) is prepared  # the first request reuses it
         assert outcome.campaign_id in live.bank.campaign_ids
     finally:
         sink.close()
@@ -37,12 +38,10 @@ def test_a_loaded_bank_arrives_with_its_decision_path_prepared(sample_models: Pa
 
 
 def test_a_failing_warm_up_does_not_reject_the_version(sample_models: Path) -> None:
-    holder = BankHolder(sample_models)
-
     def broken(_live: object) -> None:
         raise RuntimeError("warm-up failed")
 
-    holder.prepare = broken
+    holder = BankHolder(sample_models, prepare=broken)
     try:
         live = asyncio.run(holder.reload())
         assert holder.live is live and holder.rejected is None

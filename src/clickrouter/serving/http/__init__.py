@@ -3,7 +3,7 @@
 Library use: :class:`PredictorServer` (background thread, loopback port) or
 :func:`build_app` (an ASGI app for any server); command line: ``clickrouter serve``.
 The names are imported lazily, so building the CLI's command list (which
-imports ``clickrouter.serving.http.cli``) does not import scikit-learn.
+imports ``clickrouter.cli.serve``) does not import scikit-learn.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def exception_response(exc: ClickrouterError) -> Response:
 
 
 class EventCommit(Protocol):
-    """The event sink as the HTTP layer commits it (see ``sink.EventSink``)."""
+    """The event sink as the HTTP layer commits it (see ``durability.EventRecorder``)."""
 
     emitted: int
 
@@ -215,6 +215,7 @@ class PredictorApp:
         *,
         max_body_bytes: int,
         limits: ServerLimits | None = None,
+        events: EventCommit | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -225,9 +226,9 @@ class PredictorApp:
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self._series: dict[tuple[str, int], RequestSeries] = {}
-        # the event sink's commit hook (set by the composition root): events an
-        # answer emitted reach the log before the answer is sent
-        self.events: EventCommit | None = None
+        # the event sink's commit hook: events an answer emitted reach the log
+        # before the answer is sent
+        self.events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from clickrouter.serving.http.models import LiveBank
+from clickrouter.serving.engine.holder import LiveBank
 
 TOP_CAMPAIGNS = 50
 OTHER = "_other"

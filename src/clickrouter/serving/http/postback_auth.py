@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from clickrouter.errors import ClickrouterError, InvalidInput
+from clickrouter.errors import InvalidInput
+from clickrouter.serving.engine.clickids import MIN_SECRET_CHARS
+from clickrouter.serving.engine.refusal import PostbackRefused
 
 if TYPE_CHECKING:
     from clickrouter.config import Settings
@@ -51,7 +53,6 @@ TIMESTAMP_PARAM = "timestamp"
 SIGNATURE_PARAM = "signature"
 ADVERTISER_PARAM = "advertiser"
 GLOBAL = "*"
-MIN_SECRET_CHARS = 16
 # signatures remembered at once (each for at most 2 x clock_skew_seconds); beyond
 # this, signed postbacks are answered 503 until older ones expire
 REPLAY_CAPACITY = 500_000
@@ -63,14 +64,6 @@ HOW_TO_CONFIGURE = (
     "CLICKROUTER_POSTBACK_SECRETS_FILE) or a global secret (CLICKROUTER_POSTBACK_SECRET); "
     "--postback-auth off accepts unauthenticated postbacks (local development only)"
 )
-
-
-class PostbackRefused(ClickrouterError):
-    """A postback refused before it reaches the event log; ``reason`` labels the metric."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message, status=status)
-        self.reason = reason
 
 
 Secrets = dict[str, tuple[bytes, ...]]

@@ -1,7 +1,7 @@
 """The clickrouter routes: ``/v1`` ad flow, ``/admin``, ``/metrics`` and ``/openapi.json``.
 
 Each handler parses the request into plain values and calls the
-:class:`~clickrouter.serving.http.service.PredictorService`.
+:class:`~clickrouter.serving.engine.service.PredictorService`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 
 from clickrouter.errors import ClickrouterError, InvalidInput, NotFound
+from clickrouter.serving.engine.holder import BankHolder
+from clickrouter.serving.engine.refusal import PostbackRefused
+from clickrouter.serving.engine.service import PredictorService, checked_top
 from clickrouter.serving.http.app import Request, Response, Route, inline_route, json_response
-from clickrouter.serving.http.metrics import CONTENT_TYPE
-from clickrouter.serving.http.models import BankHolder
+from clickrouter.serving.http.metrics import CONTENT_TYPE, ServiceMetrics
 from clickrouter.serving.http.openapi import openapi_document
-from clickrouter.serving.http.postback_auth import PostbackAuthenticator, PostbackRefused
-from clickrouter.serving.http.service import PredictorService, checked_top
+from clickrouter.serving.http.postback_auth import PostbackAuthenticator
 
 
 class Unauthorized(ClickrouterError):
@@ -25,10 +26,12 @@ class Unauthorized(ClickrouterError):
 
 
 def v1_routes(
-    service: PredictorService, postback_auth: PostbackAuthenticator | None = None
+    service: PredictorService,
+    metrics: ServiceMetrics,
+    postback_auth: PostbackAuthenticator | None = None,
 ) -> list[Route]:
     """The ad flow; postbacks are checked by ``postback_auth`` (default: refused
-    until secrets are configured)."""
+    until secrets are configured), refusals counted in ``metrics``."""
     auth = postback_auth if postback_auth is not None else PostbackAuthenticator()
 
     def decide(request: Request) -> Response:
@@ -51,7 +54,7 @@ def v1_routes(
         try:
             return record_sale(request)
         except ClickrouterError as exc:
-            service.metrics.postbacks_refused.labels(refusal_reason(exc)).inc()
+            metrics.postbacks_refused.labels(refusal_reason(exc)).inc()
             raise
 
     def record_sale(request: Request) -> Response:
@@ -123,17 +126,17 @@ def _authorize(request: Request, token: str | None) -> None:
         raise Unauthorized("admin route: missing or wrong 'Authorization: Bearer <token>'")
 
 
-def meta_routes(service: PredictorService) -> list[Route]:
+def meta_routes(metrics: ServiceMetrics) -> list[Route]:
     """``/metrics`` and ``/openapi.json``."""
     document = msgspec.json.encode(openapi_document())
 
-    async def metrics(request: Request) -> Response:
-        return Response(200, service.metrics.exposition(), CONTENT_TYPE.encode())
+    async def exposition(request: Request) -> Response:
+        return Response(200, metrics.exposition(), CONTENT_TYPE.encode())
 
     async def openapi(request: Request) -> Response:
         return Response(200, document)
 
     return [
-        Route(("GET",), "/metrics", metrics),
+        Route(("GET",), "/metrics", exposition),
         Route(("GET",), "/openapi.json", openapi),
     ]

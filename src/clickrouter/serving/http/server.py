@@ -29,16 +29,18 @@ import uvloop
 
 from clickrouter.config import Settings
 from clickrouter.errors import ClickrouterError
+from clickrouter.logs import uvicorn_log_config
+from clickrouter.serving.engine.clickids import ClickIds
+from clickrouter.serving.engine.decision import DecisionPath
+from clickrouter.serving.engine.durability import open_recorder
+from clickrouter.serving.engine.holder import BankHolder, ReloadWatcher, load_live_bank
+from clickrouter.serving.engine.policy import policy_from_settings
+from clickrouter.serving.engine.service import PredictorService
 from clickrouter.serving.http.app import PredictorApp, Router
-from clickrouter.serving.http.clickids import ClickIds
 from clickrouter.serving.http.limits import ServerLimits, connection_capacity
 from clickrouter.serving.http.metrics import ServiceMetrics
-from clickrouter.serving.http.models import BankHolder, ReloadWatcher, load_live_bank
-from clickrouter.serving.http.policy import policy_from_settings
 from clickrouter.serving.http.postback_auth import PostbackAuthenticator
 from clickrouter.serving.http.routes import admin_routes, meta_routes, v1_routes
-from clickrouter.serving.http.service import PredictorService
-from clickrouter.serving.http.sink import open_sink
 from clickrouter.serving.http.v2 import v2_routes
 from clickrouter.serving.http.workers import ReusePortMultiprocess
 from clickrouter.serving.trust import model_trust
@@ -47,10 +49,10 @@ log = logging.getLogger(__name__)
 
 CONFIG_ENV = "CLICKROUTER_HTTP_SERVE_CONFIG"  # how worker processes receive the config
 BACKLOG = 4096
-INLINE_PROTOCOL = "clickrouter.serving.http.fastpath:InlineHttpToolsProtocol"
+INLINE_PROTOCOL = "clickrouter.serving.http.uvicorn_protocols:InlineHttpToolsProtocol"
 GUARDED_PROTOCOLS = {
-    "httptools-asgi": "clickrouter.serving.http.limits:GuardedHttpToolsProtocol",
-    "h11": "clickrouter.serving.http.limits:GuardedH11Protocol",
+    "httptools-asgi": "clickrouter.serving.http.uvicorn_protocols:GuardedHttpToolsProtocol",
+    "h11": "clickrouter.serving.http.uvicorn_protocols:GuardedH11Protocol",
 }
 
 
@@ -75,6 +77,7 @@ def build_app(config: ServeConfig) -> PredictorApp:
     click_ids = ClickIds.from_settings(settings)
     postback_auth = PostbackAuthenticator.from_settings(settings)
     metrics = ServiceMetrics(config.metrics_dir)
+    decisions = DecisionPath(policy_from_settings(settings))
     holder = BankHolder(
         config.models,
         cache_dir=config.cache_dir,
@@ -82,9 +85,10 @@ def build_app(config: ServeConfig) -> PredictorApp:
         on_swap=metrics.model_swapped,
         on_reject=metrics.model_rejected,
         on_skip=metrics.version_skipped,
+        prepare=decisions.prepare,  # each new bank's decision path, warmed before the swap
         trust=model_trust(settings),
     )
-    sink = open_sink(
+    sink = open_recorder(
         config.events,
         f"predictor-{os.getpid()}",
         durability=settings.durability,
@@ -96,21 +100,20 @@ def build_app(config: ServeConfig) -> PredictorApp:
     metrics.track_durability(
         sink.spooled, lambda: sink.refused, lambda: sink.errors, sink.forward_errors
     )
-    policy = policy_from_settings(settings)
     service = PredictorService(
         holder,
-        policy,
+        decisions,
         sink,
-        metrics,
         click_ids=click_ids,
         clock_skew_seconds=settings.clock_skew_seconds,
+        on_decision=metrics.decisions.add,
     )
     watcher = ReloadWatcher(holder, settings.reload_poll_seconds)
     router = Router(
-        v1_routes(service, postback_auth)
+        v1_routes(service, metrics, postback_auth)
         + v2_routes(service)
         + admin_routes(holder, settings.admin_token)
-        + meta_routes(service)
+        + meta_routes(metrics)
     )
 
     async def startup() -> None:
@@ -122,16 +125,15 @@ def build_app(config: ServeConfig) -> PredictorApp:
         holder.close()
         log.info("predictor %d stopped; %d events written", os.getpid(), sink.written)
 
-    app = PredictorApp(
+    return PredictorApp(
         router,
         metrics,
         max_body_bytes=settings.max_body_bytes,
         limits=server_limits(settings),
+        events=sink,  # answers commit their events before they leave
         on_startup=startup,
         on_shutdown=shutdown,
     )
-    app.events = sink  # answers commit their events before they leave
-    return app
 
 
 def server_limits(settings: Settings) -> ServerLimits:
@@ -167,8 +169,17 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     return sock
 
 
-def _uvicorn_config(app: PredictorApp | str, config: ServeConfig, workers: int) -> uvicorn.Config:
+def _uvicorn_config(
+    app: PredictorApp | str, config: ServeConfig, workers: int, *, own_logging: bool = False
+) -> uvicorn.Config:
+    """uvicorn's settings; ``own_logging``: uvicorn's and the workers' log lines in the
+    format of ``settings.log_format`` (else uvicorn's default logging, for embedders)."""
     settings = config.settings
+    log_config = (
+        uvicorn_log_config(settings.log_format, "serve")
+        if own_logging
+        else uvicorn.config.LOGGING_CONFIG
+    )
     return uvicorn.Config(
         app,
         factory=isinstance(app, str),
@@ -178,6 +189,7 @@ def _uvicorn_config(app: PredictorApp | str, config: ServeConfig, workers: int) 
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=log_config,
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=10,
@@ -222,7 +234,8 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     if port_file is not None:
         _write_atomically(port_file, f"{sockets[0].getsockname()[1]}\n")
     if workers == 1:
-        uvicorn.Server(_uvicorn_config(build_app(config), config, 1)).run(sockets=sockets)
+        server = uvicorn.Server(_uvicorn_config(build_app(config), config, 1, own_logging=True))
+        server.run(sockets=sockets)
         return
     metrics_dir = tempfile.mkdtemp(prefix="clickrouter-metrics-")
     # prometheus_client reads this when a worker imports it: values go to shared files
@@ -231,7 +244,8 @@ def run_server(config: ServeConfig, *, workers: int = 1, port_file: Path | None 
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
     target = "clickrouter.serving.http.server:app_from_env"
     try:
-        ReusePortMultiprocess(_uvicorn_config(target, config, workers), sockets).run()
+        uvicorn_config = _uvicorn_config(target, config, workers, own_logging=True)
+        ReusePortMultiprocess(uvicorn_config, sockets).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -19,12 +19,12 @@ import msgspec
 import numpy as np
 
 from clickrouter.errors import InvalidInput, NotFound
-from clickrouter.serving.http.app import Request, Response, Route, json_response
-from clickrouter.serving.http.service import (
+from clickrouter.serving.engine.service import (
     PredictorService,
     ServiceUnavailable,
     canonical_profile,
 )
+from clickrouter.serving.http.app import Request, Response, Route, json_response
 
 MODEL_NAME = "clickrouter"
 PROFILES_INPUT = "profiles"

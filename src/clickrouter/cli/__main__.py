@@ -1,0 +1,3 @@
+from clickrouter.cli import main
+
+raise SystemExit(main())

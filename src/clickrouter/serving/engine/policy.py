@@ -1,0 +1,486 @@
+"""Decision policies: which eligible campaign to show, and with what propensity.
+
+The bank ranks eligible campaigns by expected value (P(sale) x payout). A
+policy turns that into the campaign actually shown and the probability with
+which the policy would have shown it (the propensity). Logging the true
+propensity lets the trainer and analysts evaluate other policies off-policy
+(inverse propensity scoring) on the logged clicks.
+
+The service calls :meth:`Policy.choose_scored` with the live bank, the
+request's probabilities and its eligibility; the simple policies only need
+the greedy column (:meth:`choose`), Thompson sampling needs the scores and
+the evidence behind each campaign's model (see :class:`Thompson` and
+:class:`GammaThompson`). :func:`choose_many` is the same choice for many
+requests at once (the offline replay): each policy's batch path makes the
+same draws, in the same order, as its per-request path called row by row.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numba
+import numpy as np
+from scipy.special import polygamma
+
+from clickrouter.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from clickrouter.config import Settings
+    from clickrouter.serving.engine.holder import LiveBank
+
+POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
+
+
+Choice = tuple[int, float]  # (bank column of the campaign shown, propensity of that choice)
+
+
+class Policy(Protocol):
+    name: str
+
+    def choose_scored(
+        self, live: LiveBank, proba: np.ndarray, mask: np.ndarray, best: int, n_eligible: int
+    ) -> Choice:
+        """Pick a column of ``live.bank`` for one request.
+
+        proba: (n_campaigns,) P(sale) in bank column order; mask: (n_campaigns,)
+        bool eligibility; ``best`` is the greedy column (``mask[best]`` is True)
+        and ``mask.sum() == n_eligible``.
+        """
+        ...
+
+
+Choices = tuple[np.ndarray, np.ndarray]  # (bank column, propensity) per request
+
+
+def choose_many(
+    policy: Policy,
+    live: LiveBank,
+    proba: np.ndarray,
+    mask: np.ndarray,
+    best: np.ndarray,
+    n_eligible: np.ndarray,
+) -> Choices:
+    """``policy.choose_scored`` for every row (each row with an eligible campaign).
+
+    proba, mask: (n, n_campaigns); best, n_eligible: (n,). Uses the policy's
+    own ``choose_many`` when it has one (draw for draw the same as the rows
+    one by one), else calls ``choose_scored`` per row.
+    """
+    batch = getattr(policy, "choose_many", None)
+    if batch is not None:
+        columns, propensity = batch(live, proba, mask, best, n_eligible)
+        return columns, propensity
+    return _rows(policy, live, proba, mask, best, n_eligible)
+
+
+def _rows(
+    policy: Policy,
+    live: LiveBank,
+    proba: np.ndarray,
+    mask: np.ndarray,
+    best: np.ndarray,
+    n_eligible: np.ndarray,
+) -> Choices:
+    columns = np.empty(len(best), dtype=np.int64)
+    propensity = np.empty(len(best), dtype=np.float64)
+    for row in range(len(best)):
+        columns[row], propensity[row] = policy.choose_scored(
+            live, proba[row], mask[row], int(best[row]), int(n_eligible[row])
+        )
+    return columns, propensity
+
+
+class Greedy:
+    """Always the best expected value: a deterministic choice, propensity 1."""
+
+    name = "greedy"
+
+    def choose(self, best: int, mask: np.ndarray, n_eligible: int) -> Choice:
+        return best, 1.0
+
+    def choose_scored(
+        self, live: LiveBank, proba: np.ndarray, mask: np.ndarray, best: int, n_eligible: int
+    ) -> Choice:
+        return self.choose(best, mask, n_eligible)
+
+    def choose_many(
+        self,
+        live: LiveBank,
+        proba: np.ndarray,
+        mask: np.ndarray,
+        best: np.ndarray,
+        n_eligible: np.ndarray,
+    ) -> Choices:
+        return np.asarray(best, dtype=np.int64).copy(), np.ones(len(best))
+
+
+class EpsilonGreedy:
+    """With probability ``epsilon`` a uniformly random eligible campaign, else the best.
+
+    Propensity of the greedy arm: (1 - epsilon) + epsilon / n_eligible; of any
+    other eligible arm: epsilon / n_eligible.
+    """
+
+    name = "epsilon-greedy"
+
+    def __init__(self, epsilon: float, *, seed: int | None = None) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise InvalidInput(f"setting 'epsilon': expected a number in [0, 1], got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.rng_ = np.random.default_rng(seed)
+
+    def choose(self, best: int, mask: np.ndarray, n_eligible: int) -> Choice:
+        explore = self.epsilon / n_eligible
+        if self.rng_.random() >= self.epsilon:
+            return best, 1.0 - self.epsilon + explore
+        column = _nth_true(mask, int(self.rng_.integers(n_eligible)))
+        greedy_extra = 1.0 - self.epsilon if column == best else 0.0
+        return column, greedy_extra + explore
+
+    def choose_scored(
+        self, live: LiveBank, proba: np.ndarray, mask: np.ndarray, best: int, n_eligible: int
+    ) -> Choice:
+        return self.choose(best, mask, n_eligible)
+
+    def choose_many(
+        self,
+        live: LiveBank,
+        proba: np.ndarray,
+        mask: np.ndarray,
+        best: np.ndarray,
+        n_eligible: np.ndarray,
+    ) -> Choices:
+        # the per-request draws in the same order (a few us a row: not worth a kernel)
+        return _rows(self, live, proba, mask, best, n_eligible)
+
+
+def _nth_true(mask: np.ndarray, n: int) -> int:
+    return int(np.flatnonzero(mask)[n])
+
+
+def make_policy(
+    name: str,
+    epsilon: float,
+    *,
+    seed: int | None = None,
+    thompson_scale: float = 1.0,
+    thompson_profile_spread: float = 0.0,
+) -> Policy:
+    """The policy called ``name`` (see :data:`POLICIES`)."""
+    if name == "greedy":
+        return Greedy()
+    if name == "epsilon-greedy":
+        return EpsilonGreedy(epsilon, seed=seed)
+    if name == "thompson":
+        return Thompson(scale=thompson_scale, profile_spread=thompson_profile_spread, seed=seed)
+    if name == "gamma-thompson":
+        return GammaThompson(
+            scale=thompson_scale, profile_spread=thompson_profile_spread, seed=seed
+        )
+    raise InvalidInput(f"setting 'policy': expected one of {list(POLICIES)}, got {name!r}")
+
+
+def policy_from_settings(settings: Settings, *, seed: int | None = None) -> Policy:
+    """The policy the service's settings name, with their tunables."""
+    return make_policy(
+        settings.policy,
+        settings.epsilon,
+        seed=seed,
+        thompson_scale=settings.thompson_scale,
+        thompson_profile_spread=settings.thompson_profile_spread,
+    )
+
+
+class Thompson:
+    """Thompson sampling over the campaigns' expected values, per request.
+
+    Each campaign's model estimates P(sale); how far to trust it depends on
+    the sales it was fitted on. The trainer records them per campaign in the
+    version's manifest (:attr:`CampaignRecord.sales
+    <clickrouter.modelstore.manifest.CampaignRecord.sales>`: ``positives``,
+    plus a base-rate model's ``late_positives`` when it counts late sales). With ``k`` sales and
+    a Gamma(``prior_sales``) prior on the rate (the trainer's base-rate model
+    is that posterior's mean), the posterior of log(rate) has standard
+    deviation ``sqrt(trigamma(k + prior_sales))``: ~1.3 with no sale, 0.32 at
+    ten, 0.1 at a hundred. Per request every eligible campaign's expected
+    value p x payout is multiplied by a log-normal draw exp(sigma z -
+    sigma^2 / 2) (mean one: the model's estimate stays the mean; ``scale``
+    multiplies sigma) and the highest product wins.
+
+    That spread is about the campaign's overall rate only. What the policy
+    needs is the expected value for *this* profile, and a base-rate model
+    (too few sales for a per-profile fit) says nothing about how this
+    profile departs from the campaign's average: campaigns whose average is
+    mediocre but which are the best choice for some profiles would never be
+    shown again, and so never get the sales a per-profile model needs. So
+    the log-normal also carries ``profile_spread`` (the standard deviation
+    of a profile's log-deviation not yet modelled): in full for a campaign
+    without a logistic model, shrinking as ``profile_sales / (profile_sales
+    + k)`` for one fitted on ``k`` sales (its own per-profile estimates take
+    over). 0 turns it off.
+
+    Cost: a normal draw and an ``exp`` per campaign would be ~20x a greedy
+    choice at 5,000 campaigns. So sigma is rounded to ``LEVELS`` steps and,
+    once per loaded version, a pool of ``POOL`` log-normal factors is drawn
+    per step; a request reads campaign c's factor at (start + c) of its
+    step's pool from a random ``start``. Campaigns whose best possible
+    factor cannot reach the best campaign's worst are skipped before any
+    read, so once most campaigns are settled a request costs two passes of
+    multiply-and-compare.
+
+    The propensity is estimated by Monte Carlo: the chosen campaign's share
+    of wins among ``draws`` further draws over the same candidates, smoothed
+    as ``(wins + 1) / (draws + 1)`` so it is never zero (an IPS weight stays
+    finite); ``draws`` shrinks when candidates are many (at most
+    ``DRAW_BUDGET`` reads per request).
+    """
+
+    name = "thompson"
+    LEVELS = 64
+    MAX_SIGMA = 2.0
+    POOL = 8192  # a power of two
+    DRAW_BUDGET = 8192
+
+    def __init__(
+        self,
+        *,
+        prior_sales: float = 1.0,
+        scale: float = 1.0,
+        profile_spread: float = 0.0,
+        profile_sales: float = 30.0,
+        draws: int = 16,
+        seed: int | None = None,
+    ) -> None:
+        if not prior_sales > 0:
+            raise InvalidInput(f"thompson prior_sales: expected > 0, got {prior_sales!r}")
+        if not scale >= 0:
+            raise InvalidInput(f"setting 'thompson_scale': expected >= 0, got {scale!r}")
+        if not 0 <= profile_spread <= 1.5:
+            raise InvalidInput(
+                f"setting 'thompson_profile_spread': expected a number in [0, 1.5],"
+                f" got {profile_spread!r}"
+            )
+        if not profile_sales > 0:
+            raise InvalidInput(f"thompson profile_sales: expected > 0, got {profile_sales!r}")
+        self.prior_sales = float(prior_sales)
+        self.scale = float(scale)
+        self.profile_spread = float(profile_spread)
+        self.profile_sales = float(profile_sales)
+        self.draws = int(draws)
+        self.rng_ = np.random.default_rng(seed)
+        _seed_kernel(int(self.rng_.integers(2**31)))
+        # (bank, its noise tables): one attribute, so that the loading thread's
+        # warm-up of a new bank and the event loop serving the old one can never
+        # leave one bank paired with the other's tables
+        self._prepared: tuple[Any, tuple[np.ndarray, ...]] = (None, ())
+
+    def sigmas(self, live: LiveBank) -> np.ndarray:
+        """Noise scale of every bank column's log expected value (from the manifest)."""
+        sales, per_profile = _evidence(live)
+        rate_var = self.scale**2 * polygamma(1, sales + self.prior_sales)
+        unmodelled = np.where(per_profile, self.profile_sales / (self.profile_sales + sales), 1.0)
+        return np.sqrt(rate_var + self.profile_spread**2 * unmodelled)
+
+    def _prepare(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+        # once per loaded version: the bank object changes on every reload
+        bank, state = self._prepared
+        if bank is not live.bank:
+            state = self._tables(live)
+            self._prepared = (live.bank, state)
+        return state
+
+    def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+        """Payouts, noise level per column, the factor pools and each column's bounds."""
+        step = self.MAX_SIGMA / (self.LEVELS - 1)
+        level = np.clip(np.rint(self.sigmas(live) / step), 0, self.LEVELS - 1).astype(np.int64)
+        sigma = np.arange(self.LEVELS)[:, None] * step
+        z = self.rng_.standard_normal((self.LEVELS, self.POOL))  # under the generator's lock
+        return _with_bounds(live, level, np.exp(sigma * z - sigma**2 / 2))
+
+    def choose_scored(
+        self, live: LiveBank, proba: np.ndarray, mask: np.ndarray, best: int, n_eligible: int
+    ) -> Choice:
+        payouts, level, factors, high, low = self._prepare(live)
+        column, propensity = _thompson_draw(
+            proba, mask, payouts, level, factors, high, low, self.draws, self.DRAW_BUDGET
+        )  # high, low: per column, payout x the pool's largest / smallest factor
+        if column < 0:  # no positive expected value anywhere: the greedy choice
+            return best, 1.0
+        return int(column), float(propensity)
+
+    def choose_many(
+        self,
+        live: LiveBank,
+        proba: np.ndarray,
+        mask: np.ndarray,
+        best: np.ndarray,
+        n_eligible: np.ndarray,
+    ) -> Choices:
+        """:meth:`choose_scored` per row in one compiled loop (the same kernel and draws)."""
+        payouts, level, factors, high, low = self._prepare(live)
+        columns = np.empty(len(best), dtype=np.int64)
+        propensity = np.empty(len(best), dtype=np.float64)
+        _thompson_many(
+            proba, mask, np.asarray(best, dtype=np.int64), payouts, level, factors, high, low,
+            self.draws, self.DRAW_BUDGET, columns, propensity,
+        )  # fmt: skip
+        return columns, propensity
+
+
+class GammaThompson(Thompson):
+    """Thompson sampling with exact Gamma posterior draws, the evidence tempered.
+
+    :class:`Thompson` draws a log-normal with the Gamma posterior's log-sd and
+    multiplies all of it by ``scale``, the prior's spread included. Here a
+    campaign's rate factor is drawn from the posterior itself, Gamma(a) / a
+    (mean one) with ``a = prior_sales + sales / scale**2``: ``scale`` tempers
+    the evidence, not the prior. A campaign without a sale draws from the
+    untempered prior (an exponential: an upper tail much thinner than the
+    log-normal's at the same log-sd, and no deep lower one), a campaign with
+    many sales about as narrowly as :class:`Thompson` at the same ``scale``.
+    In replays (docs/benchmarks.md, "Exact Gamma draws") this ended with
+    better models than :class:`Thompson` on every traffic seed, but in the
+    demo's runs it earned less (docs/operations.md, "Gamma Thompson sampling
+    in the demo"): an option, not the demo's default.
+
+    The profile spread is :class:`Thompson`'s (a log-normal, in full without a
+    logistic model, shrinking with a logistic model's sales). Factors are
+    pooled per (model kind, shape level): ``SHAPE_LEVELS`` shapes ~25 % apart
+    from the prior's up, and the same kernel chooses.
+    """
+
+    name = "gamma-thompson"
+    SHAPE_LEVELS = 48
+    MAX_SHAPE = 30_000.0  # beyond it a spread under 0.6 %: pooled with the last level
+
+    def __init__(self, *, scale: float = 1.0, **knobs: Any) -> None:
+        if not scale > 0:  # the evidence is divided by scale**2
+            raise InvalidInput(f"setting 'thompson_scale': expected > 0, got {scale!r}")
+        super().__init__(scale=scale, **knobs)  # the other knobs are Thompson's
+
+    def shapes(self) -> np.ndarray:
+        """The pooled Gamma shapes: the prior's, then ~25 % steps up to ``MAX_SHAPE``."""
+        top = max(self.MAX_SHAPE, 2 * self.prior_sales)
+        return np.geomspace(self.prior_sales, top, self.SHAPE_LEVELS)
+
+    def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+        sales, logistic = _evidence(live)
+        shapes = self.shapes()
+        shape = self.prior_sales + sales / self.scale**2
+        step = np.interp(np.log(shape), np.log(shapes), np.arange(len(shapes)))
+        level = logistic * len(shapes) + np.rint(step).astype(np.int64)
+        factors = np.array([self._pool(kind, a) for kind in (False, True) for a in shapes])
+        return _with_bounds(live, level, factors)
+
+    def _pool(self, logistic: bool, shape: float) -> np.ndarray:
+        """``POOL`` factors of mean one: the rate's Gamma draw times the profile's log-normal."""
+        sales = max(0.0, (shape - self.prior_sales) * self.scale**2)  # what the shape stands for
+        unmodelled = self.profile_sales / (self.profile_sales + sales) if logistic else 1.0
+        spread = self.profile_spread * np.sqrt(unmodelled)
+        rate = self.rng_.gamma(shape, 1.0 / shape, self.POOL)
+        z = self.rng_.standard_normal(self.POOL)
+        return rate * np.exp(spread * z - spread**2 / 2)
+
+
+def _evidence(live: LiveBank) -> tuple[np.ndarray, np.ndarray]:
+    """Per bank column: the sales its model was fitted on, and whether it is logistic."""
+    records = live.manifest.campaigns
+    found = [records.get(cid) for cid in live.bank.campaign_ids]
+    sales = np.array([0 if r is None else r.sales for r in found], dtype=np.float64)
+    logistic = [r is not None and r.is_logistic for r in found]
+    return sales, np.array(logistic, dtype=np.int64)
+
+
+def _with_bounds(live: LiveBank, level: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The kernel's tables: payouts, each column's pool, the pools and each column's bounds."""
+    payouts = np.array([c.payout for c in live.bank.campaigns], dtype=np.float64)
+    return (
+        payouts,
+        level,
+        factors,
+        payouts * factors.max(axis=1)[level],  # best possible value per unit P(sale)
+        payouts * factors.min(axis=1)[level],  # worst possible
+    )
+
+
+@numba.njit(cache=True)
+def _seed_kernel(seed: int) -> None:
+    np.random.seed(seed)  # numba's own generator (the pool offsets)
+
+
+@numba.njit(cache=True, nogil=True)
+def _thompson_draw(
+    proba: np.ndarray,
+    mask: np.ndarray,
+    payouts: np.ndarray,
+    level: np.ndarray,
+    factors: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    draws: int,
+    budget: int,
+) -> tuple[int, float]:
+    """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score."""
+    n = proba.shape[0]
+    floor = 0.0
+    for c in range(n):  # the best campaign's worst draw: no gathers, so LLVM vectorises
+        floor = max(floor, proba[c] * low[c] if mask[c] else 0.0)
+    if floor <= 0.0:
+        return -1, 1.0
+    candidates = np.empty(n, dtype=np.int64)
+    values = np.empty(n)
+    k = 0
+    for c in range(n):
+        if mask[c] and proba[c] * high[c] >= floor:
+            candidates[k] = c
+            values[k] = proba[c] * payouts[c]
+            k += 1
+    winner = _one_draw(candidates, values, k, level, factors)
+    rounds = max(1, min(draws, budget // k))
+    wins = 0
+    for _ in range(rounds):
+        if _one_draw(candidates, values, k, level, factors) == winner:
+            wins += 1
+    return candidates[winner], (wins + 1.0) / (rounds + 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _thompson_many(
+    proba: np.ndarray,
+    mask: np.ndarray,
+    best: np.ndarray,
+    payouts: np.ndarray,
+    level: np.ndarray,
+    factors: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    draws: int,
+    budget: int,
+    columns: np.ndarray,
+    propensity: np.ndarray,
+) -> None:
+    """:func:`_thompson_draw` per row, in row order (so the same draws as one by one)."""
+    for i in range(proba.shape[0]):
+        column, p = _thompson_draw(
+            proba[i], mask[i], payouts, level, factors, high, low, draws, budget
+        )
+        if column < 0:
+            columns[i], propensity[i] = best[i], 1.0
+        else:
+            columns[i], propensity[i] = column, p
+
+
+@numba.njit(cache=True, nogil=True)
+def _one_draw(
+    candidates: np.ndarray, values: np.ndarray, k: int, level: np.ndarray, factors: np.ndarray
+) -> int:
+    wrap = factors.shape[1] - 1  # the pool size is a power of two
+    start = np.random.randint(0, wrap + 1)
+    best, best_score = 0, -1.0
+    for i in range(k):
+        c = candidates[i]
+        score = values[i] * factors[level[c], (start + c) & wrap]
+        if score > best_score:
+            best, best_score = i, score
+    return best
