@@ -8,7 +8,7 @@ cost    Per-request cost of ``choose_scored`` for each policy, on the real
 
 What each policy earns with learning is ``clickrouter replay`` (the demo's
 loop offline, several seeds, against uniform random, the best single campaign
-and the oracle on the same requests: docs/replay.md), e.g.
+and the oracle on the same requests: docs/explanation/replay.md), e.g.
 ``clickrouter replay --policy gamma-thompson --thompson-scale 0.5 --seeds 0-9``.
 
 endstate  What each policy earns on a finished demo's final models

@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="run world, predictor, traffic, consumer and trainer; write a revenue report",
-        description="Runs the continuous loop on embedded defaults (see docs/operations.md).",
+        description="Runs the continuous loop on embedded defaults (see docs/how-to/tune-demo.md).",
     )
     arg = demo.add_argument
     arg("--out", type=Path, default=DEFAULTS.out, help="output directory (default demo-out)")

@@ -5,7 +5,7 @@ seeds. It writes ``replay.json`` (every number, deterministic for the same world
 and settings), ``replay.png`` (learning curves, one line per seed) and
 ``replay-timing.json`` (where the seconds went), and prints a one-screen
 table. ``evaluate`` estimates a candidate's revenue on logged records
-(:mod:`clickrouter.replay.offpolicy`). See docs/replay.md.
+(:mod:`clickrouter.replay.offpolicy`). See docs/explanation/replay.md.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def register_replay(subparsers: Any) -> None:
             "Replays the real trainer, model store, bank and policy on a simulated world's"
             " traffic in simulated time, for one or several traffic seeds, and reports revenue"
             " per 1,000 clicks against uniform random, the best single campaign and the oracle"
-            " on the same requests. See docs/replay.md."
+            " on the same requests. See docs/explanation/replay.md."
         ),
     )
     world = parser.add_argument_group("world")
@@ -349,7 +349,8 @@ def register_evaluate(subparsers: Any) -> None:
             "Estimates what a candidate (a model directory or store version, and a policy)"
             " would earn per 1,000 clicks on the decisions the predictor logged, from their"
             " propensities and outcomes, with confidence intervals, the effective sample size"
-            " and a plain verdict when the logs cannot support an estimate. See docs/replay.md."
+            " and a plain verdict when the logs cannot support an estimate."
+            " See docs/explanation/replay.md."
         ),
     )
     arg = parser.add_argument

@@ -24,7 +24,7 @@ POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's knobs (see docs/operations.md for why each default is what it is).
+    """The demo's knobs (see docs/how-to/tune-demo.md for why each default is what it is).
 
     World: ``campaigns``, ``seed``, ``base_rate_min``/``base_rate_max`` (log-uniform
     range of campaign sale rates; the production-like world uses 1e-6..1e-3),

@@ -3,7 +3,7 @@
 ``clickrouter replay`` (:mod:`clickrouter.replay.loop`) runs the trainer, model
 store, bank and policy the service uses on a world's traffic in simulated
 time; ``clickrouter evaluate`` (:mod:`clickrouter.replay.offpolicy`) estimates
-what a candidate would earn on logged records. See docs/replay.md.
+what a candidate would earn on logged records. See docs/explanation/replay.md.
 
 Part of the lab: any module of this package raises
 :class:`~clickrouter.extras.MissingExtra` unless the ``demo`` extra is installed.

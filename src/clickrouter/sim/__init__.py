@@ -3,7 +3,7 @@
 ``World`` is the oracle (true P(sale), eligibility, request sampling, delays);
 ``generate_events`` writes a logged click/sale stream; ``TrafficDriver`` sends
 the world's traffic to a running predictor over HTTP and posts the sales back.
-See docs/simulation.md.
+See docs/explanation/simulator.md.
 """
 
 from clickrouter.sim.config import DelayConfig, WorldConfig

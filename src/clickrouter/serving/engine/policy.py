@@ -341,7 +341,7 @@ class GammaThompson(Thompson):
     many sales about as narrowly as :class:`Thompson` at the same ``scale``.
     In replays (docs/benchmarks.md, "Exact Gamma draws") this ended with
     better models than :class:`Thompson` on every traffic seed, but in the
-    demo's runs it earned less (docs/operations.md, "Gamma Thompson sampling
+    demo's runs it earned less (docs/how-to/tune-demo.md, "Gamma Thompson sampling
     in the demo"): an option, not the demo's default.
 
     The profile spread is :class:`Thompson`'s (a log-normal, in full without a
