@@ -99,7 +99,15 @@ async def _open_loop(port: int, requests: list[bytes], connections: int, rate: f
 
     async def one(scheduled: float, data: bytes) -> None:
         reader, writer = await idle.get()  # waiting for a free connection counts as latency
-        status = await _exchange(reader, writer, data)
+        try:
+            status = await _exchange(reader, writer, data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # the server closed the connection (a limit or timeout under overload):
+            # counted as status 0, and the connection replaced
+            writer.close()
+            statuses[0] = statuses.get(0, 0) + 1
+            idle.put_nowait(await asyncio.open_connection(HOST, port))
+            return
         latencies.append(time.perf_counter() - scheduled)
         statuses[status] = statuses.get(status, 0) + 1
         idle.put_nowait((reader, writer))

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from clickrouter.datastore import RECORD_SCHEMA, DataManager
+from clickrouter.datastore import DataManager, as_records
 from clickrouter.profile import CATEGORICAL_FIELDS
 from clickrouter.sim.config import DelayConfig
 from clickrouter.sim.delays import DelayModel
@@ -114,7 +114,7 @@ def _write(root: Path, args: argparse.Namespace, end: float) -> int:
         "propensity": np.ones(n),
         "model_version": ["v0"] * n,
     }
-    table = pa.table(columns).cast(RECORD_SCHEMA)
+    table = as_records(pa.table(columns))
     late = np.flatnonzero(~in_window & (ts + delay <= end))
     lines = [_late_line(f"k{i:09d}", ts[i] + delay[i]) for i in late]
     with DataManager(root, writable=True, durable=False) as manager:

@@ -64,7 +64,7 @@ def bench_bank(path: Path, profiles: list[dict[str, Any]], cache: Path) -> dict[
     mmap_load_s = time.perf_counter() - started
     canonical = bank.canonical(profiles)
     slots = [bank.space.indices(p) for p in canonical]
-    out = np.empty(len(bank.campaigns))
+    out = np.empty(len(bank.offers))  # one column per offer
     table = bank.assembly_.table
     it = iter(range(10**9))
     n = len(profiles)

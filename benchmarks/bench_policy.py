@@ -4,7 +4,10 @@ cost    Per-request cost of ``choose_scored`` for each policy, on the real
         scores of a 5,000-campaign sample bank, with a manifest whose evidence
         looks like a running system's (a few campaigns with logistic models on
         hundreds of sales, the rest base-rate models on a handful). Ratios are
-        against the greedy policy of the same run.
+        against the greedy policy of the same run. With ``--offers N`` (more
+        than the campaigns) the campaigns run 1-5 landing pages, N offers in
+        all (``bench_offers.py``'s directory): Thompson sampling then adds a
+        page draw per offer, wider for pages with fewer sales.
 
 What each policy earns with learning is ``clickrouter replay`` (the demo's
 loop offline, several seeds, against uniform random, the best single campaign
@@ -16,10 +19,11 @@ endstate  What each policy earns on a finished demo's final models
         choice on the same models is the price of the policy's exploration.
 
     .venv/bin/python benchmarks/bench_policy.py cost [--campaigns 5000] [--requests 20000]
+    .venv/bin/python benchmarks/bench_policy.py cost --offers 15000 --requests 2000
     .venv/bin/python benchmarks/bench_policy.py endstate --demo-out DIR [--candidate ...]
 
-A candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]``,
-``gamma-thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES]`` (exact Gamma draws,
+A candidate is ``thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES[:PAGE_SPREAD]]``,
+``gamma-thompson:SCALE:PROFILE_SPREAD[:PROFILE_SALES[:PAGE_SPREAD]]`` (exact Gamma draws,
 the prior untempered: ``GammaThompson``), ``epsilon-greedy:EPSILON`` or
 ``greedy``.
 """
@@ -42,6 +46,7 @@ from clickrouter.serving.engine.policy import GammaThompson, Policy, Thompson, m
 from support import make_sample_directory, random_profiles
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_offers import paged_directory
 from policy_endstate import load_end_state
 
 
@@ -52,9 +57,9 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
         values = [float(k) for k in knobs]
         if name in ("thompson", "gamma-thompson"):
             kind = Thompson if name == "thompson" else GammaThompson
-            scale, spread, sales = (values + [1.0, 0.0, 30.0][len(values) :])[:3]
+            scale, spread, sales, page = (values + [1.0, 0.0, 30.0, 0.5][len(values) :])[:4]
             policy: Policy = kind(
-                scale=scale, profile_spread=spread, profile_sales=sales, seed=seed
+                scale=scale, profile_spread=spread, profile_sales=sales, page_spread=page, seed=seed
             )
         elif name == "epsilon-greedy":
             policy = make_policy(name, values[0] if values else 0.05, seed=seed)
@@ -69,15 +74,23 @@ def parse_candidate(text: str, seed: int = 0) -> tuple[str, Policy]:
 
 
 def running_manifest(live: LiveBank, rng: np.random.Generator) -> Manifest:
-    """Evidence like a system a few cycles in: 20 logistic models, the rest base rates."""
-    ids = live.bank.campaign_ids
-    fitted = set(rng.choice(len(ids), 20, replace=False).tolist())
+    """Evidence like a system a few cycles in: 20 logistic models, the rest base rates;
+    a fitted campaign's first page has most of its sales, its last page none."""
+    campaigns = live.bank.campaigns
+    fitted = set(rng.choice(len(campaigns), 20, replace=False).tolist())
     records = {}
-    for column, cid in enumerate(ids):
-        if column in fitted:
-            records[cid] = CampaignRecord(kind="logistic", positives=int(rng.integers(50, 2000)))
+    for index, campaign in enumerate(campaigns):
+        if index in fitted:
+            positives = int(rng.integers(50, 2000))
+            pages = [page.id for page in campaign.pages]
+            split = [positives - 5 * (len(pages) - 1)] + [5] * (len(pages) - 2) + [0]
+            records[campaign.id] = CampaignRecord(
+                kind="logistic",
+                positives=positives,
+                page_positives=dict(zip(pages, split[: len(pages)], strict=True)),
+            )
         else:
-            records[cid] = CampaignRecord(kind="base_rate", positives=int(rng.poisson(1.0)))
+            records[campaign.id] = CampaignRecord(kind="base_rate", positives=int(rng.poisson(1)))
     return Manifest(campaigns=records)
 
 
@@ -85,7 +98,7 @@ def time_policy(
     policy: Policy, live: LiveBank, proba: np.ndarray, mask: np.ndarray, rounds: int
 ) -> float:
     """Seconds per ``choose_scored`` call over the request rows, best of ``rounds``."""
-    payouts = np.array([c.payout for c in live.bank.campaigns])
+    payouts = live.bank.payouts_  # per column: one per offer
     best = np.where(mask, proba * payouts, -1.0).argmax(axis=1)
     n_eligible = mask.sum(axis=1)
     policy.choose_scored(live, proba[0], mask[0], int(best[0]), int(n_eligible[0]))  # JIT
@@ -101,13 +114,23 @@ def time_policy(
 def run_cost(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp:
-        live = load_live_bank(make_sample_directory(Path(tmp) / "models", args.campaigns), None)
+        models = Path(tmp) / "models"
+        if args.offers > args.campaigns:
+            directory = paged_directory(models, args.campaigns, args.offers)
+        else:
+            directory = make_sample_directory(models, args.campaigns)
+        live = load_live_bank(directory, None)
         live = dataclasses.replace(live, manifest=running_manifest(live, rng))
         proba = live.bank.predict_proba(random_profiles(rng, args.requests))
-        mask = rng.random(proba.shape) < 0.9  # eligibility: most campaigns, not all
+        mask = rng.random(proba.shape) < 0.9  # eligibility: most offers, not all
         candidates = ["greedy", "epsilon-greedy:0.05", "thompson:1.0:0", "thompson:0.3:0"]
         candidates += ["thompson:0.3:0.5", "thompson:1.0:0.5", "gamma-thompson:0.5:0.5"]
-        print(f"{args.campaigns} campaigns, {args.requests} requests, best of {args.rounds}")
+        if len(live.bank.offers) > len(live.bank.campaigns):  # the page draw's own cost
+            candidates += ["thompson:0.3:0:30:0", "thompson:0.3:0.5:30:0"]
+        print(
+            f"{args.campaigns} campaigns, {len(live.bank.offers)} offers, {args.requests} "
+            f"requests, best of {args.rounds}"
+        )
         baseline = None
         for text in candidates:
             label, policy = parse_candidate(text)
@@ -150,6 +173,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="part", required=True)
     cost = sub.add_parser("cost", help="per-request cost of each policy")
     cost.add_argument("--campaigns", type=int, default=5000)
+    cost.add_argument("--offers", type=int, default=0, help="1-5 pages each, N offers in all")
     cost.add_argument("--requests", type=int, default=20_000)
     cost.add_argument("--rounds", type=int, default=3)
     cost.set_defaults(handler=run_cost)

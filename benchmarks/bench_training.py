@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clickrouter.datastore import RECORD_SCHEMA, DataManager
+from clickrouter.datastore import DataManager, as_records
 from clickrouter.profile import CATEGORICAL_FIELDS
 from clickrouter.serving.bank import ModelBank
 from clickrouter.sim import World, WorldConfig
@@ -198,7 +198,7 @@ def _records(
     columns["sale_ts"] = pa.array(np.where(label, ts + 600.0, np.nan), from_pandas=True)
     columns["propensity"] = pa.array(shares[campaign])
     columns["model_version"] = pa.array(np.full(len(ts), "bench"), pa.string())
-    return pa.table(columns).select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    return as_records(pa.table(columns))
 
 
 # -- baseline ------------------------------------------------------------------------

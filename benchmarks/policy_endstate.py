@@ -38,7 +38,7 @@ class EndState:
         return 1000 * float(self.values[np.arange(len(columns)), columns].mean())
 
     def greedy(self) -> np.ndarray:
-        payouts = np.array([c.payout for c in self.live.bank.campaigns])
+        payouts = self.live.bank.payouts_  # per column: one per offer
         return np.where(self.eligible, self.proba * payouts, -1.0).argmax(axis=1)
 
     def oracle(self) -> float:
@@ -67,7 +67,7 @@ def load_end_state(demo_out: Path, requests: int, seed: int = 5) -> EndState:
     canon = world.renderer.canonical_columns(draw)
     profiles = [dict(zip(canon, row, strict=True)) for row in zip(*canon.values(), strict=True)]
     live = load_live_bank(demo_out / "store" / "versions" / report["models"]["version"], None)
-    to_catalogue = np.array([world.campaign_index[c] for c in live.bank.campaign_ids])
+    to_catalogue = np.asarray(world.offer_index(live.bank.campaign_ids, live.bank.page_ids))
     scorer, parts = OracleScorer(world), []
     for lo in range(0, requests, 2048):
         values, eligible = scorer.chunk_values({f: v[lo : lo + 2048] for f, v in slots.items()})

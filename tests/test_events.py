@@ -150,7 +150,7 @@ def test_a_typed_click_is_the_line_of_the_click_event_it_decodes_to(typed: Typed
 def test_a_pre_encoded_user_agent_is_copied_as_a_json_string() -> None:
     agent = msgspec.json.encode("Mozilla/5.0 (X11)")
     request = RawRequest("k1", 1.5e9, user_agent=msgspec.Raw(agent))
-    typed = TypedClickEvent("e1", "k1", 1.5e9, PROFILE, "c1", "https://x/", 0.5, "v1", request)
+    typed = TypedClickEvent("e1", "k1", 1.5e9, PROFILE, "c1", "https://x/", 0.5, "v1", raw=request)
     decoded = decode_event(encode_events([typed]))
     assert isinstance(decoded, ClickEvent)
     assert decoded.raw == {"click_id": "k1", "ts": 1.5e9, "user_agent": "Mozilla/5.0 (X11)"}

@@ -8,15 +8,14 @@
   the CLI; a stage imports another stage only along an edge of
   :data:`MAY_USE`, and only through that stage's public API: the ``__all__``
   of one of its packages (``from clickrouter.modelstore import ModelStore``),
-  never a module inside it;
+  never a module inside it; the lab uses the stages the same way, and its
+  three packages, one test bench, use each other freely;
 * inside ``serving`` the decision engine knows nothing of HTTP;
 * **cli/** is the composition root and the package's ``__init__`` its facade
   (``clickrouter.ModelBank``): they may import anything.
 
 Imports inside functions and under ``TYPE_CHECKING`` count too: they are
-dependencies all the same. Known violations being removed are listed in
-:data:`ALLOWED_VIOLATIONS`; an entry that no longer occurs fails the test too,
-so the list only shrinks.
+dependencies all the same.
 """
 
 from __future__ import annotations
@@ -39,53 +38,6 @@ MAY_USE: dict[str, frozenset[str]] = {
     # the lab runs the whole loop: any stage, and each other
     **{name: STAGES | LAB for name in LAB},
 }
-
-# (importing file, imported module) pairs that break a rule today, each with the
-# change that removes it; delete an entry once its import is gone
-ALLOWED_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # model versions read and written through modelstore's modules (typed manifest:
-        # its one reader/writer of a version exported by the modelstore package)
-        ("serving/bank.py", "clickrouter.modelstore.store"),
-        ("serving/trust.py", "clickrouter.modelstore.signing"),
-        # the record schema and ids read from datastore modules, not its package
-        ("stream/batch.py", "clickrouter.datastore.schema"),
-        ("stream/buffer.py", "clickrouter.datastore.schema"),
-        ("stream/consumer.py", "clickrouter.datastore.manager"),
-        ("stream/decode.py", "clickrouter.datastore.ids"),
-        ("stream/records.py", "clickrouter.datastore.schema"),
-        ("training/data.py", "clickrouter.datastore.schema"),
-        ("training/manager.py", "clickrouter.datastore.schema"),
-        ("training/scan.py", "clickrouter.datastore.schema"),
-        # the lab reaches into stages' modules their packages do not export yet
-        ("sim/driver.py", "clickrouter.serving.http.postback_auth"),
-        ("demo/eventlog.py", "clickrouter.stream.local_source"),
-        ("demo/oracle.py", "clickrouter.sim.world"),
-        ("demo/stages.py", "clickrouter.sim.config"),
-        ("demo/stages.py", "clickrouter.sim.world"),
-        ("demo/traffic.py", "clickrouter.sim.client"),
-        ("demo/traffic.py", "clickrouter.sim.driver"),
-        ("demo/traffic.py", "clickrouter.sim.world"),
-        ("demo/trainer.py", "clickrouter.datastore.manager"),
-        ("replay/loop.py", "clickrouter.demo.oracle"),
-        ("replay/loop.py", "clickrouter.demo.stages"),
-        ("replay/loop.py", "clickrouter.serving.bank"),
-        ("replay/loop.py", "clickrouter.serving.cache"),
-        ("replay/loop.py", "clickrouter.serving.engine.fused"),
-        ("replay/loop.py", "clickrouter.serving.engine.holder"),
-        ("replay/loop.py", "clickrouter.serving.engine.policy"),
-        ("replay/loop.py", "clickrouter.sim.world"),
-        ("replay/offpolicy.py", "clickrouter.serving.engine.fused"),
-        ("replay/offpolicy.py", "clickrouter.serving.engine.holder"),
-        ("replay/offpolicy.py", "clickrouter.serving.engine.policy"),
-        ("replay/outcomes.py", "clickrouter.datastore.schema"),
-        ("replay/report.py", "clickrouter.demo.report"),
-        ("replay/report.py", "clickrouter.demo.revenue"),
-        ("replay/settings.py", "clickrouter.demo.config"),
-        ("replay/traffic.py", "clickrouter.sim.population"),
-        ("replay/traffic.py", "clickrouter.sim.world"),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -157,7 +109,7 @@ def violation(imp: Import, api: dict[str, frozenset[str]]) -> str | None:
         return f"{here} imports {sorted(extra)} from the facade" if extra else None
     if here == "core":
         return None if there == "core" else f"the core imports the {there} stage"
-    if there == "core" or there == here:
+    if there == "core" or there == here or (here in LAB and there in LAB):
         if imp.file.startswith("serving/engine/") and imp.module.startswith(
             "clickrouter.serving.http"
         ):
@@ -181,17 +133,8 @@ def test_layers_are_respected() -> None:
             why = violation(imp, api)
             if why is not None:
                 broken.append((imp, why))
-    found = {(imp.file, imp.module) for imp, _ in broken}
-    new = [
-        f"src/clickrouter/{imp.file}:{imp.line}: {imp.module}: {why}"
-        for imp, why in broken
-        if (imp.file, imp.module) not in ALLOWED_VIOLATIONS
-    ]
-    stale = sorted(ALLOWED_VIOLATIONS - found)
-    for line in new:
-        print(line)
-    assert not new, "imports that break the layering:\n" + "\n".join(new)
-    assert not stale, "fixed, remove from ALLOWED_VIOLATIONS:\n" + "\n".join(map(str, stale))
+    lines = [f"src/clickrouter/{imp.file}:{imp.line}: {imp.module}: {why}" for imp, why in broken]
+    assert not lines, "imports that break the layering:\n" + "\n".join(lines)
 
 
 def test_the_rules_catch_what_they_forbid() -> None:
@@ -211,6 +154,9 @@ def test_the_rules_catch_what_they_forbid() -> None:
     assert why("serving/engine/policy.py", "clickrouter.serving.http.app", "x") is not None
     assert why("serving/http/app.py", "clickrouter.serving.engine.policy", "x") is None
     assert why("demo/run.py", "clickrouter.training", "TrainingManager") is None
+    assert why("replay/loop.py", "clickrouter.serving.engine.fused", "decider_for") is not None
+    assert why("replay/loop.py", "clickrouter.serving.engine", "decider_for") is None
+    assert why("replay/loop.py", "clickrouter.demo.oracle", "OracleScorer") is None
     assert why("cli/serve.py", "clickrouter.serving.http.server", "run_server") is None
     assert why("stream/consumer.py", "clickrouter", "ModelBank") is not None
     assert why("logs.py", "clickrouter", "__version__") is None

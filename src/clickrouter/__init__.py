@@ -6,7 +6,9 @@ simulator) do not pay for importing scikit-learn and pandas.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clickrouter.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from clickrouter.serving.bank import Decision, ModelBank
@@ -14,10 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["Decision", "ModelBank", "__version__"]
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("ModelBank", "Decision"):
-        from clickrouter.serving import bank
-
-        return getattr(bank, name)
-    raise AttributeError(f"module 'clickrouter' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__, {"Decision": "clickrouter.serving.bank", "ModelBank": "clickrouter.serving.bank"}
+)

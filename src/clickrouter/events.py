@@ -2,9 +2,11 @@
 
 Events are JSON lines, one object per line, tagged by ``type``:
 
-* ``click``: an ad request and the decision taken for it (chosen campaign,
-  landing page, the propensity of that choice under the logging policy and the
-  model version that scored it). ``profile`` holds the canonical fields the
+* ``click``: an ad request and the decision taken for it (the chosen offer:
+  campaign, landing page URL and ``landing_page_id``; the propensity of that
+  offer under the logging policy and the model version that scored it). A
+  line without ``landing_page_id`` is a click sent to the campaign's
+  ``default`` page. ``profile`` holds the canonical fields the
   models saw; ``raw`` optionally keeps the request as it arrived.
 * ``sale``: a postback for an earlier click (``click_id``), with its revenue.
 
@@ -25,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from clickrouter.catalogue import DEFAULT_PAGE_ID
 from clickrouter.errors import InvalidInput
 
 
@@ -54,6 +57,7 @@ class _Click(msgspec.Struct, frozen=True):
     landing_page: str
     propensity: float
     model_version: str
+    landing_page_id: str = DEFAULT_PAGE_ID
 
 
 class ClickEvent(_Click, tag="click", tag_field="type", frozen=True):

@@ -20,7 +20,9 @@ T0 = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 MIDNIGHT = 1_779_926_400.0  # 2026-05-28 00:00 UTC
 
 
-def records(n: int, campaign: str = "c1", start: float = T0, step: float = 3600.0) -> pa.Table:
+def records(
+    n: int, campaign: str = "c1", start: float = T0, step: float = 3600.0, page: str = "default"
+) -> pa.Table:
     rows = {
         "click_id": [f"{campaign}-k{i}-{start}" for i in range(n)],
         "campaign_id": [campaign] * n,
@@ -37,6 +39,7 @@ def records(n: int, campaign: str = "c1", start: float = T0, step: float = 3600.
         "sale_ts": [start + i * step + 60 if i % 2 else None for i in range(n)],
         "propensity": [0.5] * n,
         "model_version": ["v1"] * n,
+        "landing_page_id": [page] * n,
     }
     return pa.Table.from_pydict(rows, schema=RECORD_SCHEMA)
 

@@ -50,11 +50,12 @@ def raw_events(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 
 def expected_values(world: World, profiles: list[dict[str, Any]]) -> np.ndarray:
+    """(profiles, offers) true expected values."""
     return world.true_proba(profiles) * world.payouts
 
 
 def single_ranking(world: World, seed: int) -> np.ndarray:
-    """The best-single-campaign ranking, recomputed with the world's float64 oracle."""
+    """The best-single-offer ranking, recomputed with the world's float64 oracle."""
     rng = np.random.default_rng([seed, 77])
     slots = world.audience.slots(world.draw_spread(rng, 10_000))
     values = sigmoid(world.truth.logits(slots)) * world.payouts
@@ -90,16 +91,30 @@ def test_revenue_matches_the_oracle_on_the_logged_requests(
     clicks, _ = raw_events(config.out / "events")
     values = expected_values(world, [c["profile"] for c in clicks])
     eligible = world.eligible([c["profile"] for c in clicks])
-    chosen = np.array([world.campaign_index[c["campaign_id"]] for c in clicks])
+    pages = [c.get("landing_page_id", "default") for c in clicks]
+    chosen = np.asarray(world.offer_index([c["campaign_id"] for c in clicks], pages))
     rows = np.arange(len(clicks))
     order = single_ranking(world, config.seed)
     first = [next(c for c in order if eligible[i, c]) for i in rows]
+    masked = np.where(eligible, values, 0)
+    # the oracle's campaign, on its first eligible page and on a random eligible page
+    campaign_of = world.offer_campaign
+    right = campaign_of[masked.argmax(1)]
+    on_right = eligible & (campaign_of[None, :] == right[:, None])
     mine = {
         "live": values[rows, chosen].mean(),
         "random": ((values * eligible).sum(1) / eligible.sum(1)).mean(),
         "single": values[rows, first].mean(),
-        "oracle": np.where(eligible, values, 0).max(1).mean(),
+        "campaign_first_page": values[rows, on_right.argmax(1)].mean(),
+        "campaign_random_page": ((values * on_right).sum(1) / on_right.sum(1)).mean(),
+        "oracle": masked.max(1).mean(),
     }
+    assert len(set(pages)) > 1  # the demo's world runs several pages, and they are chosen
+    shown = report["pages"]
+    assert shown["offers"] == len(world.offers) > len(world.campaigns)
+    offers = set(zip([c["campaign_id"] for c in clicks], pages, strict=True))
+    assert shown["offers_shown"] == len(offers)
+    assert shown["clicks_on_unknown_offers"] == 0 and (chosen >= 0).all()
     per_1k = report["revenue"]["overall"]["per_1k"]
     for policy, value in mine.items():
         assert per_1k[policy] == pytest.approx(1000 * value, rel=1e-4), policy

@@ -32,6 +32,7 @@ from clickrouter.training import TrainingSettings
         (["--recent-prior-sales", "-5"], "recent_prior_sales"),
         (["--recent-prior-sales", "inf"], "recent_prior_sales"),
         (["--pipeline", "0"], "pipeline"),
+        (["--max-pages", "0"], "max_pages"),
     ],
 )
 def test_bad_knob_exits_2_naming_it(tmp_path: Path, argv: list[str], named: str) -> None:
@@ -118,10 +119,16 @@ def test_live_view_renders_from_the_event_log(tmp_path: Path) -> None:
 def test_summary_signs_changes_but_not_the_share_of_the_oracle() -> None:
     from clickrouter.demo.html import ratio_rows
 
-    ratios = {"uplift_over_random": 30.0, "uplift_over_single": -0.05, "share_of_oracle": 0.6}
+    ratios = {
+        "uplift_over_random": 30.0,
+        "uplift_over_single": -0.05,
+        "uplift_over_first_page": 0.125,
+        "share_of_oracle": 0.6,
+    }
     rows = ratio_rows({"revenue": {"overall": ratios, "final": ratios}})
     assert rows == [
         ("uplift over uniform random", "+3000.0%", "+3000.0%"),
-        ("uplift over best single campaign", "-5.0%", "-5.0%"),
+        ("uplift over best single offer", "-5.0%", "-5.0%"),
+        ("uplift over right campaign, first page", "+12.5%", "+12.5%"),
         ("share of the oracle", "60.0%", "60.0%"),
     ]

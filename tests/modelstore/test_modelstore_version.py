@@ -110,6 +110,14 @@ HOSTILE = {
     ),
     "huge sales": (_set_positives(10**30), "invalid manifest"),
     "negative sales": (_set_positives(-5), "invalid manifest"),
+    "negative page sales": (
+        lambda m: m["campaigns"]["big1"].update(page_positives={"fr": -1}),
+        "invalid manifest",
+    ),
+    "page sales as a list": (
+        lambda m: m["campaigns"]["big1"].update(page_positives=[3]),
+        "invalid manifest",
+    ),
     "overflowing float": (
         lambda m: m["campaigns"]["big1"].update(C=HUGE),
         "invalid manifest",
@@ -173,3 +181,16 @@ def test_a_new_version_carries_format1_files_over_with_their_digests(tmp_path: P
     assert manifest.campaigns["big1"].positives == 271 and store.verify(new) == []
     with ModelBank.from_directory(store.path_of(new)) as bank:
         assert bank.campaign_ids == ["big1", "thin1"]
+
+
+def test_sales_per_page_are_recorded_and_a_version_before_pages_has_none(
+    tmp_path: Path,
+) -> None:
+    store, version = format1_store(tmp_path)
+    old = read_version(store.path_of(version)).manifest
+    assert old is not None
+    assert all(record.page_positives == {} for record in old.campaigns.values())
+    old.campaigns["big1"].page_positives = {"fr": 200, "form": 71}
+    again = decode_manifest(encode_manifest(old))
+    assert again.campaigns["big1"].page_positives == {"fr": 200, "form": 71}
+    assert again.format_version == FORMAT_VERSION  # an added field: the format is unchanged

@@ -50,6 +50,8 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
             assert per_1k["random"] < per_1k["oracle"]
             assert per_1k["live"] <= per_1k["oracle"]
             assert per_1k["single"] <= per_1k["oracle"]
+            assert per_1k["campaign_random_page"] <= per_1k["oracle"]
+            assert per_1k["campaign_first_page"] <= per_1k["oracle"]
             share = run[label]["share_of_oracle"]
             assert share == pytest.approx(per_1k["live"] / per_1k["oracle"])
         points = sum(row["uplift_points"] for row in run["final_by_campaign"])
@@ -76,6 +78,7 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
         (["--label-delay", "nan"], "--label-delay"),
         (["--policy", "best"], "--policy"),
         (["--thompson-profile-spread", "9"], "--thompson-profile-spread"),
+        (["--max-pages", "0"], "--max-pages"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(

@@ -25,7 +25,7 @@ from clickrouter.demo.config import DemoConfig
 from clickrouter.errors import InvalidInput
 from clickrouter.modelstore import ModelStore
 from clickrouter.replay.loop import ReplayLoop, load_world
-from clickrouter.replay.offpolicy import bank_slots, evaluate
+from clickrouter.replay.offpolicy import bank_slots, evaluate, logged_columns
 from clickrouter.replay.settings import HOUR, ReplaySettings
 from clickrouter.serving.engine.fused import decider_for
 from clickrouter.serving.engine.holder import LiveBank, load_live_bank
@@ -39,10 +39,17 @@ from clickrouter.serving.engine.policy import (
 from clickrouter.sim.world import World
 
 # sales common enough, and a window long enough to see most of them, that a
-# few thousand logged clicks pin a value down to a useful interval
+# few thousand logged clicks pin a value down to a useful interval; one page per
+# campaign (the estimators' accuracy is measured on it), pages in PAGED
 WORLD = DemoConfig(
-    campaigns=30, seed=8, base_rate_min=0.05, base_rate_max=0.25, attribution_hours=6.0
+    campaigns=30,
+    seed=8,
+    base_rate_min=0.05,
+    base_rate_max=0.25,
+    attribution_hours=6.0,
+    max_pages=1,
 )
+PAGED = dataclasses.replace(WORLD, max_pages=5)
 CANDIDATES = {
     "greedy": lambda: make_policy("greedy", 0.0, seed=1),
     "epsilon-greedy 0.2": lambda: make_policy("epsilon-greedy", 0.2, seed=1),
@@ -62,9 +69,15 @@ class Log:
 
 
 def replay_log(
-    root: Path, name: str, policy: str, epsilon: float, clicks: int, days: float = 2.0
+    root: Path,
+    name: str,
+    policy: str,
+    epsilon: float,
+    clicks: int,
+    days: float = 2.0,
+    world: DemoConfig = WORLD,
 ) -> Log:
-    demo = dataclasses.replace(WORLD, policy=policy, epsilon=epsilon)
+    demo = dataclasses.replace(world, policy=policy, epsilon=epsilon)
     settings = ReplaySettings(demo=demo, clicks=clicks, days=days, oracle_sample=500)
     workdir = root / name
     workdir.mkdir()
@@ -132,7 +145,7 @@ def true_value(log: Log, live: LiveBank, policy: Policy, draws: int = 64) -> flo
         profiles, records["local_hour"], records["local_weekday"], strict=True
     ):
         profile["local_hour"], profile["local_weekday"] = int(hour), int(day)
-    to_world = np.array([world.campaign_index[c] for c in live.bank.campaign_ids])
+    to_world = np.asarray(world.offer_index(live.bank.campaign_ids, live.bank.page_ids))
     value = (world.true_proba(profiles) * world.payouts)[:, to_world]  # bank column order
     batch = decider_for(live.bank).decide_many(bank_slots(live, records))
     assert (batch.n_eligible > 0).all()
@@ -219,18 +232,16 @@ def test_bad_propensities_are_refused_or_skipped_with_a_warning(
         evaluate(records.drop(columns=["propensity"]), small_models, policy)
 
 
-def test_a_candidate_without_the_logged_campaigns_is_refused(
+def test_a_candidate_without_the_logged_offers_is_refused(
     small: dict[str, Log], small_models: LiveBank
 ) -> None:
     records = small["uniform"].records.copy()
     records["campaign_id"] = "retired-" + records["campaign_id"]
-    with pytest.raises(InvalidInput, match="none of the logged campaigns"):
+    with pytest.raises(InvalidInput, match="none of the logged offers"):
         evaluate(records, small_models, make_policy("greedy", 0.0))
     records.loc[:99, "campaign_id"] = small["uniform"].records.loc[:99, "campaign_id"]
     result = evaluate(records, small_models, make_policy("greedy", 0.0))
-    assert any(
-        w.startswith(f"{len(records) - 100} records show campaigns") for w in result.warnings
-    )
+    assert any(w.startswith(f"{len(records) - 100} records show offers") for w in result.warnings)
     assert not result.supported
 
 
@@ -250,3 +261,30 @@ def test_evaluate_command(
     assert "--data" in capsys.readouterr().err
     assert main([*args, "--version", "v00000000T000000000000Z"]) == 2
     assert "no version" in capsys.readouterr().err
+
+
+def test_logged_offers_map_to_the_candidates_columns_by_campaign_and_page(
+    tmp_path: Path,
+) -> None:
+    log = replay_log(tmp_path, "paged", "epsilon-greedy", 1.0, 3000, days=1.0, world=PAGED)
+    records = log.records
+    assert records["landing_page_id"].nunique() > 1
+    live = load_live_bank(log.store.path_of(log.store.current()), None)
+    try:
+        bank = live.bank
+        columns = logged_columns(bank.campaign_ids, bank.page_ids, records)
+        assert (columns >= 0).all()
+        offers = list(zip(records["campaign_id"], records["landing_page_id"], strict=True))
+        assert [(bank.campaign_ids[j], bank.page_ids[j]) for j in columns] == offers
+        # a dataset from before pages: every record on its campaign's default page
+        old = logged_columns(
+            bank.campaign_ids, bank.page_ids, records.drop(columns=["landing_page_id"])
+        )
+        defaults = [bank.page_ids[j] for j in old if j >= 0]
+        assert defaults and set(defaults) == {"default"}
+        # the uniform candidate on the uniform log: full support, weights average 1
+        result = evaluate(records, live, make_policy("epsilon-greedy", 1.0, seed=2))
+        assert result.supported
+        assert result.weight_mean.low <= 1.0 <= result.weight_mean.high
+    finally:
+        bank.close()

@@ -71,3 +71,27 @@ def test_missing_inputs_are_clear_errors(
     assert "not a model directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["score", "--models", str(models), "--requests", "-", "--top", "0"])
+
+
+def test_offers_of_a_campaign_with_pages_are_named_by_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = [
+        {
+            "id": "a",
+            "payout": 1.0,
+            "landing_pages": [
+                {"id": "fr", "url": "https://a.example/fr?k={click_id}"},
+                {"id": "form", "url": "https://a.example/form?k={click_id}"},
+            ],
+        },
+        {"id": "b", "landing_page": "https://b.example/?k={click_id}", "payout": 1.0},
+    ]
+    models = {"a": fitted_pipeline(0), "b": fitted_pipeline(1)}
+    root = write_model_directory(tmp_path / "m", models, catalog)
+    requests = write_requests(tmp_path / "r.jsonl", ['{"country": "FR", "os": "ios"}'])
+    assert main(["score", "--models", str(root), "--requests", str(requests)]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = ModelBank.from_directory(root).predict_proba([{"country": "FR", "os": "ios"}])[0]
+    assert list(row) == ["a/fr", "a/form", "b"]
+    np.testing.assert_allclose(list(row.values()), expected, atol=1e-15)

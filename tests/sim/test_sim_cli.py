@@ -52,12 +52,29 @@ def test_simulate_writes_world_catalogue_and_event_log(
     assert sorted((out / "events").glob("*.jsonl"))[0].read_bytes() == first
 
 
+def test_simulate_with_pages_logs_the_page_of_each_click(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--campaigns", "30", "--max-pages", "4", "--clicks", "2000", "--out", str(tmp_path)]
+    assert main(["simulate", *args]) == 0
+    campaigns, problems = load_catalog(tmp_path / "campaigns.json")
+    assert problems == [] and max(len(c.pages) for c in campaigns) > 1
+    assert max(len(c.pages) for c in campaigns) <= 4
+    world = World.load(tmp_path)
+    lines = (tmp_path / "events").glob("sim.*.jsonl")
+    clicks = [decode_event(line) for p in lines for line in p.read_bytes().splitlines()]
+    clicks = [c for c in clicks if isinstance(c, ClickEvent)]
+    offers = world.offer_index([c.campaign_id for c in clicks], [c.landing_page_id for c in clicks])
+    assert (offers >= 0).all() and len({c.landing_page_id for c in clicks}) > 2
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["--clicks", "0", "--out", "OUT"], "--clicks"),
         (["--clicks", "ten", "--out", "OUT"], "--clicks"),
         (["--rate", "-1", "--target", "http://127.0.0.1:1"], "--rate"),
+        (["--max-pages", "0", "--clicks", "5", "--out", "OUT"], "--max-pages"),
         (["--clicks", "5"], "--out DIR"),
         (["--target", "http://127.0.0.1:1"], "--world"),
         (["--world", "OUT", "--clicks", "5", "--out", "OUT"], "world.json"),

@@ -157,5 +157,5 @@ def test_memory_does_not_grow_with_the_number_of_clicks(hot_world: World, tmp_pa
 def test_a_world_without_eligible_campaigns_is_refused(hot_world: World) -> None:
     dead = [msgspec.structs.replace(c, active=False) for c in hot_world.campaigns]
     world = World(hot_world.config, 0, hot_world.population, dead, hot_world.truth.spec)
-    with pytest.raises(InvalidInput, match="no campaign is eligible"):
+    with pytest.raises(InvalidInput, match="no offer is eligible"):
         EventGenerator(world)

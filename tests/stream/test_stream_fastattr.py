@@ -40,7 +40,9 @@ def streams(draw: Any) -> list[Event]:
         key = draw(st.integers(0, max(1, n // 2)))
         if draw(st.booleans()) or draw(st.booleans()):
             event_id = f"c{draw(st.integers(0, n))}"
-            events.append(ClickEvent(event_id, f"k{key}", ts, PROFILE, "c1", "lp", 0.5, "v1"))
+            page = draw(st.sampled_from(["default", "fr", "form"]))
+            click = ClickEvent(event_id, f"k{key}", ts, PROFILE, "c1", "lp", 0.5, "v1", page)
+            events.append(click)
             clicked.append(key)
         else:
             if clicked and draw(st.booleans()):  # most sales follow a known click
@@ -68,12 +70,15 @@ def feed(fast: BatchAttributor, events: list[Event]) -> None:
 
 
 def ref_rows(records: list[Any]) -> list[tuple[Any, ...]]:
-    rows = [(c.click_id, c.ts, label, revenue, sale_ts) for c, label, revenue, sale_ts in records]
+    rows = [
+        (c.click_id, c.ts, label, revenue, sale_ts, c.landing_page_id)
+        for c, label, revenue, sale_ts in records
+    ]
     return sorted(rows, key=repr)
 
 
 def fast_rows(tables: list[pa.Table]) -> list[tuple[Any, ...]]:
-    cols = ("click_id", "ts", "label", "revenue", "sale_ts")
+    cols = ("click_id", "ts", "label", "revenue", "sale_ts", "landing_page_id")
     rows = [tuple(r[c] for c in cols) for t in tables for r in t.to_pylist()]
     return sorted(rows, key=repr)
 

@@ -3,7 +3,9 @@
 Each campaign has a base rate and per-value effects on country, device, os and
 hour; a click's sale probability is ``expit(intercept + effects)``. Records are
 written as hive-partitioned Parquet ``campaign_id=<id>/date=<YYYY-MM-DD>/``
-with the labelled-record schema minus the partition columns.
+with the labelled-record schema minus the partition columns. A frame without
+``landing_page_id`` is written as clicks sent to the ``default`` page (through
+the DataManager) or as files of the layout before pages (bare files).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.special import expit, logit
 
-from clickrouter.datastore import RECORD_SCHEMA, DataManager
+from clickrouter.datastore import DataManager, as_records
 from clickrouter.training.data import FILE_SCHEMA
 
 VALUES = {
@@ -98,9 +100,9 @@ def write_records(root: Path, cid: str, frame: pd.DataFrame, tag: str = "0") -> 
 def write_many(root: Path, frames: dict[str, pd.DataFrame], tag: str = "0") -> None:
     """One DataManager commit holding several campaigns' records."""
     parts = [frame.assign(campaign_id=cid) for cid, frame in frames.items()]
-    table = pa.Table.from_pandas(pd.concat(parts)[RECORD_SCHEMA.names], preserve_index=False)
+    table = pa.Table.from_pandas(pd.concat(parts), preserve_index=False)
     with DataManager(root, writable=True, durable=False) as manager:
-        manager.commit(table.cast(RECORD_SCHEMA), source={"test": tag})
+        manager.commit(as_records(table), source={"test": tag})
 
 
 def write_raw_layout(root: Path, cid: str, frame: pd.DataFrame, tag: str = "0") -> None:
@@ -109,8 +111,9 @@ def write_raw_layout(root: Path, cid: str, frame: pd.DataFrame, tag: str = "0") 
     for day, part in frame.groupby(days.to_numpy()):
         folder = root / f"campaign_id={cid}" / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(part[FILE_SCHEMA.names], preserve_index=False)
-        pq.write_table(table.cast(FILE_SCHEMA), folder / f"part-{tag}.parquet")
+        schema = pa.schema([f for f in FILE_SCHEMA if f.name in part])
+        table = pa.Table.from_pandas(part[schema.names], preserve_index=False)
+        pq.write_table(table.cast(schema), folder / f"part-{tag}.parquet")
 
 
 def write_catalog(path: Path, ids: list[str]) -> Path:

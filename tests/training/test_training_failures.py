@@ -9,7 +9,7 @@ import numpy as np
 
 from clickrouter.training.design import build_space, column_offsets, encode_columns
 from clickrouter.training.fitting import FitSettings, fit_chunk
-from clickrouter.training.models import feature_transformer
+from clickrouter.training.models import Transformers
 from clickrouter.training.plan import Served, placement
 from clickrouter.training.publish import space_spec
 from clickrouter.training.settings import TrainingSettings
@@ -28,7 +28,7 @@ def test_failing_fit_is_reported_and_replaced(world: Any, tmp_path: Path) -> Non
     [result] = fit_chunk(broken, tasks)
     assert result.decision == "failed" and "C" in result.reason
     # with no served model to fall back on, the campaign still gets a model: the pooled rate
-    fallback = placement(result, feature_transformer(space), Served(), "v1", 1e-3)
+    fallback = placement(result, Transformers(space), Served(), "v1", 1e-3)
     assert fallback.model is not None and fallback.record["kind"] == "base_rate"
     proba = fallback.model.predict_proba(frame.iloc[:5][fallback.model.feature_names_in_])
     np.testing.assert_allclose(proba[:, 1], 1e-3)
@@ -37,7 +37,7 @@ def test_failing_fit_is_reported_and_replaced(world: Any, tmp_path: Path) -> Non
     served_file.write_bytes(b"served")
     served_record = {"kind": "logistic", "C": 0.3, "positives": 40, "trained_in": "v0"}
     served = Served("v0", {"a": served_file}, {"a": served_record})
-    kept = placement(result, feature_transformer(space), served, "v1", 1e-3)
+    kept = placement(result, Transformers(space), served, "v1", 1e-3)
     assert kept.source == served_file and kept.model is None
     # its record describes the carried file, and says why the cycle's fit is not in it
     assert {k: kept.record[k] for k in served_record} == served_record

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clickrouter.datastore import RECORD_SCHEMA, DataManager
+from clickrouter.datastore import RECORD_SCHEMA, DataManager, as_records
 from clickrouter.errors import InvalidInput
 from clickrouter.modelstore import ModelStore
 from clickrouter.sim.config import DelayConfig
@@ -37,9 +37,9 @@ def late_line(click_id: str, ts: float, event_id: str = "") -> bytes:
 def commit(root: Path, frames: dict[str, pd.DataFrame], late: list[bytes], tag: str) -> None:
     """One real DataManager commit: records of several campaigns and late-sale lines."""
     parts = [f.assign(campaign_id=cid) for cid, f in frames.items()]
-    table = pa.Table.from_pandas(pd.concat(parts)[RECORD_SCHEMA.names], preserve_index=False)
+    table = pa.Table.from_pandas(pd.concat(parts), preserve_index=False)
     with DataManager(root, writable=True, durable=False) as manager:
-        manager.commit(table.cast(RECORD_SCHEMA), source={"t": tag}, sidecars={SIDECAR: late})
+        manager.commit(as_records(table), source={"t": tag}, sidecars={SIDECAR: late})
 
 
 def unsold(world: World, n: int, start: float, hours: float) -> pd.DataFrame:

@@ -90,6 +90,29 @@ def test_served_fast_path_equals_predict_proba(world: Any) -> None:
     )
 
 
+def test_a_served_model_of_pages_scores_each_row_with_its_page(world: Any) -> None:
+    from clickrouter.training.models import PAGE_INPUT
+    from clickrouter.training.served import _generic, one_hot_logistic_tables, served_proba
+
+    world.add_campaign("a", 0.05)
+    frame = world.records("a", 1000)
+    space = build_space(frame)
+    pages = ("fr", "form")
+    n = int(column_offsets(space)[-1]) + len(pages)
+    coef = np.random.default_rng(4).normal(size=n)
+    served = logistic_pipeline(feature_transformer(space, pages), coef, -3.0)
+    rows = np.resize(np.array(["form", "fr", "removed"], dtype=object), len(frame))
+    cols = encode_columns(frame, space)
+    assert one_hot_logistic_tables(served, space) is not None
+    fast = served_proba(served, cols, space, rows)
+    np.testing.assert_allclose(fast, _generic(served, cols, space, rows), atol=1e-12)
+    expected = served.predict_proba(profile_frame(_canonical(frame)).assign(**{PAGE_INPUT: rows}))
+    np.testing.assert_allclose(fast, expected[:, 1], atol=1e-12)
+    # without page ids every row scores as a page the model does not know
+    unknown = served.predict_proba(profile_frame(_canonical(frame)).assign(**{PAGE_INPUT: "?"}))
+    np.testing.assert_allclose(served_proba(served, cols, space), unknown[:, 1], atol=1e-12)
+
+
 def test_other_served_models_are_scored_generically(world: Any) -> None:
     from clickrouter.training.served import one_hot_logistic_tables, served_proba
     from reference.sample_models import template_models
@@ -102,3 +125,33 @@ def test_other_served_models_are_scored_generically(world: Any) -> None:
     proba = served_proba(model, encode_columns(frame, space), space)
     expected = model.predict_proba(profile_frame(_canonical(frame)))[:, 1]
     np.testing.assert_allclose(proba, expected, atol=1e-12)
+
+
+def test_a_transformer_for_another_set_of_pages_is_what_a_fit_gives(world: Any) -> None:
+    import pickle
+
+    from sklearn.base import clone
+
+    from clickrouter.training.models import PAGE_INPUT, Transformers
+
+    world.add_campaign("a", 0.05)
+    frame = world.records("a", 400)
+    space = build_space(frame)
+    transformers = Transformers(space)
+    assert transformers(("fr", "form")) is transformers(("fr", "form"))
+    profiles = profile_frame(_canonical(frame)).assign(
+        **{PAGE_INPUT: np.resize(["de", "mobile", "fr", "nowhere"], len(frame))}
+    )
+    for pages in [("fr", "form"), ("de", "mobile"), ("de", "mobile", "fr")]:
+        built, fitted = transformers(pages), feature_transformer(space, pages)
+        assert (built.transform(profiles) != fitted.transform(profiles)).nnz == 0
+        assert list(built.get_feature_names_out()) == list(fitted.get_feature_names_out())
+        # its parameters say the same: a clone refitted by any sklearn user encodes alike
+        refit = clone(built).fit(profiles)
+        assert (refit.transform(profiles) != fitted.transform(profiles)).nnz == 0
+        assert pickle.loads(pickle.dumps(built)).transform(profiles).shape[1] == len(
+            fitted.get_feature_names_out()
+        )
+    assert transformers(()).transform(profile_frame(_canonical(frame))).shape[1] == int(
+        column_offsets(space)[-1]
+    )

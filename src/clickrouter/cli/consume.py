@@ -157,7 +157,7 @@ def open_source(spec: str, *, group: str, consumer: str, follow: bool) -> Any:
 
 def use_decode_worker(args: argparse.Namespace) -> bool:
     """A decode worker when asked, or by default when this process may use two
-    CPUs: it measured faster in wall time there (docs/benchmarks.md)."""
+    CPUs: it is faster in wall time there (docs/benchmarks.md)."""
     if args.decode_worker or args.in_process:
         return bool(args.decode_worker)
     return len(os.sched_getaffinity(0)) >= 2

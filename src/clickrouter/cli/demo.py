@@ -62,6 +62,12 @@ def register(subparsers: Any) -> None:
         help="spread of the per-profile logit effects (how much targeting matters)",
     )
     arg(
+        "--max-pages",
+        type=int,
+        default=DEFAULTS.max_pages,
+        help="landing pages a campaign runs at most (most run 1-2; 1 = one page each)",
+    )
+    arg(
         "--policy",
         default=DEFAULTS.policy,
         help="thompson, gamma-thompson, epsilon-greedy or greedy",
@@ -126,7 +132,7 @@ def register(subparsers: Any) -> None:
         "--oracle-sample",
         type=int,
         default=DEFAULTS.oracle_sample,
-        help="clicks the oracle scores against every campaign for the report (0 = every click)",
+        help="clicks the oracle scores against every offer for the report (0 = every click)",
     )
     arg("--bins", type=int, default=DEFAULTS.bins, help="time bins of the report's curves")
     arg("--no-live", action="store_true", help="no live view (logs and CI)")
@@ -149,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         base_rate_max=args.base_rate_max,
         payout_sigma=args.payout_sigma,
         effect_scale=args.effect_scale,
+        max_pages=args.max_pages,
         policy=args.policy,
         epsilon=args.epsilon,
         thompson_scale=args.thompson_scale,

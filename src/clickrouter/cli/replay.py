@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clickrouter.cli.parser import bounded_float, bounded_int
-from clickrouter.demo.config import DemoConfig
+from clickrouter.demo.config import MAX_PAGES, DemoConfig
 from clickrouter.errors import InvalidInput
 
 DEFAULTS = DemoConfig()
@@ -36,8 +36,9 @@ def register_replay(subparsers: Any) -> None:
         description=(
             "Replays the real trainer, model store, bank and policy on a simulated world's"
             " traffic in simulated time, for one or several traffic seeds, and reports revenue"
-            " per 1,000 clicks against uniform random, the best single campaign and the oracle"
-            " on the same requests. See docs/explanation/replay.md."
+            " per 1,000 clicks against uniform random, the best single offer, the right"
+            " campaign on its first or a random page, and the oracle, on the same requests."
+            " See docs/explanation/replay.md."
         ),
     )
     world = parser.add_argument_group("world")
@@ -84,6 +85,13 @@ def register_replay(subparsers: Any) -> None:
         type=bounded_float(0, 3),
         default=DEFAULTS.effect_scale,
         help="spread of per-profile effects of a generated world (default %(default)s)",
+    )
+    arg(
+        "--max-pages",
+        type=bounded_int(1, MAX_PAGES),
+        default=DEFAULTS.max_pages,
+        help="landing pages a campaign of a generated world runs at most; most run 1-2,"
+        " 1 = one page each (default %(default)s)",
     )
     traffic = parser.add_argument_group("traffic and time")
     arg = traffic.add_argument
@@ -205,7 +213,7 @@ def register_replay(subparsers: Any) -> None:
         "--oracle-sample",
         type=bounded_int(0, 10**9),
         default=100_000,
-        help="requests per seed scored against every campaign for the baselines (0 = all)",
+        help="requests per seed scored against every offer for the baselines (0 = all)",
     )
     arg(
         "--jobs",
@@ -263,6 +271,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         base_rate_max=args.base_rate_max,
         payout_sigma=args.payout_sigma,
         effect_scale=args.effect_scale,
+        max_pages=args.max_pages,
         policy=args.policy,
         epsilon=args.epsilon,
         thompson_scale=args.thompson_scale,

@@ -14,11 +14,13 @@ from clickrouter.errors import ClickrouterError, InvalidInput
 
 def register(subparsers: Any) -> None:
     score = subparsers.add_parser(
-        "score", help="score ad requests (JSON lines) with every campaign model"
+        "score", help="score ad requests (JSON lines): P(sale) of every offer"
     )
     score.add_argument("--models", required=True, type=Path, help="model directory or model store")
     score.add_argument("--requests", required=True, type=Path, help="JSON-lines file, '-' = stdin")
-    score.add_argument("--top", type=_positive_int, default=None, help="print only the K best")
+    score.add_argument(
+        "--top", type=_positive_int, default=None, help="print only the K most likely offers"
+    )
     score.add_argument("--batch", type=_positive_int, default=1024, help="requests per batch")
     score.set_defaults(handler=run_score)
 
@@ -70,7 +72,10 @@ def _read_requests(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _score_batch(
     bank: Any, batch: list[tuple[int, dict[str, Any]]], top: int | None, path: Path
 ) -> None:
-    ids = bank.campaign_ids
+    from clickrouter.serving.engine import offer_name
+
+    # one key per offer: the campaign id, "<campaign>/<page>" for a page other than default
+    ids = [offer_name(c, p) for c, p in zip(bank.campaign_ids, bank.page_ids, strict=True)]
     for number, request in batch:  # validate each line so the error names it
         try:
             bank.canonical([request])

@@ -10,7 +10,7 @@ from clickrouter.cli.parser import add_log_format, setting_overrides, settings_e
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 
-# httptools: the hot routes answered inline by our protocol (fastest measured);
+# httptools: the hot routes answered inline by our protocol (the fastest, docs/benchmarks.md);
 # httptools-asgi: uvicorn's protocol, every request through ASGI; h11: pure Python
 HTTP_PROTOCOLS = ("httptools", "httptools-asgi", "h11")
 

@@ -1,7 +1,8 @@
 """``clickrouter simulate``: write a synthetic event log, or drive a running predictor.
 
-* ``--out DIR --clicks M`` generates a world (``--campaigns N --seed S``, or
-  loads ``--world``), saves it into DIR (``campaigns.json`` + ``world.json``)
+* ``--out DIR --clicks M`` generates a world (``--campaigns N --seed S``,
+  ``--max-pages P`` landing pages per campaign at most, or loads ``--world``),
+  saves it into DIR (``campaigns.json`` + ``world.json``)
   and writes the logged clicks and their sales to ``DIR/events``.
 * ``--world DIR --target http://127.0.0.1:PORT --requests N --rate R`` sends
   the world's traffic to a predictor and posts the oracle's sales back.
@@ -19,6 +20,7 @@ from typing import Any
 from clickrouter.cli.parser import bounded_float, bounded_int
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
+from clickrouter.sim.config import MAX_PAGES
 from clickrouter.sim.driver import MAX_PIPELINE
 
 MAX_CLICKS = 1_000_000_000
@@ -36,6 +38,13 @@ def register(subparsers: Any) -> None:
         type=bounded_int(1, 1_000_000),
         default=5000,
         help="campaigns of a generated world (ignored with --world)",
+    )
+    sim.add_argument(
+        "--max-pages",
+        type=bounded_int(1, MAX_PAGES),
+        default=1,
+        help="landing pages per campaign at most, most campaigns having 1-2 "
+        "(1: one page each; ignored with --world)",
     )
     sim.add_argument(
         "--seed",
@@ -106,11 +115,13 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def _world(args: argparse.Namespace) -> Any:
+    from clickrouter.sim.config import WorldConfig
     from clickrouter.sim.world import World
 
     if args.world is not None:
         return World.load(args.world)
-    return World.generate(n_campaigns=args.campaigns, seed=args.seed)
+    config = WorldConfig(max_pages=args.max_pages)
+    return World.generate(n_campaigns=args.campaigns, seed=args.seed, config=config)
 
 
 def _generate(args: argparse.Namespace) -> int:

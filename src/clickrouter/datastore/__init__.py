@@ -10,27 +10,45 @@ Parquet: any module of this package raises
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clickrouter.extras import require_extra
+from clickrouter.lazy import lazy_exports
 
 require_extra("consume", "clickrouter.datastore", modules=("pyarrow",))
 
 if TYPE_CHECKING:
+    from clickrouter.datastore.ids import is_safe_campaign_id
     from clickrouter.datastore.manager import DataManager
-    from clickrouter.datastore.schema import PARTITION_COLUMNS, RECORD_COLUMNS, RECORD_SCHEMA
+    from clickrouter.datastore.schema import (
+        PAGE_COLUMN,
+        PARTITION_COLUMNS,
+        RECORD_COLUMNS,
+        RECORD_SCHEMA,
+        as_records,
+        with_page_ids,
+    )
 
-_LAZY = {
-    "DataManager": "clickrouter.datastore.manager",
-    "PARTITION_COLUMNS": "clickrouter.datastore.schema",
-    "RECORD_COLUMNS": "clickrouter.datastore.schema",
-    "RECORD_SCHEMA": "clickrouter.datastore.schema",
-}
-__all__ = ["PARTITION_COLUMNS", "RECORD_COLUMNS", "RECORD_SCHEMA", "DataManager"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clickrouter.datastore' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DataManager": "clickrouter.datastore.manager",
+        "is_safe_campaign_id": "clickrouter.datastore.ids",
+        "PAGE_COLUMN": "clickrouter.datastore.schema",
+        "PARTITION_COLUMNS": "clickrouter.datastore.schema",
+        "RECORD_COLUMNS": "clickrouter.datastore.schema",
+        "RECORD_SCHEMA": "clickrouter.datastore.schema",
+        "as_records": "clickrouter.datastore.schema",
+        "with_page_ids": "clickrouter.datastore.schema",
+    },
+)
+__all__ = [
+    "PAGE_COLUMN",
+    "PARTITION_COLUMNS",
+    "RECORD_COLUMNS",
+    "RECORD_SCHEMA",
+    "DataManager",
+    "as_records",
+    "is_safe_campaign_id",
+    "with_page_ids",
+]

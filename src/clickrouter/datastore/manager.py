@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 
 from clickrouter.datastore.manifest import DataFile, Manifest, load_manifest, manifest_path
 from clickrouter.datastore.partition import FILE_SCHEMA, PendingFiles
-from clickrouter.datastore.schema import RECORD_COLUMNS, RECORD_SCHEMA
+from clickrouter.datastore.schema import RECORD_COLUMNS, RECORD_SCHEMA, with_page_ids
 from clickrouter.datastore.writer import DatasetWriter
 from clickrouter.errors import ClickrouterError
 
@@ -230,9 +230,9 @@ def _load(root: Path, files: list[DataFile], start: float | None, end: float | N
         expr = pc.field("ts") >= start
     if end is not None:
         expr = (pc.field("ts") < end) if expr is None else expr & (pc.field("ts") < end)
-    table = (
-        _scan(root, files).to_table(columns=list(RECORD_COLUMNS), filter=expr).cast(RECORD_SCHEMA)
-    )
+    # a file written before pages has no landing_page_id: the scan reads nulls there
+    table = _scan(root, files).to_table(columns=list(RECORD_COLUMNS), filter=expr)
+    table = with_page_ids(table).cast(RECORD_SCHEMA)
     return table.sort_by([("ts", "ascending"), ("click_id", "ascending")])
 
 

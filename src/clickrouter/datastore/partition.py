@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from clickrouter.datastore.atomic import fsync_dir, fsync_file, tmp_name
 from clickrouter.datastore.ids import is_safe_campaign_id
 from clickrouter.datastore.manifest import DataFile
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore.schema import RECORD_SCHEMA, with_page_ids
 from clickrouter.errors import InvalidInput
 from clickrouter.features import FORMAT_VERSION as FEATURE_FORMAT_VERSION
 from clickrouter.profile import CANONICAL_FIELDS
@@ -40,7 +40,7 @@ _WRITER_THREADS = 4
 # CPU for 300,000 records, and larger files); readers see the same schema.
 DICTIONARY_COLUMNS = (
     "country", "device", "os", "browser", "provider", "model_version", "local_hour",
-    "local_weekday", "label",
+    "local_weekday", "label", "landing_page_id",
 )  # fmt: skip
 
 
@@ -93,10 +93,19 @@ def split_partitions(records: pa.Table) -> Iterator[tuple[str, str, pa.Table]]:
 def write_partition_file(
     root: Path, rel_path: str, rows: pa.Table, metadata: dict[bytes, bytes], *, durable: bool
 ) -> DataFile:
-    """Write ``rows`` (record columns, with or without campaign_id) to ``rel_path``."""
+    """Write ``rows`` (record columns, with or without campaign_id) to ``rel_path``.
+
+    Rows without ``landing_page_id`` (read from a file written before pages)
+    are written with ``default``, the page their clicks went to.
+    """
     final = root / rel_path
     final.parent.mkdir(parents=True, exist_ok=True)
-    body = rows.select(FILE_SCHEMA.names).cast(FILE_SCHEMA).replace_schema_metadata(metadata)
+    body = (
+        with_page_ids(rows)
+        .select(FILE_SCHEMA.names)
+        .cast(FILE_SCHEMA)
+        .replace_schema_metadata(metadata)
+    )
     tmp = tmp_name(final)
     pq.write_table(body, tmp, compression="snappy", use_dictionary=list(DICTIONARY_COLUMNS))
     if durable:

@@ -37,12 +37,14 @@ from clickrouter.datastore.manifest import (
     save_manifest,
 )
 from clickrouter.datastore.partition import (
+    FILE_SCHEMA,
     PendingFiles,
     file_metadata,
     start_write_records,
     write_partition_file,
     write_records,
 )
+from clickrouter.datastore.schema import with_page_ids
 from clickrouter.errors import ClickrouterError
 
 
@@ -219,7 +221,9 @@ class DatasetWriter:
     def _merge(
         self, cid: str, date: str, files: list[DataFile], gen: int, meta: dict[bytes, bytes]
     ) -> DataFile:
-        table = pa.concat_tables([pq.read_table(self.root / f.path) for f in files])
+        # files written before pages lack landing_page_id: all of one layout first
+        tables = [with_page_ids(pq.read_table(self.root / f.path)) for f in files]
+        table = pa.concat_tables([t.select(FILE_SCHEMA.names) for t in tables])
         table = table.sort_by([("ts", "ascending"), ("click_id", "ascending")])
         rel = f"campaign_id={cid}/date={date}/part-{gen:010d}-c.parquet"
         data_file = write_partition_file(self.root, rel, table, meta, durable=self.durable)

@@ -18,6 +18,7 @@ from clickrouter.errors import InvalidInput
 
 HOUR = 3600.0
 MAX_PIPELINE = 64  # clickrouter.sim.driver.MAX_PIPELINE (without its imports)
+MAX_PAGES = 16  # clickrouter.sim.config.MAX_PAGES (without its imports)
 # the service's policies (clickrouter.serving.engine.policy.POLICIES, without its imports)
 POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
 
@@ -29,7 +30,10 @@ class DemoConfig:
     World: ``campaigns``, ``seed``, ``base_rate_min``/``base_rate_max`` (log-uniform
     range of campaign sale rates; the production-like world uses 1e-6..1e-3),
     ``payout_sigma`` (log-normal spread of payouts; 1.0 there) and
-    ``effect_scale`` (spread of the per-profile logit effects; 0.8 there).
+    ``effect_scale`` (spread of the per-profile logit effects; 0.8 there),
+    ``max_pages`` (landing pages a campaign runs at most: 1 plus a Poisson
+    number of extra pages, mean 0.7, so half the campaigns run one page, a
+    third two, a few up to five; 1 = one page per campaign).
     Traffic: ``minutes`` of wall-clock traffic at ``rate`` requests/s in total,
     split over ``drivers`` driver processes of ``threads`` connections each
     (the round trip, not the CPU, bounds one connection on a loaded machine),
@@ -49,7 +53,7 @@ class DemoConfig:
     that arrived after the attribution window (delayed feedback, see
     ``training/late.py``), ``cold_start_rate`` of the cold store,
     ``train_workers`` fit processes (0 = in the trainer process). Report:
-    ``oracle_sample`` clicks scored against every campaign by the oracle
+    ``oracle_sample`` clicks scored against every offer by the oracle
     (0 = all), ``bins`` time bins of the curves, ``top_campaigns`` in the
     model-quality table.
     """
@@ -61,6 +65,7 @@ class DemoConfig:
     base_rate_max: float = 3e-2
     payout_sigma: float = 1.0
     effect_scale: float = 0.8
+    max_pages: int = 5
     minutes: float = 6.0
     rate: float = 2400.0
     drivers: int = 2
@@ -94,6 +99,7 @@ class DemoConfig:
         )
         _check("payout_sigma", self.payout_sigma, 0 <= self.payout_sigma <= 3)
         _check("effect_scale", self.effect_scale, 0 <= self.effect_scale <= 3)
+        _check("max_pages", self.max_pages, 1 <= self.max_pages <= MAX_PAGES)
         _check("minutes", self.minutes, 0 < self.minutes <= 24 * 60)
         _check("rate", self.rate, self.rate > 0)
         _check("drivers", self.drivers, 1 <= self.drivers <= 16)

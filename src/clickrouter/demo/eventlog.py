@@ -1,8 +1,10 @@
 """Reading the predictor's event log back: incrementally (live view) or whole (report).
 
 The event log is the source of truth of what the system did: every decision
-is a click event (chosen campaign, propensity, model version, the raw request
-with its simulated ``ts``) and every postback a sale event.
+is a click event (chosen offer: campaign and landing page id, propensity,
+model version, the raw request with its simulated ``ts``) and every postback
+a sale event. A click logged without a ``landing_page_id`` reads as the
+campaign's ``default`` page (the event contract's default).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from clickrouter.events import ClickEvent, Event, SaleEvent
 from clickrouter.profile import parse_timestamp
-from clickrouter.stream.local_source import LocalLogSource
+from clickrouter.stream import LocalLogSource
 
 _decoder = msgspec.json.Decoder(Event)
 
@@ -52,6 +54,7 @@ class EventTables:
 
     click_id: list[str] = field(default_factory=list)
     campaign_id: list[str] = field(default_factory=list)
+    landing_page_id: list[str] = field(default_factory=list)
     model_version: list[str] = field(default_factory=list)
     profiles: list[dict[str, object]] = field(default_factory=list)
     sim_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -71,6 +74,7 @@ def read_tables(directory: Path) -> EventTables:
     tables = EventTables(
         click_id=[c.click_id for c in clicks],
         campaign_id=[c.campaign_id for c in clicks],
+        landing_page_id=[c.landing_page_id for c in clicks],
         model_version=[c.model_version for c in clicks],
         profiles=[c.profile.to_dict() for c in clicks],
         sim_ts=np.array([simulated_ts(c) for c in clicks], dtype=np.float64),

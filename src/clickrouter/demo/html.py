@@ -9,8 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from clickrouter.demo.plots import LABELS
-
-POLICIES = ("live", "random", "single", "oracle")
+from clickrouter.demo.revenue import POLICIES
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -32,7 +31,8 @@ def ratio_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = []
     for key, label, spec in (
         ("uplift_over_random", "uplift over uniform random", "+.1%"),
-        ("uplift_over_single", "uplift over best single campaign", "+.1%"),
+        ("uplift_over_single", "uplift over best single offer", "+.1%"),
+        ("uplift_over_first_page", "uplift over right campaign, first page", "+.1%"),
         ("share_of_oracle", "share of the oracle", ".1%"),  # a share, not a change: no sign
     ):
         overall, final = revenue["overall"][key], revenue["final"][key]
@@ -93,10 +93,12 @@ def write_html(report: dict[str, Any], images: dict[str, str], path: Path) -> No
 
 
 def _intro(report: dict[str, Any]) -> str:
-    config, events = report["config"], report["events"]
+    config, events, pages = report["config"], report["events"], report["pages"]
     days = (events["sim_end"] - events["sim_start"]) / 86400
     return (
-        f"<p>{config['campaigns']:,} campaigns, {events['clicks']:,} clicks over {days:.1f} "
+        f"<p>{config['campaigns']:,} campaigns running {pages['offers']:,} offers (landing "
+        f"pages; {pages['campaigns_with_several_pages']:,} campaigns run more than one), "
+        f"{events['clicks']:,} clicks over {days:.1f} "
         f"simulated days (speed-up x{config['speedup']:g}), policy "
         f"{html.escape(_policy(config))}, a training cycle "
         f"every {config['retrain_hours']:g} simulated hours, starting from a cold store (one "
@@ -116,24 +118,34 @@ def _policy(config: dict[str, Any]) -> str:
 
 
 def _revenue_section(report: dict[str, Any], image: str) -> list[str]:
-    events = report["events"]
+    events, pages = report["events"], report["pages"]
     scored = report["revenue"]["overall"]["clicks_scored"]
     rows = [list(r) for r in [*headline_rows(report), *ratio_rows(report)]]
     return [
         "<h2>Revenue</h2>",
         f'<img src="{image}" alt="revenue per 1,000 clicks over simulated time">',
         "<p>Expected revenue (true P(sale) x payout, from the world's oracle) per 1,000 "
-        "clicks of the campaign each policy would show, on the same logged requests "
-        f"({scored:,} clicks scored against every campaign).</p>",
+        "clicks of the offer (campaign and landing page) each policy would show, on the "
+        f"same logged requests ({scored:,} clicks scored against every offer).</p>",
         _table(["per 1,000 clicks", "whole run", "final quarter"], rows),
+        "<p>The two <em>right campaign</em> rows send each request to the oracle's campaign "
+        "without choosing its page: its first eligible page, or a uniformly random one. "
+        "The gap from them to the oracle is what choosing the page earns once the campaign "
+        "is right; a live system above the first-page row earns more than a perfect choice "
+        "of campaign would on each campaign's first page.</p>",
         f"<p>Realised: {events['sales']:,} sales posted back, revenue "
         f"{events['revenue']:,.2f}; orphan sales {events['orphan_sales']}.</p>",
+        f"<p>The live system showed {pages['offers_shown']:,} offers of "
+        f"{pages['campaigns_shown']:,} campaigns; {pages['share_off_first_page']:.1%} of its "
+        "clicks went to a page other than their campaign's first; "
+        f"{pages['clicks_on_unknown_offers']:,} clicks named an offer the world does not "
+        "have (counted as earning nothing).</p>",
         *_uplift_section(report),
     ]
 
 
 def uplift_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The final quarter's uplift over the best single campaign, per campaign shown."""
+    """The final quarter's uplift over the best single offer, per campaign shown."""
     rows = []
     for row in report["revenue"].get("final_by_campaign", []):
         name = row["campaign_id"] or f"{row['campaigns']:,} other campaigns"
@@ -157,7 +169,7 @@ def uplift_table(report: dict[str, Any], rows: int = 5) -> Table | None:
         return None
     total = report["revenue"]["final"]["uplift_over_single"]
     table = Table(
-        title=f"where the final quarter's uplift over the best single campaign ({total:+.1%})"
+        title=f"where the final quarter's uplift over the best single offer ({total:+.1%})"
         " comes from"
     )
     for header in ("campaign shown", "model", "clicks", "live / 1k", "single / 1k", "points"):
@@ -186,13 +198,13 @@ def _uplift_section(report: dict[str, Any]) -> list[str]:
         "model (live version)",
         "share of clicks",
         "live per 1,000",
-        "best single per 1,000 (same requests)",
+        "best single offer per 1,000 (same requests)",
         "points of uplift",
     ]
     return [
-        "<h3>Where the final quarter's uplift over the best single campaign comes from</h3>",
-        "<p>Per campaign the live system showed in the final quarter: what its "
-        "clicks earned, what the best single campaign would have earned on the "
+        "<h3>Where the final quarter's uplift over the best single offer comes from</h3>",
+        "<p>Per campaign the live system showed in the final quarter (any of its pages): "
+        "what its clicks earned, what the best single offer would have earned on the "
         "same requests, and the difference in points of the total uplift "
         f"({100 * total:+.1f} points; the rows add up to it).</p>",
         _table(headers, rows),

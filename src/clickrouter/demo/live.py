@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.table import Table
 
 from clickrouter.demo.eventlog import EventTail, simulated_ts
@@ -35,7 +34,7 @@ class LiveStats:
     clicks: int = 0
     sales: int = 0
     revenue: float = 0.0
-    expected: float = 0.0  # oracle expected revenue of the chosen campaigns
+    expected: float = 0.0  # oracle expected revenue of the chosen offers
     sim_ts: float = math.nan
     rps: float = 0.0
     p50_ms: float = math.nan
@@ -77,8 +76,9 @@ class LiveMonitor:
         clicks, sales = self.tail.poll()
         s = self.stats
         if clicks:
-            index = self.scorer.world.campaign_index
-            chosen = np.array([index.get(c.campaign_id, 0) for c in clicks])
+            chosen = self.scorer.world.offer_index(
+                [c.campaign_id for c in clicks], [c.landing_page_id for c in clicks]
+            )
             values = self.scorer.chosen_values([c.profile.to_dict() for c in clicks], chosen)
             s.clicks += len(clicks)
             s.expected += float(values.sum())

@@ -28,6 +28,7 @@ from clickrouter.demo.revenue import (
     uplift_by_campaign,
 )
 from clickrouter.demo.stages import Paths
+from clickrouter.sim.world import World
 
 FINAL_SHARE = 0.25  # "after learning": the last quarter of simulated time
 LATENCY_QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -47,6 +48,7 @@ def build_report(
         "config": config.to_dict(),
         "run": run,
         "events": events_section(tables, values["live_all"]),
+        "pages": pages_section(tables, scorer.world),
         "revenue": {
             "curves": curves(tables, values, sample, config.bins),
             **summary(values, tables.sim_ts[sample], FINAL_SHARE),
@@ -78,6 +80,29 @@ def events_section(tables: EventTables, live_values: np.ndarray) -> dict[str, An
         "model_versions_served": len(versions),
         "sim_start": float(tables.sim_ts.min()),
         "sim_end": float(tables.sim_ts.max()),
+    }
+
+
+def pages_section(tables: EventTables, world: World) -> dict[str, Any]:
+    """The world's offers, and how the live system spread its clicks over the pages."""
+    campaigns = world.campaigns
+    first = {c.id: c.pages[0].id for c in campaigns}
+    unknown = world.offer_index(tables.campaign_id, tables.landing_page_id) < 0
+    shown = set(zip(tables.campaign_id, tables.landing_page_id, strict=True))
+    off_first = sum(
+        page != first.get(cid)
+        for cid, page in zip(tables.campaign_id, tables.landing_page_id, strict=True)
+    )
+    return {
+        "campaigns": len(campaigns),
+        "offers": len(world.offers),
+        "campaigns_with_several_pages": sum(len(c.pages) > 1 for c in campaigns),
+        "offers_shown": len(shown),
+        "campaigns_shown": len({cid for cid, _ in shown}),
+        # clicks sent to a page other than their campaign's first in the catalogue
+        "share_off_first_page": off_first / len(tables) if len(tables) else 0.0,
+        # offers the world lacks (must be 0): the revenue counts them as earning nothing
+        "clicks_on_unknown_offers": int(unknown.sum()),
     }
 
 
@@ -172,7 +197,7 @@ def final_by_campaign(
     records: dict[str, Any],
     top: int,
 ) -> list[dict[str, Any]]:
-    """The final quarter's uplift over the best single campaign, split by campaign shown.
+    """The final quarter's uplift over the best single offer, split by campaign shown.
 
     Each row also gives the campaign's model kind in the live version.
     """

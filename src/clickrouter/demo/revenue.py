@@ -3,7 +3,12 @@
 Everything here is computed from the event log (what the predictor actually
 chose, on which requests) and the world's truth (what each choice was worth in
 expectation), so the live system and the baselines are compared on exactly the
-same requests. See :mod:`clickrouter.demo.oracle` for the baselines.
+same requests. What is chosen, valued and compared is an *offer*, a (campaign,
+landing page) pair: the live value is that of the offer the click event names
+(campaign and ``landing_page_id``). See :mod:`clickrouter.demo.oracle` for the
+baselines; two of them isolate what choosing the page earns: the right
+campaign (the oracle's) sent to its first eligible page, or to a uniformly
+random eligible page of it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,18 @@ import numpy as np
 from clickrouter.demo.eventlog import EventTables
 from clickrouter.demo.oracle import OracleScorer
 
-POLICIES = ("live", "random", "single", "oracle")
+POLICIES = (
+    "live",
+    "random",
+    "single",
+    "campaign_first_page",
+    "campaign_random_page",
+    "oracle",
+)
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
-    """Sorted row indices scored against every campaign (all rows when ``size`` is 0)."""
+    """Sorted row indices scored against every offer (all rows when ``size`` is 0)."""
     if size == 0 or size >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng([seed, 99]).choice(n, size, replace=False))
@@ -28,12 +40,17 @@ def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
 def policy_values(
     tables: EventTables, scorer: OracleScorer, sample: np.ndarray, seed: int
 ) -> dict[str, np.ndarray]:
-    """Expected revenue per sampled click under each policy; also ``live_all`` (every click)."""
-    index = scorer.world.campaign_index
-    chosen = np.array([index[c] for c in tables.campaign_id], dtype=np.int64)
+    """Expected revenue per sampled click under each policy; also ``live_all`` (every click).
+
+    A click naming an offer the world does not have is worth 0 (the report
+    counts them: ``pages.clicks_on_unknown_offers``); the baselines see the
+    world's pages as they were at each click's simulated time.
+    """
+    chosen = scorer.world.offer_index(tables.campaign_id, tables.landing_page_id)
     live_all = scorer.chosen_values(tables.profiles, chosen)
     rank = scorer.single_ranking(seed)
-    values = scorer.baselines([tables.profiles[i] for i in sample], rank)
+    profiles = [tables.profiles[i] for i in sample]
+    values = scorer.baselines(profiles, rank, tables.sim_ts[sample])
     return {"live": live_all[sample], **values, "live_all": live_all}
 
 
@@ -86,8 +103,12 @@ def summary(values: dict[str, np.ndarray], ts: np.ndarray, final_share: float) -
             "per_1k": per_1k,
             "uplift_over_random": _ratio(per_1k["live"], per_1k["random"]) - 1,
             "uplift_over_single": _ratio(per_1k["live"], per_1k["single"]) - 1,
+            "uplift_over_first_page": _ratio(per_1k["live"], per_1k["campaign_first_page"]) - 1,
             "share_of_oracle": _ratio(per_1k["live"], per_1k["oracle"]),
             "stderr_live_minus_single": _paired_se(values["live"][rows], values["single"][rows]),
+            "stderr_live_minus_first_page": _paired_se(
+                values["live"][rows], values["campaign_first_page"][rows]
+            ),
         }
     return result
 
@@ -95,17 +116,18 @@ def summary(values: dict[str, np.ndarray], ts: np.ndarray, final_share: float) -
 def uplift_by_campaign(
     shown: np.ndarray, live: np.ndarray, single: np.ndarray, top: int
 ) -> list[dict[str, Any]]:
-    """Split an uplift over the best single campaign by the campaign the live system showed.
+    """Split an uplift over the best single offer by the campaign the live system showed.
 
-    ``shown``, ``live`` and ``single``: per scored click, the campaign shown and
-    the expected revenue of the live choice and of the best single campaign's.
-    A campaign's contribution is what its clicks earned minus what the best
-    single campaign would have earned on the same requests, over everything the
-    best single campaign would have earned: contributions add up to the uplift
-    (live / single - 1). A run's result usually rests on a few campaigns that
-    beat the best single one where they are shown, minus those still being
-    explored; this says which. The ``top`` campaigns by absolute contribution
-    are listed, the others summed into one last row (``campaign_id`` None).
+    ``shown``, ``live`` and ``single``: per scored click, the campaign shown (on
+    whichever of its pages) and the expected revenue of the live choice and of
+    the best single offer's. A campaign's contribution is what its clicks
+    earned minus what the best single offer would have earned on the same
+    requests, over everything the best single offer would have earned:
+    contributions add up to the uplift (live / single - 1). A run's result
+    usually rests on a few campaigns that beat the best single offer where they
+    are shown, minus those still being explored; this says which. The ``top``
+    campaigns by absolute contribution are listed, the others summed into one
+    last row (``campaign_id`` None).
     """
     total_single = float(single.sum())
     if len(shown) == 0 or total_single <= 0:

@@ -87,6 +87,7 @@ def world_config(config: DemoConfig) -> Any:
         base_rate_max=config.base_rate_max,
         payout_sigma=config.payout_sigma,
         effect_scale=config.effect_scale,
+        max_pages=config.max_pages,
     )
 
 

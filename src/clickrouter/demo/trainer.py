@@ -52,7 +52,7 @@ def cycle_line(manager: Any, report: Any, cutoff: float, wall_started: float) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from clickrouter.datastore.manager import DataManager
+    from clickrouter.datastore import DataManager
     from clickrouter.modelstore import ModelStore
     from clickrouter.training import TrainingManager, TrainingSettings
 

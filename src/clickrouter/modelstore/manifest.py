@@ -13,6 +13,9 @@ format had an owner: the same keys, a ``"format": 1`` marker and records
 whose fields were free-form. :func:`decode_manifest` reads both and returns
 the current structs; a ``format_version`` above the current one is refused
 (:class:`~clickrouter.errors.ModelLoadError`) rather than half-understood.
+A field added with a default that older readers may ignore (as
+``CampaignRecord.page_positives``, absent from versions written before
+landing pages) keeps the format: every version stays readable both ways.
 
 Everything in a manifest is checked on reading, as it may come from anyone
 who could write the directory: types, ranges of counts, file names (a plain
@@ -64,7 +67,11 @@ class CampaignRecord(msgspec.Struct, kw_only=True):
 
     ``positives`` (plus a base-rate model's ``late_positives``) are the sales
     the file was fitted on: the policy's confidence in the model rests on them
-    (:attr:`sales`). A kept or failed fit of the cycle is kept as ``candidate``.
+    (:attr:`sales`). ``page_positives`` splits those sales by landing page id,
+    for every page of the campaign in the catalogue the cycle trained with (a
+    page added since has none; records of pages no longer listed count in
+    :attr:`sales` only); it is empty for a version written before pages. A kept
+    or failed fit of the cycle is kept as ``candidate``.
     """
 
     file: Name | None = None  # the model file in the version directory
@@ -84,6 +91,7 @@ class CampaignRecord(msgspec.Struct, kw_only=True):
     c_chosen_at_positives: Count | None = None
     recent_shift: Number | None = None
     grid_log_loss: dict[Name, Number] | None = None
+    page_positives: dict[Name, Count] = msgspec.field(default_factory=dict)
     fit_seconds: Number | None = None
     metrics: HeldOut | None = None
     served_metrics: HeldOut | None = None

@@ -225,7 +225,7 @@ def _fsync_tree(root: Path) -> None:
     """fsync every file, then the directories, before the version is renamed live.
 
     A version holds thousands of files; fsync waits on the disk and releases
-    the GIL, so a few threads overlap the waits (one by one: ~5 ms each).
+    the GIL, so a few threads overlap the waits instead of paying them one by one.
     A file with more than one link is a model carried over from a published
     version (the trainer hard-links unchanged files), whose data was synced
     when that version was published: only its new directory entry needs

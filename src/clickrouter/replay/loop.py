@@ -10,6 +10,10 @@ memo, as the predictor reloads) and decided on by the service's decision path
 ``choose_scored`` row by row). What is not real is the wall clock: a cycle
 serves its requests in batches, then the records whose labels have settled
 are committed and the trainer runs at the cycle's end in simulated time.
+
+The bank's columns are offers, (campaign, landing page) pairs: a choice is an
+offer, its record names the campaign and the page (``landing_page_id``), and
+its value is the world's truth for that offer.
 """
 
 from __future__ import annotations
@@ -30,15 +34,19 @@ from clickrouter.modelstore import Manifest, ModelStore
 from clickrouter.replay.outcomes import PendingRecords, record_columns
 from clickrouter.replay.settings import HOUR, ReplaySettings
 from clickrouter.replay.traffic import SlotMap, TrafficPlan, canonical_columns
-from clickrouter.serving.bank import ModelBank
-from clickrouter.serving.cache import prune_cache
-from clickrouter.serving.engine.fused import Decider, decider_for
-from clickrouter.serving.engine.holder import LiveBank
-from clickrouter.serving.engine.policy import Policy, choose_many, make_policy
+from clickrouter.serving import ModelBank, prune_cache
+from clickrouter.serving.engine import (
+    Decider,
+    LiveBank,
+    Policy,
+    choose_many,
+    decider_for,
+    make_policy,
+)
 from clickrouter.sim.world import World
 from clickrouter.training import TrainingManager, TrainingSettings
 
-CHUNK = 1024  # requests decided at once: (CHUNK x campaigns) float64 scores in memory
+CHUNK = 1024  # requests decided at once: (CHUNK x offers) float64 scores in memory
 COMPACT_EVERY = 8  # cycles between compactions of the dataset's small files
 Progress = Callable[[int], None]
 
@@ -65,7 +73,8 @@ def seed_policy(settings: ReplaySettings, traffic_seed: int) -> Policy:
 
 @dataclass
 class Sampled:
-    """Per request scored by the oracle: time, campaign shown and each policy's value."""
+    """Per request scored by the oracle: time, offer shown (index into
+    ``world.offers``) and each policy's value."""
 
     ts: list[np.ndarray] = field(default_factory=list)
     shown: list[np.ndarray] = field(default_factory=list)
@@ -91,7 +100,8 @@ class SeedRun:
     all_sums: dict[str, np.ndarray]  # per bin: sum of live / greedy value over every request
     all_counts: np.ndarray
     sampled: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
-    campaign_ids: list[str]
+    campaign_ids: list[str]  # per offer of the world (``sampled``'s shown indexes it)
+    page_ids: list[str]  # per offer of the world
     cycles: list[dict[str, Any]]
     no_fill: int
     seconds: dict[str, float]
@@ -138,7 +148,9 @@ class ReplayLoop:
         self.bin_edges = np.linspace(start, start + span, settings.bins + 1)
         sample = settings.oracle_sample or settings.total_clicks  # 0: every request
         self.stride = max(1, settings.total_clicks // sample)  # every stride-th request
-        self.names = np.array(world.campaign_ids, dtype=object)
+        offers = world.offers
+        self.offer_campaigns = np.array([o.campaign.id for o in offers], dtype=object)
+        self.offer_pages = np.array([o.page.id for o in offers], dtype=object)
         self.all_sums = {k: np.zeros(settings.bins) for k in ("live", "greedy")}
         self.all_counts = np.zeros(settings.bins, dtype=np.int64)
         self.sampled = Sampled()
@@ -170,7 +182,8 @@ class ReplayLoop:
             self.all_sums,
             self.all_counts,
             self.sampled.arrays(),
-            list(self.world.campaign_ids),
+            self.offer_campaigns.tolist(),
+            self.offer_pages.tolist(),
             self.cycles,
             self.no_fill,
             self.seconds,
@@ -197,7 +210,10 @@ class ReplayLoop:
         prune_cache(cache, keep=2)
         manifest = self.store.read(version) or Manifest()
         live = LiveBank(bank, directory, version, 0.0, 0.0, manifest)
-        to_catalogue = np.array([self.world.campaign_index[c] for c in bank.campaign_ids])
+        # bank column -> the world's offer index (the store's catalogue is the world's)
+        to_catalogue = self.world.offer_index(bank.campaign_ids, bank.page_ids)
+        if (to_catalogue < 0).any():
+            raise ValueError(f"version {version} serves offers the replayed world does not have")
         self._live = (live, decider_for(bank), SlotMap(self.world, bank.space), to_catalogue)
         return self._live
 
@@ -263,7 +279,8 @@ class ReplayLoop:
         click_ids = np.char.add("c", np.arange(first, first + len(ts)).astype(str))
         columns = record_columns(
             click_ids,
-            self.names[chosen],
+            self.offer_campaigns[chosen],
+            self.offer_pages[chosen],
             ts,
             canonical_columns(world, slots),
             label.astype(np.int8),
@@ -297,7 +314,7 @@ class ReplayLoop:
         if not len(rows):
             return
         sample = {name: column[rows] for name, column in slots.items()}
-        baselines = baseline_values(self.scorer, sample, self.rank)
+        baselines = baseline_values(self.scorer, sample, ts[rows], self.rank)
         self.sampled.add(
             ts[rows],
             chosen[rows],
@@ -328,18 +345,15 @@ class ReplayLoop:
 
 
 def baseline_values(
-    scorer: OracleScorer, slots: dict[str, np.ndarray], rank: np.ndarray
+    scorer: OracleScorer, slots: dict[str, np.ndarray], ts: np.ndarray, rank: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Expected value per request of the uniform random, best-single and oracle choices."""
-    values, eligible = scorer.chunk_values(slots)
-    m = len(values)
-    masked = np.where(eligible, values, 0.0)
-    first = np.where(eligible, rank[None, :], len(rank)).argmin(axis=1)
-    return {
-        "random": masked.sum(axis=1, dtype=np.float64) / np.maximum(eligible.sum(axis=1), 1),
-        "single": values[np.arange(m), first].astype(np.float64),
-        "oracle": masked.max(axis=1).astype(np.float64),
-    }
+    """Expected value per request of each of the oracle's baselines (uniform random, best
+    single offer, the oracle's campaign on its first or a random eligible page, the oracle),
+    from every offer's truth at the request's time: :meth:`OracleScorer.baselines` on
+    world slots, which the replay has where the demo has logged profiles."""
+    values, eligible = scorer.chunk_values(slots, ts)
+    baselines = scorer.chunk_baselines(values, eligible, rank)
+    return {name: value.astype(np.float64) for name, value in baselines.items()}
 
 
 def run_seed(

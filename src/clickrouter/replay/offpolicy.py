@@ -1,21 +1,22 @@
 """Off-policy evaluation: what a candidate would have earned on the traffic that was logged.
 
-Each labelled record is a logged decision: the profile x, the campaign a the
-logging policy showed with its propensity p = P(a | x) (the predictor logs
-it), and the reward r (the record's revenue: the payout when a sale came
-inside the attribution window, else 0). A candidate (a model version plus a
-policy) chooses with probabilities pi(. | x): exactly for greedy and
-epsilon-greedy, by repeated draws of the policy object itself for Thompson
-sampling. With the importance weight w = pi(a | x) / p:
+Each labelled record is a logged decision: the profile x, the offer a the
+logging policy showed (its campaign and ``landing_page_id``; records without
+that column were sent to the campaign's ``default`` page) with its propensity
+p = P(a | x) (the predictor logs it), and the reward r (the record's revenue:
+the payout when a sale came inside the attribution window, else 0). A
+candidate (a model version plus a policy) chooses with probabilities
+pi(. | x): exactly for greedy and epsilon-greedy, by repeated draws of the
+policy object itself for Thompson sampling. With the importance weight w = pi(a | x) / p:
 
-* IPS: mean(w r), unbiased when every campaign the candidate may choose had
+* IPS: mean(w r), unbiased when every offer the candidate may choose had
   a positive logging propensity (support), with a variance that grows with
   the weights;
 * self-normalised IPS: sum(w r) / sum(w), slightly biased, much steadier;
 * doubly robust: mean(sum_a pi(a | x) q(x, a) + w (r - q(x, a))): a reward
   model q forecasts, the weights correct only what it gets wrong. q is the
-  candidate's own expected value P(sale) x payout, recalibrated per campaign
-  on the logs (what the campaign's records earned over what the models
+  candidate's own expected value P(sale) x payout, recalibrated per offer
+  on the logs (what the offer's records earned over what the models
   forecast for them, shrunk towards the overall ratio): models chosen for
   their high forecasts are the ones that over-forecast, and an unbiased
   estimate must not rest on that.
@@ -39,16 +40,24 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from clickrouter.catalogue import DEFAULT_PAGE_ID
 from clickrouter.errors import InvalidInput
 from clickrouter.profile import CANONICAL_FIELDS
-from clickrouter.serving.engine.fused import decider_for
-from clickrouter.serving.engine.holder import LiveBank
-from clickrouter.serving.engine.policy import EpsilonGreedy, Greedy, Policy, Thompson, choose_many
+from clickrouter.serving.engine import (
+    EpsilonGreedy,
+    Greedy,
+    LiveBank,
+    Policy,
+    Thompson,
+    choose_many,
+    decider_for,
+)
 
 CHUNK = 2048
 MIN_ESS = 100.0  # fewer effective records: no estimate is supported
 MIN_WEIGHT_MEAN = 0.9  # below (beyond noise): the logs miss the candidate's choices
-CALIBRATION_PRIOR = 20.0  # records' worth of shrinkage of a campaign's calibration ratio
+CALIBRATION_PRIOR = 20.0  # records' worth of shrinkage of an offer's calibration ratio
+PAGE_COLUMN = "landing_page_id"
 
 
 @dataclass(frozen=True)
@@ -149,13 +158,13 @@ def bank_slots(live: LiveBank, frame: pd.DataFrame) -> np.ndarray:
 
 
 class CandidateChoices:
-    """pi(logged campaign | x) and the model's value of pi's choices, per record."""
+    """pi(logged offer | x) and the model's value of pi's choices, per record."""
 
     def __init__(self, live: LiveBank, policy: Policy, draws: int) -> None:
         self.live, self.draws = live, draws
         self.policy = _winner_only(policy)
         self.decider = decider_for(live.bank)
-        self.payouts = np.array([c.payout for c in live.bank.campaigns], dtype=np.float64)
+        self.payouts = np.asarray(live.bank.payouts_, dtype=np.float64)  # per offer column
         self.ratio = np.ones(len(self.payouts))  # per column: see :func:`calibration`
 
     def forecast(self, slots: np.ndarray, logged: np.ndarray) -> np.ndarray:
@@ -172,7 +181,7 @@ class CandidateChoices:
     def score(self, slots: np.ndarray, logged: np.ndarray) -> dict[str, np.ndarray]:
         """Per record: ``pi`` of the logged column (-1: not in the bank), the reward
         model's ``q_logged`` and ``q_policy`` (E_pi q), and ``eligible`` (any eligible
-        campaign). The reward model is the bank's expected value times ``self.ratio``."""
+        offer). The reward model is the bank's expected value times ``self.ratio``."""
         parts = [
             self._chunk(slots[lo : lo + CHUNK], logged[lo : lo + CHUNK])
             for lo in range(0, len(slots), CHUNK)
@@ -228,13 +237,13 @@ class CandidateChoices:
 
 
 def calibration(
-    logged: np.ndarray, reward: np.ndarray, forecast: np.ndarray, n_campaigns: int
+    logged: np.ndarray, reward: np.ndarray, forecast: np.ndarray, n_offers: int
 ) -> np.ndarray:
     """Per bank column: logged revenue over the models' forecast, shrunk to the overall ratio."""
     known = logged >= 0
-    earned = np.bincount(logged[known], weights=reward[known], minlength=n_campaigns)
-    forecast_sum = np.bincount(logged[known], weights=forecast[known], minlength=n_campaigns)
-    shown = np.bincount(logged[known], minlength=n_campaigns)
+    earned = np.bincount(logged[known], weights=reward[known], minlength=n_offers)
+    forecast_sum = np.bincount(logged[known], weights=forecast[known], minlength=n_offers)
+    shown = np.bincount(logged[known], minlength=n_offers)
     overall = earned.sum() / forecast_sum.sum() if forecast_sum.sum() > 0 else 1.0
     mean_forecast = forecast_sum / np.maximum(shown, 1)
     prior = CALIBRATION_PRIOR * mean_forecast
@@ -245,7 +254,7 @@ def calibration(
 def _winner_only(policy: Policy) -> Policy:
     """A Thompson policy's choices without its propensity estimate's extra draws.
 
-    Which campaign a Thompson draw shows does not depend on ``draws`` (the
+    Which offer a Thompson draw shows does not depend on ``draws`` (the
     draws after the winner's only estimate its propensity), so a shallow copy
     with one draw chooses from the same distribution (same pools, same
     generator) at a fraction of the cost.
@@ -269,20 +278,23 @@ def evaluate(
     """IPS, SNIPS and DR estimates of ``policy`` on ``live``'s models over logged ``frame``."""
     frame, warnings = check_records(frame, skip_invalid=skip_invalid)
     bank = live.bank
-    index = {cid: i for i, cid in enumerate(bank.campaign_ids)}
-    logged = frame["campaign_id"].map(index).fillna(-1).to_numpy(dtype=np.int64)
+    logged = logged_columns(bank.campaign_ids, bank.page_ids, frame)
     unknown = int((logged < 0).sum())
     if unknown == len(frame):
         raise InvalidInput(
-            "none of the logged campaigns is in the candidate's models: nothing to compare"
+            "none of the logged offers (campaign and landing page) is in the candidate's"
+            " models: nothing to compare"
         )
     if unknown:
-        warnings.append(f"{unknown} records show campaigns the candidate does not have (weight 0)")
+        warnings.append(
+            f"{unknown} records show offers (campaign and landing page) the candidate does"
+            " not have (weight 0)"
+        )
     choices = CandidateChoices(live, policy, draws)
     slots = bank_slots(live, frame)
     reward = frame["revenue"].to_numpy(dtype=np.float64)
     forecast = choices.forecast(slots, logged)
-    choices.ratio = calibration(logged, reward, forecast, len(bank.campaign_ids))
+    choices.ratio = calibration(logged, reward, forecast, len(bank.campaign_ids))  # per column
     scored = choices.score(slots, logged)
     p = frame["propensity"].to_numpy(dtype=np.float64)
     w = scored["pi"] / p
@@ -294,8 +306,8 @@ def evaluate(
     ess = float(w.sum() ** 2 / (w**2).sum()) if (w > 0).any() else 0.0
     ineligible = int((~scored["eligible"]).sum())
     if ineligible:
-        warnings.append(f"{ineligible} records have no campaign the candidate may show (weight 0)")
-    warnings += _support_warnings(ess, weight_mean, len(frame), min_ess, live, frame)
+        warnings.append(f"{ineligible} records have no offer the candidate may show (weight 0)")
+    warnings += _support_warnings(ess, weight_mean, len(frame), min_ess, live, logged)
     return Evaluation(
         records=len(frame),
         logged_per_1k=1000.0 * float(reward.mean()),
@@ -312,7 +324,7 @@ def evaluate(
 
 
 def _support_warnings(
-    ess: float, weight_mean: Estimate, n: int, min_ess: float, live: LiveBank, frame: pd.DataFrame
+    ess: float, weight_mean: Estimate, n: int, min_ess: float, live: LiveBank, logged: np.ndarray
 ) -> list[str]:
     out = []
     if ess < min_ess:
@@ -323,17 +335,37 @@ def _support_warnings(
     if weight_mean.high < MIN_WEIGHT_MEAN:
         out.append(
             f"unsupported: the importance weights average {weight_mean.value:.2f} (1 when the"
-            " logs cover the candidate): the candidate often chooses campaigns the logs never"
+            " logs cover the candidate): the candidate often chooses offers the logs never"
             " show for such requests, and IPS/SNIPS miss what those would earn"
         )
-    logged = set(frame["campaign_id"].unique())
-    never = [c for c in live.bank.campaign_ids if c not in logged]
+    ids = live.bank.campaign_ids
+    shown_campaigns = {ids[j] for j in np.unique(logged[logged >= 0])}
+    never = sorted(set(ids) - shown_campaigns)
     if never:
+        out.append(f"{len(never)} of the candidate's {len(set(ids))} campaigns appear in no record")
+    pages_never = len(ids) - len(np.unique(logged[logged >= 0]))
+    if len(ids) > len(set(ids)) and pages_never:
         out.append(
-            f"{len(never)} of the candidate's {len(live.bank.campaign_ids)} campaigns"
+            f"{pages_never} of the candidate's {len(ids)} offers (campaign and landing page)"
             " appear in no record"
         )
     return out
+
+
+def logged_columns(campaign_ids: list[str], page_ids: list[str], frame: pd.DataFrame) -> np.ndarray:
+    """The candidate bank's column of each record's offer (-1: the candidate has none).
+
+    Records without a ``landing_page_id`` column, or with a null in it, were
+    sent to the campaign's ``default`` page.
+    """
+    index = {(c, p): j for j, (c, p) in enumerate(zip(campaign_ids, page_ids, strict=True))}
+    pages = (
+        frame[PAGE_COLUMN].fillna(DEFAULT_PAGE_ID)
+        if PAGE_COLUMN in frame
+        else pd.Series(DEFAULT_PAGE_ID, index=frame.index)
+    )
+    keys = zip(frame["campaign_id"], pages, strict=True)
+    return np.fromiter((index.get(key, -1) for key in keys), dtype=np.int64, count=len(frame))
 
 
 def _mean(terms: np.ndarray, z: float, *, per_1k: bool = True) -> Estimate:

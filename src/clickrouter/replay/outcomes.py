@@ -4,7 +4,8 @@ A click with a sale inside the attribution window becomes a label-1 record
 when the sale arrives; any other click a label-0 record when its window
 closes (a sale after the window is lost to the join, as in the consumer).
 The record reaches the dataset ``label_delay`` later (the consumer's
-lateness and hold). Records are the consumer's: :data:`RECORD_SCHEMA`.
+lateness and hold). Records are the consumer's: :data:`RECORD_SCHEMA`, one
+per click, naming the offer shown (``campaign_id`` and ``landing_page_id``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clickrouter.datastore import DataManager
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import DataManager, as_records
 
 READY = "_ready"  # simulated time at which a record is in the dataset
 
@@ -41,7 +41,7 @@ class PendingRecords:
         self._pending = [table.filter(pa.array(~ready))]
         due = table.filter(pa.array(ready)).drop_columns([READY])
         if due.num_rows:
-            records = due.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+            records = as_records(due)  # without a landing_page_id: the default page
             self.data.commit(records, source={"replay": self.data.manifest().generation + 1})
             self.committed += due.num_rows
         return int(due.num_rows)
@@ -50,6 +50,7 @@ class PendingRecords:
 def record_columns(
     click_ids: np.ndarray,
     campaign_ids: np.ndarray,
+    page_ids: np.ndarray,
     ts: np.ndarray,
     canonical: dict[str, Any],
     label: np.ndarray,
@@ -58,10 +59,12 @@ def record_columns(
     propensity: np.ndarray,
     version: str,
 ) -> dict[str, Any]:
-    """The RECORD_SCHEMA columns of a batch of clicks (``sale_ts`` NaN: no sale)."""
+    """The RECORD_SCHEMA columns of a batch of clicks (``sale_ts`` NaN: no sale);
+    ``campaign_ids`` and ``page_ids`` name the offer each click was sent to."""
     return {
         "click_id": pa.array(click_ids, pa.string()),
         "campaign_id": pa.array(campaign_ids, pa.string()),
+        "landing_page_id": pa.array(page_ids, pa.string()),
         "ts": pa.array(ts, pa.float64()),
         **{name: pa.array(canonical[name]) for name in canonical},
         "label": pa.array(label, pa.int8()),

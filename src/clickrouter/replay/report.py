@@ -1,12 +1,13 @@
 """A replay's numbers: per seed the demo report's revenue section, across seeds the spread.
 
 Per seed (all on the same requests): revenue per 1,000 clicks of the live
-loop, of the greedy choice on the same models, of a uniform random choice,
-of the best single campaign and of the oracle, per time bin, over the whole
-run and over its final quarter, and the final quarter's uplift over the best
-single campaign split by the campaign shown (:mod:`clickrouter.demo.revenue`
-computes them as for the demo's report). Across seeds: mean, standard
-deviation, best and worst of each headline number.
+loop, of the greedy choice on the same models, of a uniform random offer, of
+the best single offer, of the right campaign (the oracle's) on its first
+eligible page and on a uniformly random eligible page, and of the oracle, per
+time bin, over the whole run and over its final quarter, and the final
+quarter's uplift over the best single offer split by the campaign shown
+(:mod:`clickrouter.demo.revenue` computes them as for the demo's report).
+Across seeds: mean, standard deviation, best and worst of each headline number.
 """
 
 from __future__ import annotations
@@ -16,14 +17,31 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.demo.plots import COLOURS, LABELS
 from clickrouter.demo.report import FINAL_SHARE, write_json
 from clickrouter.demo.revenue import final_rows, per_1k_by_bin, summary, uplift_by_campaign
 from clickrouter.replay.loop import SeedRun
 from clickrouter.replay.settings import ReplaySettings
 
 TOP_CAMPAIGNS = 15
-HEADLINE = ("live", "greedy", "random", "single", "oracle")
-RATIOS = ("share_of_oracle", "uplift_over_single", "uplift_over_random")
+HEADLINE = (
+    "live",
+    "greedy",
+    "random",
+    "single",
+    "campaign_first_page",
+    "campaign_random_page",
+    "oracle",
+)
+RATIOS = ("share_of_oracle", "uplift_over_single", "uplift_over_first_page", "uplift_over_random")
+# the table's per-1k columns after the live loop's and its ratios
+TABLE_VALUES = {
+    "greedy": "greedy",
+    "single": "single",
+    "campaign_first_page": "first page",
+    "campaign_random_page": "random page",
+    "oracle": "oracle",
+}
 
 
 def seed_report(run: SeedRun) -> dict[str, Any]:
@@ -128,11 +146,9 @@ def write_plot(out: Path, report: dict[str, Any]) -> Path:
     if len(runs) > 1:
         mean = np.nanmean([_nan(r["curves"]["live_all"]) for r in runs], axis=0)
         axis.plot(mid, mean, color="#1f77b4", lw=2.4, label="clickrouter, mean of seeds")
-    styles = {"oracle": "#2ca02c", "single": "#ff7f0e", "random": "#7f7f7f"}
-    labels = {"oracle": "oracle", "single": "best single campaign", "random": "uniform random"}
-    for name, colour in styles.items():
+    for name in ("oracle", "campaign_first_page", "campaign_random_page", "single", "random"):
         mean = np.nanmean([_nan(r["curves"][name]) for r in runs], axis=0)
-        axis.plot(mid, mean, color=colour, ls="--", lw=1.5, label=labels[name])
+        axis.plot(mid, mean, color=COLOURS[name], ls="--", lw=1.5, label=LABELS[name])
     axis.set_xlabel("simulated days")
     axis.set_ylabel("expected revenue per 1,000 clicks")
     axis.set_ylim(bottom=0)
@@ -154,19 +170,18 @@ def summary_table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title="revenue per 1,000 clicks (expected, from the world's truth)")
-    for column in ("seed", "final live", "vs single", "of oracle", "greedy", "single", "oracle"):
+    columns = ("seed", "final live", "vs single", "vs first page", "of oracle")
+    for column in (*columns, *TABLE_VALUES.values(), "whole run: of oracle"):
         table.add_column(column, justify="right")
-    table.add_column("whole run: of oracle", justify="right")
     for run in report["runs"]:
         final, overall = run["final"], run["overall"]
         table.add_row(
             str(run["traffic_seed"]),
             f"{final['per_1k']['live']:.0f}",
             _pct(final["uplift_over_single"], signed=True),
+            _pct(final["uplift_over_first_page"], signed=True),
             _pct(final["share_of_oracle"]),
-            f"{final['per_1k']['greedy']:.0f}",
-            f"{final['per_1k']['single']:.0f}",
-            f"{final['per_1k']['oracle']:.0f}",
+            *(f"{final['per_1k'][name]:.0f}" for name in TABLE_VALUES),
             _pct(overall["share_of_oracle"]),
         )
     if len(report["runs"]) > 1:
@@ -176,20 +191,18 @@ def summary_table(report: dict[str, Any]) -> Any:
                 stat,
                 f"{final['live'][stat]:.0f}",
                 _pct(final["uplift_over_single"][stat], signed=stat == "mean"),
+                _pct(final["uplift_over_first_page"][stat], signed=stat == "mean"),
                 _pct(final["share_of_oracle"][stat]),
-                f"{final['greedy'][stat]:.0f}",
-                f"{final['single'][stat]:.0f}",
-                f"{final['oracle'][stat]:.0f}",
+                *(f"{final[name][stat]:.0f}" for name in TABLE_VALUES),
                 _pct(overall["share_of_oracle"][stat]),
             )
         table.add_row(
             "worst",
             f"seed {final['share_of_oracle']['worst_seed']}",
             "",
+            "",
             _pct(final["share_of_oracle"]["min"]),
-            "",
-            "",
-            "",
+            *([""] * len(TABLE_VALUES)),
             _pct(overall["share_of_oracle"]["min"]),
         )
     return table

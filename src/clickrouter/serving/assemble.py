@@ -2,23 +2,36 @@
 
 Each campaign may have its own encoders with their own categories; the bank's
 :class:`~clickrouter.features.FeatureSpace` is the union of them all (plus the
-manifest's feature spec and every value named in targeting rules), so one
-request maps to one slot per field for every campaign at once.
+manifest's feature spec and every value named in campaign or page targeting
+rules), so one request maps to one slot per field for every campaign at once.
+
+The bank's columns are offers (:func:`~clickrouter.catalogue.offers_of`):
+a campaign's pages in catalogue order, contiguous. One model per campaign
+gives every one of its offer columns; they differ only in the page's number
+(:attr:`CompiledModel.pages`), folded into the intercept rows, so the table
+has one column per offer and the kernel needs no page at request time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clickrouter.catalogue import Campaign
+from clickrouter.catalogue import PAGE_INPUT, Campaign, Offer, offers_of
 from clickrouter.errors import ModelLoadError
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS
-from clickrouter.serving.compiler import CompiledModel, NotCompilable, Prober, categories_by_field
+from clickrouter.serving.compiler import (
+    CompiledModel,
+    NotCompilable,
+    Prober,
+    categories_by_field,
+    page_categories,
+)
 from clickrouter.serving.directory import LoadedDirectory
 from clickrouter.serving.loading import ModelFileError, load_model, model_columns
 from clickrouter.serving.memo import CompileMemo, Layouts, compiled_from, memo_entry
@@ -29,14 +42,14 @@ _INTERCEPT_FIELD = "local_weekday"
 
 @dataclass
 class Assembly:
-    """The parts of a bank: space, compiled table and which columns go where."""
+    """The parts of a bank: space, compiled table and which offer columns go where."""
 
     space: FeatureSpace
     campaigns: list[Campaign]
-    table: np.ndarray  # (n_slots, n_compiled) exp(-contribution), C-contiguous
-    compiled_cols: np.ndarray  # bank column of each table column
-    generic_cols: np.ndarray  # bank column of each pooled model
-    generic_paths: list[Path]
+    table: np.ndarray  # (n_slots, n_compiled offers) exp(-contribution), C-contiguous
+    compiled_cols: np.ndarray  # bank (offer) column of each table column
+    generic_cols: np.ndarray  # bank (offer) column of each pooled offer, model by model
+    generic_paths: list[Path]  # the pooled models, one per campaign, in column order
     skipped: list[str]
     generic_reasons: dict[str, str] = field(default_factory=dict)
     reused: int = 0  # models taken from the compile memo (not kept in the bank cache)
@@ -44,6 +57,26 @@ class Assembly:
     @property
     def all_compiled(self) -> bool:
         return len(self.generic_cols) == 0
+
+    @property
+    def offers(self) -> list[Offer]:
+        """The bank's columns: every page of every campaign."""
+        return offers_of(self.campaigns)
+
+    @property
+    def generic_pages(self) -> list[tuple[str, ...]]:
+        """The page ids of each pooled model's campaign (the pool scores one column each)."""
+        offers = self.offers
+        pages: list[tuple[str, ...]] = []
+        previous = None
+        for column in self.generic_cols.tolist():
+            campaign, page = offers[column]
+            if campaign is previous:
+                pages[-1] += (page.id,)
+            else:
+                pages.append((page.id,))
+            previous = campaign
+        return pages
 
 
 def assemble(
@@ -59,23 +92,28 @@ def assemble(
     compiled: list[CompiledModel] = []
     compiled_cols: list[int] = []
     generic_cols: list[int] = []
+    generic_models: list[int] = []
     reasons: dict[str, str] = {}
+    first = 0  # the campaign's first offer column
     for j, campaign in enumerate(loaded.campaigns):
+        columns = range(first, first + len(campaign.pages))
+        first = columns.stop
         try:
             if compiler is None:
                 raise NotCompilable("compilation disabled")
             compiled.append(compiler.compile(j))
-            compiled_cols.append(j)
+            compiled_cols.extend(columns)
         except NotCompilable as exc:
             reasons[campaign.id] = str(exc)
-            generic_cols.append(j)
+            generic_cols.extend(columns)
+            generic_models.append(j)
     return Assembly(
         space=space,
         campaigns=loaded.campaigns,
         table=build_table(space, compiled),
         compiled_cols=np.asarray(compiled_cols, dtype=np.intp),
         generic_cols=np.asarray(generic_cols, dtype=np.intp),
-        generic_paths=[loaded.model_paths[j] for j in generic_cols],
+        generic_paths=[loaded.model_paths[j] for j in generic_models],
         skipped=loaded.problems,
         generic_reasons=reasons,
         reused=compiler.reused if compiler is not None else 0,
@@ -94,9 +132,10 @@ class _Compiler:
         self._prober: Prober | None = None  # built only when a model must be probed
 
     def compile(self, j: int) -> CompiledModel:
+        pages = [page.id for page in self.loaded.campaigns[j].pages]
         entry = self.loaded.memo_entries[j] if self.loaded.memo_entries else None
         if entry is not None and self.layouts is not None:
-            compiled = compiled_from(entry, self.layouts)
+            compiled = compiled_from(entry, self.layouts, pages)
             if compiled is not None:
                 self.reused += 1
                 return compiled
@@ -107,12 +146,15 @@ class _Compiler:
         if self._prober is None:
             self._prober = Prober(self.space)
         columns = model_columns(model)
-        compiled = self._prober.compile(model, columns)
+        # the memo entry holds every page the model knows, so that a later
+        # catalogue listing others of them still reuses it
+        probed = pages if self.memo is None else pages + _other_known_pages(model, columns, pages)
+        compiled = self._prober.compile(model, columns, probed)
         if self.memo is not None and self.layouts is not None and digest is not None:
-            new_entry = memo_entry(model, columns, compiled, self.layouts)
+            new_entry = memo_entry(model, columns, compiled, self.layouts, probed)
             if new_entry is not None:
                 self.memo.put(digest, self.loaded.model_paths[j].suffix, new_entry)
-        return compiled
+        return dataclasses.replace(compiled, pages=compiled.pages[: len(pages)])
 
     def _load_again(self, j: int, digest: str | None) -> Any:
         """The model of a memo entry, from the very bytes that were judged and hashed."""
@@ -121,6 +163,13 @@ class _Compiler:
             return load_model(path, sha256=digest)
         except ModelFileError as exc:
             raise ModelLoadError(str(exc)) from None
+
+
+def _other_known_pages(model: Any, columns: list[str], pages: list[str]) -> list[str]:
+    """The page ids a model reading the page knows beyond ``pages``, sorted."""
+    if PAGE_INPUT not in columns:
+        return []
+    return sorted((page_categories(model) or set()) - set(pages))
 
 
 def _space_of(loaded: LoadedDirectory, memo: CompileMemo | None) -> FeatureSpace:
@@ -160,19 +209,24 @@ def space_from_categories(
         for f, known in known_by_field.items():
             values[f].update(known)
     for campaign in campaigns:
-        for f, rule in campaign.rules().items():
-            values[f].update((rule.allow or ()) + rule.deny)
+        for rules in (campaign.rules(), *(page.rules() for page in campaign.pages)):
+            for f, rule in rules.items():
+                values[f].update((rule.allow or ()) + rule.deny)
     return FeatureSpace({f: sorted(v) for f, v in values.items()})
 
 
 def build_table(space: FeatureSpace, compiled: list[CompiledModel]) -> np.ndarray:
-    """exp(-contribution) per (slot, campaign), intercepts folded into one field's rows."""
+    """exp(-contribution) per (slot, offer): each model's column repeated once per page,
+    its intercept plus the page's number folded into one field's rows."""
     if not compiled:
         return np.ones((space.n_slots, 0), dtype=np.float64)
-    contrib = np.vstack([m.contrib for m in compiled])  # (n_compiled, n_slots)
-    table = np.ascontiguousarray(np.exp(-contrib.T))
+    contrib = np.vstack([m.contrib for m in compiled])  # (n_models, n_slots)
+    factors = np.exp(-contrib.T)  # (n_slots, n_models): one exp per model, not per offer
     del contrib
-    intercepts = np.exp(-np.array([m.intercept for m in compiled], dtype=np.float64))
+    model_of = np.repeat(np.arange(len(compiled)), [len(m.pages) for m in compiled])
+    table = np.ascontiguousarray(factors[:, model_of])
+    del factors
+    intercepts = np.exp(-np.concatenate([m.intercept + m.pages for m in compiled]))
     rows = space.field_slots(_INTERCEPT_FIELD)
     table[rows.start : rows.stop] *= intercepts[None, :]
     return table

@@ -1,11 +1,14 @@
-"""ModelBank: every campaign model of a directory, scored in one pass.
+"""ModelBank: every offer of a model directory, scored in one pass.
 
-Linear campaign models are compiled (see :mod:`clickrouter.serving.compiler`)
-into one table of shape (n_slots, n_compiled); scoring a request multiplies a
-handful of its rows (:mod:`clickrouter.serving.kernel`). Models that cannot be
-compiled are scored by a :class:`~clickrouter.serving.pool.WorkerPool`. The
-bank knows nothing of HTTP: the HTTP app, the CLI and the tests call the same
-object.
+An offer is a (campaign, landing page) pair (:class:`~clickrouter.catalogue.Offer`);
+the bank's columns are the offers of its campaigns, campaign by campaign,
+pages in catalogue order. Each campaign has one model, which may read the
+page id. Linear campaign models are compiled (see
+:mod:`clickrouter.serving.compiler`) into one table of shape (n_slots,
+n_compiled offers); scoring a request multiplies a handful of its rows
+(:mod:`clickrouter.serving.kernel`). Models that cannot be compiled are scored
+by a :class:`~clickrouter.serving.pool.WorkerPool`. The bank knows nothing of
+HTTP: the HTTP app, the CLI and the tests call the same object.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from clickrouter.catalogue import Campaign
+from clickrouter.catalogue import Campaign, Offer
 from clickrouter.errors import InvalidInput, ModelLoadError, NoEligibleCampaign
 from clickrouter.features import FeatureSpace
-from clickrouter.modelstore.store import ModelStore, resolve_model_dir
+from clickrouter.modelstore import ModelStore, resolve_model_dir
 from clickrouter.profile import extract_profile
 from clickrouter.serving import kernel
 from clickrouter.serving.assemble import Assembly, assemble
@@ -34,28 +37,30 @@ from clickrouter.serving.targeting import Eligibility
 from clickrouter.serving.trust import ModelTrust
 
 
-class RankedCampaign(msgspec.Struct, frozen=True):
-    """One campaign of a ranking: P(sale) and expected value (P(sale) x payout)."""
+class RankedOffer(msgspec.Struct, frozen=True):
+    """One offer of a ranking: P(sale) and expected value (P(sale) x payout)."""
 
     campaign_id: str
+    landing_page_id: str
     probability: float
     expected_value: float
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The best eligible campaign for one request, by expected value = P(sale) x payout.
+    """The best eligible offer for one request, by expected value = P(sale) x payout.
 
-    ``landing_page`` is the campaign's URL template;
-    :meth:`~clickrouter.catalogue.Campaign.landing_page_for` fills it.
+    ``landing_page`` is the chosen page's URL template;
+    :meth:`~clickrouter.catalogue.LandingPage.url_for` fills it.
     """
 
     campaign_id: str
+    landing_page_id: str
     landing_page: str
     probability: float
     payout: float
     expected_value: float
-    ranking: tuple[RankedCampaign, ...]
+    ranking: tuple[RankedOffer, ...]
     n_eligible: int
     model_version: str
 
@@ -64,8 +69,10 @@ class ModelBank:
     """All campaign models of one model-directory version, ready to score.
 
     Build with :meth:`open` (a model directory or a model store) or
-    :meth:`from_directory`. Columns of every result follow
-    :attr:`campaign_ids`.
+    :meth:`from_directory`. Columns of every result are the offers of
+    :attr:`offers`: :attr:`campaign_ids` and :attr:`page_ids` name them.
+    :attr:`campaigns` lists each campaign once, in catalogue order;
+    :attr:`offer_campaign_` maps a column to its index there.
     """
 
     def __init__(self, assembly: Assembly, pool: WorkerPool | None, version: str) -> None:
@@ -74,11 +81,19 @@ class ModelBank:
         self.version = version
         self.space: FeatureSpace = assembly.space
         self.campaigns: list[Campaign] = assembly.campaigns
+        self.offers: list[Offer] = assembly.offers
         self.skipped: list[str] = assembly.skipped
-        self.eligibility_ = Eligibility(self.space, self.campaigns)
-        self.payouts_ = np.array([c.payout for c in self.campaigns], dtype=np.float64)
-        self._ids = [c.id for c in self.campaigns]
-        self._index = {cid: i for i, cid in enumerate(self._ids)}
+        self.eligibility_ = Eligibility(self.space, self.offers)
+        self.payouts_ = np.array([o.campaign.payout for o in self.offers], dtype=np.float64)
+        self.offer_campaign_ = np.repeat(
+            np.arange(len(self.campaigns), dtype=np.intp), [len(c.pages) for c in self.campaigns]
+        )
+        self._ids = [o.campaign.id for o in self.offers]
+        self._page_ids = [o.page.id for o in self.offers]
+        self._index = {(o.campaign.id, o.page.id): j for j, o in enumerate(self.offers)}
+        self._first: dict[str, int] = {}  # the first column of each campaign
+        for j, cid in enumerate(self._ids):
+            self._first.setdefault(cid, j)
 
     @classmethod
     def open(
@@ -159,31 +174,49 @@ class ModelBank:
             )
         pool = None
         if len(assembly.generic_paths):
-            pool = WorkerPool(assembly.generic_paths, workers or os.cpu_count() or 1)
+            pool = WorkerPool(
+                assembly.generic_paths, workers or os.cpu_count() or 1, assembly.generic_pages
+            )
         return cls(assembly, pool, version)
 
     @property
     def campaign_ids(self) -> list[str]:
-        """Campaign ids in column order."""
+        """The campaign id of each column (repeated for a campaign's several pages)."""
         return list(self._ids)
 
     @property
+    def page_ids(self) -> list[str]:
+        """The landing page id of each column."""
+        return list(self._page_ids)
+
+    @property
     def n_compiled(self) -> int:
+        """Offer columns scored by the compiled table."""
         return len(self.assembly_.compiled_cols)
 
     @property
     def n_generic(self) -> int:
+        """Offer columns scored by the generic worker pool."""
         return len(self.assembly_.generic_cols)
 
-    def column_of(self, campaign_id: str) -> int:
-        """Column of ``campaign_id`` in every result; unknown ids are a 404."""
-        try:
-            return self._index[campaign_id]
-        except KeyError:
-            raise InvalidInput(f"unknown campaign {campaign_id!r}", status=404) from None
+    def column_of(self, campaign_id: str, page_id: str | None = None) -> int:
+        """Column of the offer (``campaign_id``, ``page_id``) in every result
+        (``page_id`` None: the campaign's first page); unknown ids are a 404."""
+        first = self._first.get(campaign_id) if isinstance(campaign_id, str) else None
+        if first is None:
+            raise InvalidInput(f"unknown campaign {campaign_id!r}", status=404)
+        if page_id is None:
+            return first
+        column = self._index.get((campaign_id, page_id)) if isinstance(page_id, str) else None
+        if column is None:
+            raise InvalidInput(
+                f"campaign {campaign_id!r} has no landing page {page_id!r}", status=404
+            )
+        return column
 
     def campaign(self, campaign_id: str) -> Campaign:
-        return self.campaigns[self.column_of(campaign_id)]
+        """The campaign ``campaign_id``; unknown ids are a 404."""
+        return self.offers[self.column_of(campaign_id)].campaign
 
     def canonical(self, profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Canonical profiles of raw or canonical request dicts."""
@@ -192,7 +225,7 @@ class ModelBank:
         return [extract_profile(_as_dict(p)) for p in profiles]
 
     def predict_proba(self, profiles: list[dict[str, Any]]) -> np.ndarray:
-        """P(sale) of every campaign; shape (n_profiles, n_campaigns), float64."""
+        """P(sale) of every offer; shape (n_profiles, n_offers), float64."""
         canonical = self.canonical(profiles)
         if len(canonical) == 1:  # the per-request path: no batch machinery
             return self._score(canonical, self.space.indices(canonical[0])[None, :])
@@ -207,27 +240,28 @@ class ModelBank:
         return self._score(canonical, np.asarray(slots, dtype=np.intp).reshape(len(canonical), -1))
 
     def eligible(self, profiles: list[dict[str, Any]]) -> np.ndarray:
-        """Which campaigns may serve each profile; shape (n_profiles, n_campaigns), bool."""
+        """Which offers may serve each profile; shape (n_profiles, n_offers), bool."""
         canonical = self.canonical(profiles)
         return self.eligibility_.many(self.space.indices_many(canonical))
 
     def decide(self, profile: dict[str, Any], *, top: int = 10) -> Decision:
-        """Best eligible campaign for one request, with the top-``top`` ranking."""
+        """Best eligible offer for one request, with the top-``top`` ranking."""
         canonical = extract_profile(_as_dict(profile))
         slots = self.space.indices(canonical)
         proba = self._score([canonical], slots[None, :])[0]
         return self.decision_from(proba, self.eligibility_.one(slots), top=top)
 
     def decision_from(self, proba: np.ndarray, mask: np.ndarray, *, top: int = 10) -> Decision:
-        """Rank eligible campaigns by expected value given their probabilities."""
+        """Rank eligible offers by expected value given their probabilities."""
         columns, n_eligible = self.rank(proba, mask, top)
         ranking = self.ranked(proba, columns)
-        best = self.campaigns[columns[0]]
+        best = self.offers[columns[0]]
         return Decision(
-            campaign_id=best.id,
-            landing_page=best.landing_page,
+            campaign_id=best.campaign.id,
+            landing_page_id=best.page.id,
+            landing_page=best.page.url,
             probability=ranking[0].probability,
-            payout=best.payout,
+            payout=best.campaign.payout,
             expected_value=ranking[0].expected_value,
             ranking=tuple(ranking),
             n_eligible=n_eligible,
@@ -242,16 +276,17 @@ class ModelBank:
             raise NoEligibleCampaign("no active campaign targets this request")
         return order.tolist(), n_eligible
 
-    def ranked(self, proba: np.ndarray, columns: list[int]) -> list[RankedCampaign]:
-        """The campaigns of ``columns`` with their P(sale) (``proba``) and expected value."""
-        ids, payouts = self._ids, self.payouts_
+    def ranked(self, proba: np.ndarray, columns: list[int]) -> list[RankedOffer]:
+        """The offers of ``columns`` with their P(sale) (``proba``) and expected value."""
+        ids, pages, payouts = self._ids, self._page_ids, self.payouts_
         return [
-            RankedCampaign(ids[c], float(proba[c]), float(proba[c] * payouts[c])) for c in columns
+            RankedOffer(ids[c], pages[c], float(proba[c]), float(proba[c] * payouts[c]))
+            for c in columns
         ]
 
     def _score(self, canonical: list[dict[str, Any]], slots: np.ndarray) -> np.ndarray:
         assembly = self.assembly_
-        out = np.empty((len(slots), len(self.campaigns)), dtype=np.float64)
+        out = np.empty((len(slots), len(self.offers)), dtype=np.float64)
         if assembly.all_compiled:
             if len(slots) == 1:  # the per-request path: skip the batch loop's dispatch
                 kernel.probabilities_one(assembly.table, slots[0], out[0])
@@ -287,6 +322,7 @@ class ModelBank:
     def __repr__(self) -> str:
         return (
             f"ModelBank(version={self.version!r}, campaigns={len(self.campaigns)}, "
+            f"offers={len(self.offers)}, "
             f"compiled={self.n_compiled}, generic={self.n_generic})"
         )
 

@@ -1,12 +1,14 @@
 """A compiled-bank cache: compile a model directory once, memory-map it everywhere.
 
 The cache entry of a directory is keyed by the hash of its files' bytes, so a
-changed file can never be served from a stale entry. The scoring table is a
+changed file can never be served from a stale entry: the catalogue is one of
+them, so a page added, retired or retargeted gives a new key, and the entry's
+offer columns are always the catalogue's. The scoring table is a
 ``.npy`` file opened with ``mmap_mode="r"``: N predictor processes that load the
 same version share one copy of the weights in the page cache instead of each
 holding a private one, and a worker starts without loading a single model.
 
-Every training cycle adds an entry (~18 MB at 5,000 campaigns), so a serving
+Every training cycle adds an entry (a float64 table of n_slots x n_offers), so a serving
 predictor prunes the cache after each reload (:func:`prune_cache`): loading an
 entry marks it used (its directory's mtime), and all but the most recently
 used ones are deleted. Deleting an entry a process still maps is safe (the
@@ -50,7 +52,7 @@ from clickrouter.serving.memo import prune_memo
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: columns are offers (campaign, landing page)
 _ENTRY_DOMAIN = b"clickrouter-bank-entry"
 _ENTRY_NAME = re.compile(r"[0-9a-f]{32}")  # directory_key(); the memo and staging dirs differ
 STALE_STAGING_SECONDS = 3600.0  # a writer that has not renamed its staging dir by then died

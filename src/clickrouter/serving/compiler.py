@@ -12,20 +12,28 @@ dropped columns), we *probe* the fitted model: score a frame that varies one
 field at a time away from a baseline row and read each contribution off the
 model's own ``decision_function``. Whatever sklearn does, the table does too.
 
+A model may also read the offer's landing page (:data:`~clickrouter.catalogue.PAGE_INPUT`,
+the page id). Per-column preprocessing keeps the logit additive in it too, so
+the page adds one number per page id: the probe frame holds the OOV sentinel
+in that column, and the baseline row is scored once more with each of the
+campaign's page ids. The bank folds each page's number into its offer's column.
+
 Models outside this family get a :class:`NotCompilable` reason and are served
 by the generic worker pool instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.compose import ColumnTransformer
@@ -43,6 +51,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from clickrouter.catalogue import DEFAULT_PAGE_ID, PAGE_INPUT
 from clickrouter.features import OOV, FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS, profile_frame
 
@@ -69,13 +78,17 @@ class NotCompilable(Exception):
 
 @dataclass(frozen=True)
 class CompiledModel:
-    """Contributions of one model: ``logit = intercept + sum(contrib[active slots])``.
+    """Contributions of one model: ``logit = intercept + pages[p] + sum(contrib[active slots])``
+    for the offer of its campaign's page ``p``.
 
-    ``contrib`` has shape (n_slots,) in the FeatureSpace's slot order.
+    ``contrib`` has shape (n_slots,) in the FeatureSpace's slot order; ``pages``
+    one number per page of the campaign, in catalogue order (zeros for a model
+    that does not read the page).
     """
 
     intercept: float
     contrib: np.ndarray
+    pages: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(1))
 
 
 def categories_by_field(model: Any) -> dict[str, set[str]]:
@@ -90,6 +103,21 @@ def categories_by_field(model: Any) -> dict[str, set[str]]:
         for name, values in zip(names, categories, strict=True):
             if name in CATEGORICAL_FIELDS:
                 found.setdefault(str(name), set()).update(str(v) for v in values)
+    return found
+
+
+def page_categories(model: Any) -> set[str] | None:
+    """The page ids the model's encoders know for :data:`PAGE_INPUT` (None: not found)."""
+    found: set[str] | None = None
+    for columns, estimator in _column_scopes(model, None):
+        categories = getattr(estimator, "categories_", None)
+        names = getattr(estimator, "feature_names_in_", None)
+        names = list(names) if names is not None else columns
+        if categories is None or names is None or len(names) != len(categories):
+            continue
+        for name, values in zip(names, categories, strict=True):
+            if name == PAGE_INPUT:
+                found = (found or set()) | {str(v) for v in values}
     return found
 
 
@@ -205,8 +233,10 @@ def _check_encoder_options(est: Any) -> None:
 class Prober:
     """Builds, once per FeatureSpace, the probe frame every model is scored on.
 
-    Row 0 is the baseline (OOV for categorical fields, 0 for numeric ones);
-    every other row differs from it in exactly one field, one row per slot.
+    Row 0 is the baseline (OOV for categorical fields and the page, 0 for
+    numeric ones); every other row differs from it in exactly one field, one
+    row per slot. The page rows of a model reading the page are the baseline
+    with each of its campaign's page ids.
     """
 
     def __init__(self, space: FeatureSpace) -> None:
@@ -214,8 +244,10 @@ class Prober:
         self.sentinel = OOV
         rows, slots = self._rows()
         self.frame = profile_frame(rows)
+        self.frame[PAGE_INPUT] = pd.Series([self.sentinel] * len(rows), dtype=object)
         self.slots = np.asarray(slots, dtype=np.intp)  # slot of probe row i (row 0: -1)
         self._cache: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._page_cache: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
         self._links: dict[tuple[Any, ...], float] = {}
         self._blocks = [self.space.field_slots(f) for f in self.space.fields]
 
@@ -232,39 +264,44 @@ class Prober:
                 slots.append(slot)
         return rows, slots
 
-    def compile(self, model: Any, columns: list[str]) -> CompiledModel:
-        """Contributions of ``model`` over this space; raise NotCompilable."""
+    def compile(
+        self, model: Any, columns: list[str], pages: Sequence[str] = (DEFAULT_PAGE_ID,)
+    ) -> CompiledModel:
+        """Contributions of ``model`` over this space for a campaign with ``pages``
+        (its page ids, in catalogue order); raise NotCompilable."""
         preprocessing, final = linear_parts(model)
         self._check_vocabulary(model, columns)
+        reads_page = PAGE_INPUT in columns
+        if reads_page and preprocessing is None:
+            raise NotCompilable(f"{PAGE_INPUT!r} is a page id: it needs an encoder")
         with warnings.catch_warnings():
             # probing feeds values on purpose that the encoders have never seen
             warnings.simplefilter("ignore", UserWarning)
-            features = self._features(preprocessing, columns)
-            # the linear decision function itself; sklearn's decision_function
-            # computes the same product but re-validates its input (~5 ms a call).
-            # A CSR product sums each row's stored entries one after the other, so
-            # a probe row's logit depends on its content only, not on its position
-            # in the frame (BLAS may round rows differently by position): the
-            # compile memo relies on this to reuse contributions in a grown space.
-            decision = np.asarray(features @ final.coef_.ravel(), dtype=np.float64)
-            decision += float(np.ravel(final.intercept_)[0])
+            if preprocessing is not None:
+                tolerate_unknown(preprocessing)
+            key = (_fingerprint(preprocessing) if preprocessing is not None else "", tuple(columns))
+            features = self._features(key, preprocessing, columns)
+            decision = _decision(features, final)
             scale = self._link_scale(final, features, decision)
+            page_logits = np.zeros(len(pages), dtype=np.float64)
+            if reads_page:
+                page_decision = _decision(self._page_features(key, preprocessing, pages), final)
+                page_logits = scale * page_decision[1:] - scale * page_decision[0]
         logits = scale * decision
         contrib = np.zeros(self.space.n_slots, dtype=np.float64)
         contrib[self.slots[1:]] = logits[1:] - logits[0]
-        self._check_range(logits[0], contrib)
-        return CompiledModel(intercept=float(logits[0]), contrib=contrib)
+        self._check_range(logits[0], contrib, page_logits)
+        return CompiledModel(intercept=float(logits[0]), contrib=contrib, pages=page_logits)
 
-    def _features(self, preprocessing: Any | None, columns: list[str]) -> Any:
+    def _features(
+        self, key: tuple[str, tuple[str, ...]], preprocessing: Any | None, columns: list[str]
+    ) -> Any:
         """The probe frame through the model's preprocessing, cached by its content.
 
         Campaigns trained by one pipeline often share identical fitted encoders
-        (same categories); transforming the probe frame costs ~20 ms of sklearn
-        overhead, hashing the encoders' pickle well under 1 ms.
+        (same categories); transforming the probe frame pays sklearn's per-call
+        overhead, hashing the encoders' pickle costs a small fraction of it.
         """
-        if preprocessing is not None:
-            tolerate_unknown(preprocessing)
-        key = (_fingerprint(preprocessing) if preprocessing is not None else "", tuple(columns))
         if key not in self._cache:
             if len(self._cache) >= _FEATURE_CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
@@ -275,6 +312,19 @@ class Prober:
                 features = preprocessing.transform(frame)
             self._cache[key] = sp.csr_matrix(features)
         return self._cache[key]
+
+    def _page_features(
+        self, key: tuple[str, tuple[str, ...]], preprocessing: Any, pages: Sequence[str]
+    ) -> Any:
+        """The baseline row, then one row per page id, through the preprocessing (cached)."""
+        page_key = (*key, tuple(pages))
+        if page_key not in self._page_cache:
+            if len(self._page_cache) >= _FEATURE_CACHE_SIZE:
+                self._page_cache.pop(next(iter(self._page_cache)))
+            frame = self.frame.iloc[[0] * (len(pages) + 1)][list(key[1])].reset_index(drop=True)
+            frame[PAGE_INPUT] = pd.Series([self.sentinel, *pages], dtype=object)
+            self._page_cache[page_key] = sp.csr_matrix(preprocessing.transform(frame))
+        return self._page_cache[page_key]
 
     def _link_scale(self, final: Any, features: Any, decision: np.ndarray) -> float:
         """Checked once per estimator kind: the link does not depend on the coefficients."""
@@ -289,12 +339,27 @@ class Prober:
             if field in CATEGORICAL_FIELDS and field not in known:
                 raise NotCompilable(f"cannot find the categories the model knows for {field!r}")
 
-    def _check_range(self, intercept: float, contrib: np.ndarray) -> None:
-        bound = abs(intercept)
+    def _check_range(self, intercept: float, contrib: np.ndarray, pages: np.ndarray) -> None:
+        bound = abs(intercept) + float(np.abs(pages).max(initial=0.0))
         for block in self._blocks:
             bound += float(np.abs(contrib[block.start : block.stop]).max(initial=0.0))
         if not np.isfinite(bound) or bound > _MAX_LOGIT_RANGE:
             raise NotCompilable(f"logit range {bound:.3g} too wide for the compiled path")
+
+
+def _decision(features: Any, final: Any) -> np.ndarray:
+    """The linear decision function of probe rows.
+
+    sklearn's decision_function computes the same product but re-validates its
+    input (milliseconds a call). A CSR product sums each row's stored entries
+    one after the other, so a probe row's logit depends on its content only,
+    not on its position in the frame (BLAS may round rows differently by
+    position): the compile memo relies on this to reuse contributions in a
+    grown space, and the page rows' baseline equals the probe frame's.
+    """
+    decision = np.asarray(features @ final.coef_.ravel(), dtype=np.float64)
+    decision += float(np.ravel(final.intercept_)[0])
+    return decision
 
 
 def _fingerprint(obj: Any) -> str:

@@ -7,7 +7,7 @@ activates one slot per field, so
     P(sale) = 1 / (1 + prod_f E[slot_f, :])
 
 is a product of a handful of table rows: no ``exp`` at request time (which
-costs ~5 ns per float64 on this CPU, more than the rest of the work), and the
+costs more per float64 than the rest of the work), and the
 result agrees with sklearn's ``expit(decision_function)`` to ~1e-15. The loop
 is compiled by numba so the rows are streamed once, without temporaries.
 """

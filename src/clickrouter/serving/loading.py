@@ -3,7 +3,8 @@
 Every check names the file, so an operator facing a directory of 5,000 models
 knows which one to fix. Checks: the file loads (not corrupt or truncated), the
 object is a fitted binary classifier with ``predict_proba``, and it was fitted
-on a frame whose columns are canonical profile fields.
+on a frame whose columns are canonical profile fields, and optionally the
+offer's landing page id (:data:`~clickrouter.catalogue.PAGE_INPUT`).
 
 Unpickling runs code, so whether a ``.joblib`` file may be loaded at all is
 decided before, from its source (:mod:`clickrouter.serving.trust`); callers
@@ -25,10 +26,12 @@ import joblib
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from clickrouter.catalogue import PAGE_INPUT
 from clickrouter.modelstore import sha256_hex
 from clickrouter.profile import CANONICAL_FIELDS
 
 MODEL_SUFFIXES = (".joblib", ".skops")
+MODEL_INPUTS = (*CANONICAL_FIELDS, PAGE_INPUT)  # the columns a campaign model may read
 PICKLE_SUFFIXES = (".joblib",)
 # present in every joblib.dump stream that carries numpy arrays out of band
 _JOBLIB_ARRAY_MARKER = b"joblib.numpy_pickle"
@@ -150,11 +153,11 @@ def _check_columns(path: Path, model: Any) -> None:
     if names is None:
         raise ModelFileError(
             f"{path}: model was fitted without column names; fit it on a profile frame "
-            f"with columns from {list(CANONICAL_FIELDS)}"
+            f"with columns from {list(MODEL_INPUTS)}"
         )
-    missing = [str(c) for c in names if c not in CANONICAL_FIELDS]
+    missing = [str(c) for c in names if c not in MODEL_INPUTS]
     if missing:
         raise ModelFileError(
             f"{path}: model expects columns {missing} that a profile does not have "
-            f"(profile columns: {list(CANONICAL_FIELDS)})"
+            f"(profile columns: {list(CANONICAL_FIELDS)}, and {PAGE_INPUT!r}: the page id)"
         )

@@ -10,6 +10,10 @@ file's bytes, as what assembly needs from it without the model itself:
   of a numeric field) and the contribution of each. A value it does not list
   contributes exactly 0.0 in any space: it reaches the model as an unknown
   value, exactly like the baseline's OOV sentinel.
+- for a model that reads the landing page, the page ids its encoders list and
+  the number of each (and of the campaign's other pages, all 0.0); an
+  unlisted page id, like an unlisted profile value, adds exactly 0.0, so a
+  catalogue that adds, drops or reorders pages reuses the entry.
 
 That last point only holds for models whose encoders see the raw profile
 values: an imputer in front of an encoder could map a value the model does not
@@ -53,10 +57,16 @@ import numpy as np
 import scipy
 import sklearn
 
+from clickrouter.catalogue import PAGE_INPUT
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 from clickrouter.serving.cachedir import cache_secret, mac
-from clickrouter.serving.compiler import CompiledModel, categories_by_field, has_imputer
+from clickrouter.serving.compiler import (
+    CompiledModel,
+    categories_by_field,
+    has_imputer,
+    page_categories,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +94,8 @@ class MemoEntry(msgspec.Struct, frozen=True):
     columns: list[str]
     intercept: float
     fields: dict[str, FieldWeights]
+    listed_pages: list[str] = []  # the page ids its encoders know (models reading the page)
+    pages: dict[str, float] = {}  # the logit number of each page id it was probed with
 
 
 class CompileMemo:
@@ -280,23 +292,51 @@ class Layouts:
         return self._by_values[key]
 
 
-def compiled_from(entry: MemoEntry, layouts: Layouts) -> CompiledModel | None:
-    """An entry's contributions laid out on ``layouts``' space (None: it does not fit)."""
+def compiled_from(entry: MemoEntry, layouts: Layouts, pages: list[str]) -> CompiledModel | None:
+    """An entry's contributions laid out on ``layouts``' space for a campaign with
+    ``pages`` (None: it does not fit)."""
+    page_logits = _page_logits(entry, pages)
+    if page_logits is None:
+        return None
     contrib = np.zeros(layouts.space.n_slots, dtype=np.float64)
     for field, weights in entry.fields.items():
         slots = layouts.slots(field, weights.layout)
         if slots is None:
             return None
         contrib[slots] = np.frombuffer(weights.weights, dtype=np.float64)
-    return CompiledModel(intercept=entry.intercept, contrib=contrib)
+    return CompiledModel(intercept=entry.intercept, contrib=contrib, pages=page_logits)
+
+
+def _page_logits(entry: MemoEntry, pages: list[str]) -> np.ndarray | None:
+    """Each page's number; None when a page the model knows was not probed."""
+    if PAGE_INPUT not in entry.columns:
+        return np.zeros(len(pages), dtype=np.float64)
+    listed = set(entry.listed_pages)
+    out = np.zeros(len(pages), dtype=np.float64)
+    for i, page in enumerate(pages):
+        if page in entry.pages:
+            out[i] = entry.pages[page]
+        elif page in listed:
+            return None
+    return out
 
 
 def memo_entry(
-    model: Any, columns: list[str], compiled: CompiledModel, layouts: Layouts
+    model: Any, columns: list[str], compiled: CompiledModel, layouts: Layouts, pages: list[str]
 ) -> MemoEntry | None:
-    """The memo form of a model compiled on ``layouts``' space, or None when not reusable."""
+    """The memo form of a model compiled on ``layouts``' space for a campaign with
+    ``pages``, or None when not reusable."""
     if has_imputer(model):
         return None
+    listed_pages: list[str] = []
+    if PAGE_INPUT in columns:
+        known = page_categories(model)
+        if known is None:
+            return None
+        listed_pages = sorted(known)
+        unlisted = [i for i, page in enumerate(pages) if page not in known]
+        if np.any(compiled.pages[unlisted] != 0.0):
+            return None  # a page the model does not list moved its logit: not reusable
     space = layouts.space
     listed: dict[str, frozenset[Any]] = {
         f: frozenset(v) for f, v in categories_by_field(model).items()
@@ -310,7 +350,8 @@ def memo_entry(
         fields[field] = FieldWeights(layout, compiled.contrib[slots].tobytes())
     if np.any(compiled.contrib[~covered] != 0.0):
         return None  # a value the model does not list moved its logit: not reusable
-    return MemoEntry(list(columns), compiled.intercept, fields)
+    page_numbers = dict(zip(pages, compiled.pages.tolist(), strict=True)) if listed_pages else {}
+    return MemoEntry(list(columns), compiled.intercept, fields, listed_pages, page_numbers)
 
 
 def _environment_tag() -> str:

@@ -3,7 +3,10 @@
 Each worker owns a fixed shard of the models and loads them itself, so no
 model is ever pickled across processes and there is no central queue: a
 request goes to every worker over its own pipe, each scores its shard, and the
-parent merges the columns. A worker ends when its pipe closes or when the
+parent merges the columns. A model has one column per page of its campaign:
+one that reads the page (:data:`~clickrouter.catalogue.PAGE_INPUT`) scores the
+request frame once per page id, one that does not scores it once for all its
+pages. A worker ends when its pipe closes or when the
 process that started it ends. This is the design the original talk named as its
 future work ("remove central queue"), and what the C++ version approximated.
 """
@@ -21,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from clickrouter.catalogue import DEFAULT_PAGE_ID, PAGE_INPUT
 from clickrouter.errors import ModelLoadError
 
 _READY = "ready"
@@ -34,12 +39,26 @@ class WorkerPool:
     ----------
     model_paths : list of model files, in the column order of the results.
     workers : number of processes (at most one per model).
+    pages : each model's page ids, one result column each, in order
+        (default: one page per model).
     """
 
-    def __init__(self, model_paths: list[Path], workers: int) -> None:
+    def __init__(
+        self, model_paths: list[Path], workers: int, pages: list[tuple[str, ...]] | None = None
+    ) -> None:
         self.model_paths = list(model_paths)
+        self.pages = list(pages) if pages is not None else [(DEFAULT_PAGE_ID,)] * len(model_paths)
+        if len(self.pages) != len(self.model_paths):
+            raise ValueError("pages: expected one tuple of page ids per model")
         n_workers = max(1, min(workers, len(self.model_paths)))
         self.shards_ = [list(range(k, len(model_paths), n_workers)) for k in range(n_workers)]
+        # the result columns of each model, and of each shard (its models' in order)
+        starts = np.cumsum([0] + [len(p) for p in self.pages])
+        self.n_columns = int(starts[-1])
+        self.shard_columns_ = [
+            np.concatenate([np.arange(starts[i], starts[i + 1]) for i in shard]).astype(np.intp)
+            for shard in self.shards_
+        ]
         self._lock = threading.Lock()  # one request in flight per pipe
         self._pipes: list[Connection] = []
         self._procs: list[Any] = []
@@ -62,7 +81,7 @@ class WorkerPool:
             )
             child.close()
             pipe = Connection(parent.detach())
-            pipe.send([str(self.model_paths[i]) for i in shard])
+            pipe.send([(str(self.model_paths[i]), list(self.pages[i])) for i in shard])
             self._pipes.append(pipe)
             self._procs.append(proc)
         for pipe in self._pipes:
@@ -75,16 +94,16 @@ class WorkerPool:
                 raise ModelLoadError(f"generic worker failed to start: {status}")
 
     def predict(self, profiles: list[dict[str, Any]]) -> np.ndarray:
-        """P(sale) of every pooled model; shape (n_profiles, n_models)."""
-        out = np.empty((len(profiles), len(self.model_paths)), dtype=np.float64)
+        """P(sale) of every pooled offer; shape (n_profiles, n_columns), model by model."""
+        out = np.empty((len(profiles), self.n_columns), dtype=np.float64)
         with self._lock:
             for pipe in self._pipes:
                 pipe.send(profiles)
-            for pipe, shard in zip(self._pipes, self.shards_, strict=True):
+            for pipe, columns in zip(self._pipes, self.shard_columns_, strict=True):
                 reply = pipe.recv()
                 if isinstance(reply, str):
                     raise RuntimeError(f"generic worker failed: {reply}")
-                out[:, shard] = reply
+                out[:, columns] = reply
         return out
 
     def close(self) -> None:
@@ -114,17 +133,18 @@ def _serve_shard(pipe: Connection) -> None:
     from clickrouter.serving.loading import load_model, model_columns
 
     try:
-        models = [load_model(Path(p)) for p in pipe.recv()]
-        for model in models:
+        shard = [(load_model(Path(path)), tuple(pages)) for path, pages in pipe.recv()]
+        for model, _ in shard:
             tolerate_unknown(model)
     except Exception as exc:
         pipe.send(f"{type(exc).__name__}: {exc}")
         return
-    columns = [model_columns(m) for m in models]
+    scorers = [_Scorer(model, model_columns(model), pages) for model, pages in shard]
     pipe.send(_READY)
     while (profiles := _next_request(pipe)) is not None:
         try:
-            pipe.send(_score(models, columns, profile_frame(profiles)))
+            frame = profile_frame(profiles)
+            pipe.send(np.hstack([scorer.score(frame) for scorer in scorers]))
         except Exception as exc:  # report, keep serving the next request
             pipe.send(f"{type(exc).__name__}: {exc}")
 
@@ -137,13 +157,28 @@ def _next_request(pipe: Connection) -> Any:
         return None
 
 
-def _score(models: list[Any], columns: list[list[str]], frame: Any) -> np.ndarray:
-    out = np.empty((len(frame), len(models)), dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # unseen categories are expected
-        for j, (model, cols) in enumerate(zip(models, columns, strict=True)):
-            out[:, j] = model.predict_proba(frame[cols])[:, 1]
-    return out
+class _Scorer:
+    """One pooled model and the page ids of its campaign's offers."""
+
+    def __init__(self, model: Any, columns: list[str], pages: tuple[str, ...]) -> None:
+        self.model = model
+        self.columns = columns
+        self.pages = pages
+        self.reads_page = PAGE_INPUT in columns
+
+    def score(self, frame: Any) -> np.ndarray:
+        """P(sale) of each offer for each row of the profile frame; (n_rows, n_pages)."""
+        out = np.empty((len(frame), len(self.pages)), dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # unseen categories are expected
+            if not self.reads_page:
+                out[:] = self.model.predict_proba(frame[self.columns])[:, 1:2]
+                return out
+            # every page in one call: sklearn's per-call overhead dominates small frames
+            paged = pd.concat([frame.assign(**{PAGE_INPUT: page}) for page in self.pages])
+            proba = self.model.predict_proba(paged[self.columns])[:, 1]
+        out[:] = proba.reshape(len(self.pages), len(frame)).T
+        return out
 
 
 if __name__ == "__main__":

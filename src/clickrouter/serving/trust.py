@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clickrouter.modelstore.signing import read_key_file
+from clickrouter.modelstore import read_key_file
 
 if TYPE_CHECKING:
     from clickrouter.config import Settings

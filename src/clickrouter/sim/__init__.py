@@ -1,6 +1,7 @@
-"""A synthetic ad world with known ground truth: traffic, campaigns, delayed sales.
+"""A synthetic ad world with known ground truth: traffic, campaigns, pages, delayed sales.
 
-``World`` is the oracle (true P(sale), eligibility, request sampling, delays);
+``World`` is the oracle (true P(sale) and eligibility of every offer, a
+campaign with one of its landing pages; request sampling; delays);
 ``generate_events`` writes a logged click/sale stream; ``TrafficDriver`` sends
 the world's traffic to a running predictor over HTTP and posts the sales back.
 See docs/explanation/simulator.md.

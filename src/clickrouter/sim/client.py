@@ -1,9 +1,9 @@
 """The traffic driver's HTTP/1.1 client: one keep-alive connection, requests pipelined.
 
 ``http.client`` (and urllib3, httpx, requests) send one request and wait for
-its answer before the next. On a 2-core box shared with the predictor that
-costs a send and a receive system call on each side per decision, about a
-third of the predictor's CPU per decision in the demo (py-spy). This client
+its answer before the next. On a small box shared with the predictor that
+costs a send and a receive system call on each side per decision, a large
+share of the predictor's CPU per decision in the demo. This client
 writes several requests at once and reads their answers in order (HTTP/1.1
 pipelining, RFC 9112 section 9.3.2), parsing them with httptools, the parser
 uvicorn uses; ``request_many`` of one request is a plain keep-alive exchange.

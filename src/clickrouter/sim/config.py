@@ -14,6 +14,7 @@ from clickrouter.errors import InvalidInput
 
 HOUR = 3600.0
 DAY = 86400.0
+MAX_PAGES = 16  # landing pages per campaign
 
 
 class DelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -73,6 +74,15 @@ class WorldConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     country_allow_share: float = 0.3
     country_deny_share: float = 0.05
     os_allow_share: float = 0.15
+    # landing pages: a campaign runs 1 + min(Poisson(extra_pages_mean), max_pages - 1)
+    # pages; max_pages = 1 is one page per campaign (the catalogue's short form)
+    max_pages: int = 1
+    extra_pages_mean: float = 0.7
+    page_effect_scale: float = 1.0  # multiplies every page effect (0: pages differ in name only)
+    page_targeted_share: float = 0.3  # language and device pages restricted to their audience
+    page_inactive_share: float = 0.05  # extra pages paused in the catalogue
+    page_launch_share: float = 0.0  # extra pages that go live during the first week
+    page_retire_share: float = 0.0  # extra pages retired during the first week
     delays: DelayConfig = DelayConfig()
 
     @property
@@ -89,6 +99,14 @@ class WorldConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         _check(min(self.weekday_weights) > 0, "weekday_weights", self.weekday_weights)
         _check(self.n_devices >= 10, "n_devices", self.n_devices)
         _check(abs(sum(self.country_forms) - 1) < 1e-9, "country_forms", self.country_forms)
+        _check(1 <= self.max_pages <= MAX_PAGES, "max_pages", self.max_pages)
+        _check(self.extra_pages_mean >= 0, "extra_pages_mean", self.extra_pages_mean)
+        _check(self.page_effect_scale >= 0, "page_effect_scale", self.page_effect_scale)
+        _check(
+            self.page_launch_share + self.page_retire_share <= 1,
+            "page_launch_share + page_retire_share",
+            (self.page_launch_share, self.page_retire_share),
+        )
         _check(
             0 < self.base_rate_min <= self.base_rate_max < 0.5,
             "base_rate_min/base_rate_max",
@@ -112,6 +130,10 @@ _RATES = (
     "country_allow_share",
     "country_deny_share",
     "os_allow_share",
+    "page_targeted_share",
+    "page_inactive_share",
+    "page_launch_share",
+    "page_retire_share",
 )
 
 

@@ -1,7 +1,9 @@
 """Traffic driver: the world's requests to a running predictor, its sales posted back.
 
 Closes the loop over HTTP: each raw request goes to ``POST /v1/decide``; the
-oracle decides whether the chosen campaign converts; the sale's postback
+oracle decides whether the chosen offer (the answer's ``campaign_id`` and
+``landing_page_id``; an answer without a page id names the ``default`` page)
+converts; the sale's postback
 (``GET /v1/postback?click_id=...&revenue=...``, signed with the postback
 secret: HMAC-SHA256 with a timestamp, see
 :mod:`clickrouter.serving.http.postback_auth`) is sent when its delay has
@@ -24,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.catalogue import DEFAULT_PAGE_ID
 from clickrouter.config import Settings
 from clickrouter.errors import InvalidInput
-from clickrouter.serving.http.postback_auth import signed_query
+from clickrouter.serving.http import signed_query
 from clickrouter.sim.client import Answer, PredictorClient
 from clickrouter.sim.truth import sigmoid
 from clickrouter.sim.world import World
@@ -42,15 +45,15 @@ class DriverReport:
 
     requests: int = 0
     decisions: int = 0
-    no_fill: int = 0  # 404: no eligible campaign
+    no_fill: int = 0  # 404: no eligible offer
     errors: int = 0  # any other failed decision request
     sales: int = 0
     revenue: float = 0.0
     postbacks_sent: int = 0
     postback_errors: int = 0
     postbacks_pending: int = 0  # due after the drain budget ran out (not sent)
-    expected_revenue: float = 0.0  # sum of true P(sale) x payout of the chosen campaigns
-    oracle_revenue: float | None = 0.0  # same for the best eligible campaign (None: no oracle)
+    expected_revenue: float = 0.0  # sum of true P(sale) x payout of the chosen offers
+    oracle_revenue: float | None = 0.0  # same for the best eligible offer (None: no oracle)
     wall_seconds: float = 0.0
     sim_seconds: float = 0.0
 
@@ -106,7 +109,7 @@ class TrafficDriver:
     ``pipeline`` > 1 writes that many consecutive decision requests at once on
     the connection (HTTP/1.1 pipelining; a batch leaves at its last request's
     send slot, so none leaves early), which saves both sides a system call or
-    two per decision. ``oracle=False`` skips scoring every campaign for each
+    two per decision. ``oracle=False`` skips scoring every offer for each
     request (the report's ``oracle_revenue`` and ``efficiency`` are then None):
     the demo computes its baselines itself, and this was a third of the
     driver's CPU. ``postback_secret`` signs the postbacks (default: the
@@ -193,7 +196,8 @@ class TrafficDriver:
             best: list[float | None] = [None] * len(pairs)
             if self.oracle:
                 proba = sigmoid(world.truth.logits(columns))
-                values = np.where(world.eligible_slots(columns), proba * world.payouts, 0.0)
+                eligible = world.eligible_slots(columns, ts=ts_ms / 1000.0)
+                values = np.where(eligible, proba * world.payouts, 0.0)
                 best = values.max(axis=1).tolist()
             for row, (raw, _) in enumerate(pairs):
                 yield Planned(raw, int(ts_ms[row]) / 1000.0, columns, row, best[row])
@@ -212,7 +216,7 @@ class TrafficDriver:
             self._score(chosen, report)
 
     def _chosen_index(self, answer: Answer | None, report: DriverReport) -> int | None:
-        """The catalogue index of the decided campaign; failures are counted."""
+        """The offer index of the decision; failures are counted."""
         if answer is None:
             report.errors += 1
             return None
@@ -221,17 +225,21 @@ class TrafficDriver:
             return None
         body = answer.body
         ok = answer.status == 200 and isinstance(body, dict)
-        index = self.world.campaign_index.get(str(body.get("campaign_id"))) if ok else None
-        if index is None:
+        index = -1
+        if ok:
+            page = str(body.get("landing_page_id", DEFAULT_PAGE_ID))
+            index = int(self.world.offer_index([str(body.get("campaign_id"))], [page])[0])
+        if index < 0:
             report.errors += 1
+            return None
         return index
 
     def _score(self, chosen: list[tuple[Planned, int, str]], report: DriverReport) -> None:
-        """Book the expected values and draw the sales of the chosen campaigns, in order."""
+        """Book the expected values and draw the sales of the chosen offers, in order."""
         fields = chosen[0][0].columns
         slots = {f: np.array([p.columns[f][p.row] for p, _, _ in chosen]) for f in fields}
-        campaigns = np.array([index for _, index, _ in chosen])
-        proba = self.world.true_proba_slots(slots, campaigns)
+        offers = np.array([index for _, index, _ in chosen])
+        proba = self.world.true_proba_slots(slots, offers)
         for (planned, index, click_id), p in zip(chosen, proba.tolist(), strict=True):
             payout = float(self.world.payouts[index])
             report.expected_revenue += p * payout

@@ -1,10 +1,11 @@
 """Write a logged click/sale event stream from a world, fast and in event-time order.
 
 Requests are drawn in vectorised chunks; a logging policy (uniform over the
-eligible campaigns, the default) assigns each click a campaign with a known
-propensity; the oracle decides which clicks convert and the delay model when
-their postbacks arrive. Pending sales wait in a heap and are merged into the
-click stream when their time comes, so the log reads like a live stream.
+eligible offers, the default) assigns each click an offer (a campaign and one
+of its landing pages) with a known propensity; the oracle decides which clicks
+convert and the delay model when their postbacks arrive. Pending sales wait in
+a heap and are merged into the click stream when their time comes, so the log
+reads like a live stream.
 Memory holds one chunk plus the pending sales, whatever the number of clicks.
 """
 
@@ -44,38 +45,74 @@ class GenerationReport:
     clicks: int = 0
     sales: int = 0
     revenue: float = 0.0
-    skipped_requests: int = 0  # requests no campaign was eligible for
+    skipped_requests: int = 0  # requests no offer was eligible for
     pending_sales_dropped: int = 0  # sales beyond the horizon
     first_ts: float = 0.0  # time of the first and last click
     last_ts: float = 0.0
     segments: list[str] = field(default_factory=list)
 
 
-class UniformLoggingPolicy:
-    """Uniform choice among the eligible campaigns; propensity = 1 / #eligible.
+class _Choices:
+    """The eligible offers of every (country, os) combination, as one flat index list."""
 
-    Eligibility depends only on (country, os), so each combination's eligible
-    list is computed once and a choice is an index into it.
+    def __init__(self, table: np.ndarray) -> None:
+        self.count = table.sum(axis=1)
+        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        self.flat = np.flatnonzero(table.ravel()) % table.shape[1]
+
+    def pick(self, combo: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = self.count[combo]
+        pick = np.minimum((u * count).astype(np.int64), count - 1)
+        offer = np.where(count > 0, self.flat[self.start[combo] + np.maximum(pick, 0)], -1)
+        return offer, 1.0 / np.maximum(count, 1)
+
+
+class UniformLoggingPolicy:
+    """Uniform choice among the eligible offers; propensity = 1 / #eligible.
+
+    Eligibility depends only on (country, os) and, when the world schedules
+    pages, on the schedule's epoch; each combination's eligible list is
+    computed once per epoch and a choice is an index into it.
     """
 
     def __init__(self, world: World) -> None:
         n_os = world.sizes["os"]
         combos = np.arange(world.sizes["country"] * n_os)
-        table = world.eligible_slots({"country": combos // n_os, "os": combos % n_os})
+        self.world = world
         self.n_os = n_os
-        self.count = table.sum(axis=1)
-        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
-        self.flat = np.flatnonzero(table.ravel()) % table.shape[1]
+        self._table = world.eligible_slots({"country": combos // n_os, "os": combos % n_os})
+        self._static = _Choices(self._table)
+        self._by_epoch: dict[int, _Choices] = {}
+        self.count = self._static.count  # eligible offers per combination, schedule aside
 
     def choose(
-        self, rng: np.random.Generator, slots: dict[str, np.ndarray]
+        self,
+        rng: np.random.Generator,
+        slots: dict[str, np.ndarray],
+        epoch: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(campaign index or -1 when none is eligible, propensity) per request."""
+        """(offer index or -1 when none is eligible, propensity) per request.
+
+        ``epoch`` (see :meth:`World.live_epoch`) per request applies the page
+        schedule; None ignores it.
+        """
         combo = slots["country"] * self.n_os + slots["os"]
-        count = self.count[combo]
-        pick = np.minimum((rng.random(len(combo)) * count).astype(np.int64), count - 1)
-        campaign = np.where(count > 0, self.flat[self.start[combo] + np.maximum(pick, 0)], -1)
-        return campaign, 1.0 / np.maximum(count, 1)
+        u = rng.random(len(combo))
+        if epoch is None:
+            return self._static.pick(combo, u)
+        offer = np.empty(len(combo), dtype=np.int64)
+        propensity = np.empty(len(combo))
+        for e in np.unique(epoch).tolist():
+            rows = np.flatnonzero(epoch == e)
+            offer[rows], propensity[rows] = self._choices(e).pick(combo[rows], u[rows])
+        return offer, propensity
+
+    def _choices(self, epoch: int) -> _Choices:
+        choices = self._by_epoch.get(epoch)
+        if choices is None:
+            choices = _Choices(self._table & self.world.live_offers(epoch))
+            self._by_epoch[epoch] = choices
+        return choices
 
 
 class EventGenerator:
@@ -104,13 +141,16 @@ class EventGenerator:
         self.model_version = model_version
         self.policy = UniformLoggingPolicy(world)
         if not self.policy.count.any():
-            raise InvalidInput("no campaign is eligible for any request (all inactive?)")
-        # landing page = prefix + click_id + suffix, or the page as is without a placeholder
-        parts = [c.landing_page.partition("{click_id}") for c in world.campaigns]
+            raise InvalidInput("no offer is eligible for any request (all inactive?)")
+        # landing page URL = prefix + click_id + suffix, or the URL as is without a placeholder
+        parts = [o.page.url.partition("{click_id}") for o in world.offers]
         self._page_prefix = np.array([p[0] for p in parts], dtype=object)
         self._page_has_id = np.array([bool(p[1]) for p in parts])
         self._page_suffix = np.array([p[2] for p in parts], dtype=object)
-        self._campaign_ids = np.array(world.campaign_ids, dtype=object)
+        self._campaign_ids = np.array([o.campaign.id for o in world.offers], dtype=object)
+        self._page_ids = np.array(world.page_ids, dtype=object)
+        self._one_page = len(set(world.page_ids)) == 1  # every click names the same page id
+        self._scheduled = len(world.change_times) > 0
         self._pending: list[tuple[int, int, str, float]] = []  # (ts_ms, seq, click_id, revenue)
         # click ids name the world and the run, so logs of different runs can share a directory
         self._id_format = f"s{world.seed}.{seed}-%010d"
@@ -148,15 +188,16 @@ class EventGenerator:
         self, draw: Draw, report: GenerationReport
     ) -> Sequence[TypedClickEvent | SaleEvent]:
         slots = self.world.audience.slots(draw)
-        campaign, propensity = self.policy.choose(self.rng, slots)
-        keep = campaign >= 0
+        epoch = self.world.live_epoch(draw.ts_ms / 1000.0) if self._scheduled else None
+        offer, propensity = self.policy.choose(self.rng, slots, epoch)
+        keep = offer >= 0
         report.skipped_requests += int((~keep).sum())
-        draw, campaign, propensity = _subset(draw, keep), campaign[keep], propensity[keep]
+        draw, offer, propensity = _subset(draw, keep), offer[keep], propensity[keep]
         slots = {f: v[keep] for f, v in slots.items()}
         first = report.clicks
         ids = list(map(self._id_format.__mod__, range(first, first + len(draw))))
-        self._schedule_sales(draw, slots, campaign, ids)
-        clicks = self._click_events(draw, campaign, propensity, ids)
+        self._schedule_sales(draw, slots, offer, ids)
+        clicks = self._click_events(draw, offer, propensity, ids)
         report.clicks += len(clicks)
         if clicks:
             report.first_ts = report.first_ts or clicks[0].ts
@@ -165,13 +206,13 @@ class EventGenerator:
         return _merge(clicks, sales)
 
     def _schedule_sales(
-        self, draw: Draw, slots: dict[str, np.ndarray], campaign: np.ndarray, ids: list[str]
+        self, draw: Draw, slots: dict[str, np.ndarray], offer: np.ndarray, ids: list[str]
     ) -> None:
-        p = self.world.true_proba_slots(slots, campaign)
+        p = self.world.true_proba_slots(slots, offer)
         sold = np.flatnonzero(self.rng.random(len(p)) < p)
         delay_ms = np.round(self.world.delays.sample(self.rng, len(sold)) * 1000).astype(np.int64)
         for row, delay in zip(sold.tolist(), delay_ms.tolist(), strict=True):
-            revenue = float(self.world.payouts[campaign[row]])
+            revenue = float(self.world.payouts[offer[row]])
             heapq.heappush(self._pending, (int(draw.ts_ms[row]) + delay, row, ids[row], revenue))
 
     def _due_sales(self, until_ms: int, report: GenerationReport) -> list[SaleEvent]:
@@ -184,7 +225,7 @@ class EventGenerator:
         return sales
 
     def _click_events(
-        self, draw: Draw, campaign: np.ndarray, propensity: np.ndarray, ids: list[str]
+        self, draw: Draw, offer: np.ndarray, propensity: np.ndarray, ids: list[str]
     ) -> list[TypedClickEvent]:
         canon = self.world.renderer.canonical_columns(draw)
         columns = [canon[f] for f in (*CATEGORICAL_FIELDS, "local_hour", "local_weekday")]
@@ -193,9 +234,9 @@ class EventGenerator:
         id_column = np.array(ids, dtype=object)
         # landing pages assembled column-wise (object arrays concatenate in C)
         pages = (
-            self._page_prefix[campaign]
-            + np.where(self._page_has_id[campaign], id_column, "")
-            + self._page_suffix[campaign]
+            self._page_prefix[offer]
+            + np.where(self._page_has_id[offer], id_column, "")
+            + self._page_suffix[offer]
         )
         return [
             TypedClickEvent(*row)
@@ -204,10 +245,13 @@ class EventGenerator:
                 ids,
                 (draw.ts_ms / 1000.0).tolist(),
                 profiles,
-                self._campaign_ids[campaign].tolist(),
+                self._campaign_ids[offer].tolist(),
                 pages.tolist(),
                 propensity.tolist(),
                 itertools.repeat(self.model_version),
+                itertools.repeat(self._page_ids[0])
+                if self._one_page
+                else self._page_ids[offer].tolist(),
                 raws,
             )
         ]

@@ -1,6 +1,9 @@
-"""The hidden conversion functions: one sparse logistic model per campaign.
+"""The hidden conversion functions: one sparse logistic model per campaign, plus its pages.
 
 ``logit P(sale | profile, c) = intercept[c] + sum over fields f of T_f[value_f, c]``
+
+and an offer (campaign c, page p) adds its page's effect to that logit (see
+:mod:`clickrouter.sim.pages`); with one page per campaign, offers are campaigns.
 
 Each campaign has a handful of effects (Poisson-many) on particular countries,
 carriers, devices, browsers, the OS or weekday, and optionally a smooth bump
@@ -17,6 +20,7 @@ import numpy as np
 
 from clickrouter.profile import CANONICAL_FIELDS, NUMERIC_DOMAINS
 from clickrouter.sim.config import WorldConfig
+from clickrouter.sim.pages import PageSpec
 
 # how a campaign's sparse effects spread over the fields (local_hour: see bumps)
 EFFECT_FIELDS = {
@@ -48,13 +52,22 @@ class TruthSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Truth:
-    """Dense effect tables compiled from a :class:`TruthSpec`.
+    """Dense effect tables compiled from a :class:`TruthSpec` and a :class:`PageSpec`.
 
     ``tables[f]`` has shape (vocabulary size of f, n_campaigns); row 0 of a
-    categorical field is its "unknown" value, which carries no effect.
+    categorical field is its "unknown" value, which carries no campaign effect.
+    ``offer_campaign`` maps each offer to its campaign; ``page_lift`` (n_offers,)
+    and ``page_tables[f]`` (vocabulary size of f, n_offers) hold the page
+    effects, only for the fields some page reads (none without pages).
     """
 
-    def __init__(self, spec: TruthSpec, sizes: dict[str, int]) -> None:
+    def __init__(
+        self,
+        spec: TruthSpec,
+        sizes: dict[str, int],
+        pages: PageSpec | None = None,
+        offer_campaign: np.ndarray | None = None,
+    ) -> None:
         self.spec = spec
         self.n_campaigns = len(spec.intercept)
         self.intercept = np.array(spec.intercept, dtype=np.float64)
@@ -65,21 +78,60 @@ class Truth:
         for field, table in self.tables.items():
             rows = np.flatnonzero(fields == field)
             np.add.at(table, (value[rows], campaign[rows]), coef[rows])
+        if offer_campaign is None:
+            offer_campaign = np.arange(self.n_campaigns)
+        self.offer_campaign = np.asarray(offer_campaign, dtype=np.int64)
+        self.n_offers = len(self.offer_campaign)
+        # one page per campaign: offer columns are campaign columns, nothing to expand
+        self.one_page = self.n_offers == self.n_campaigns
+        self.page_lift, self.page_tables = _page_tables(pages or PageSpec(), sizes, self.n_offers)
 
-    def logits(self, slots: dict[str, np.ndarray]) -> np.ndarray:
-        """Logits for every campaign; slots (n,) per field -> (n, n_campaigns)."""
+    def campaign_logits(self, slots: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of every campaign's own model; slots (n,) per field -> (n, n_campaigns)."""
         out = self.intercept[None, :] + self.tables["country"][slots["country"]]
         for field, table in self.tables.items():
             if field != "country":
                 out += table[slots[field]]
         return out
 
-    def logits_for(self, slots: dict[str, np.ndarray], campaign: np.ndarray) -> np.ndarray:
-        """Logit of one campaign per row; ``campaign`` (n,) -> (n,)."""
+    def logits(self, slots: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for every offer; slots (n,) per field -> (n, n_offers)."""
+        out = self.campaign_logits(slots)
+        if not self.one_page:
+            # take keeps rows contiguous (fancy column indexing would not: slow adds after)
+            out = np.take(out, self.offer_campaign, axis=1)
+        if self.page_lift is not None:
+            out += self.page_lift
+        for field, table in self.page_tables.items():
+            out += table[slots[field]]
+        return out
+
+    def logits_for(self, slots: dict[str, np.ndarray], offer: np.ndarray) -> np.ndarray:
+        """Logit of one offer per row; ``offer`` (n,) -> (n,)."""
+        campaign = self.offer_campaign[offer]
         out = self.intercept[campaign].copy()
         for field, table in self.tables.items():
             out += table[slots[field], campaign]
+        if self.page_lift is not None:
+            out += self.page_lift[offer]
+        for field, table in self.page_tables.items():
+            out += table[slots[field], offer]
         return out
+
+
+def _page_tables(
+    pages: PageSpec, sizes: dict[str, int], n_offers: int
+) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    lift = np.array(pages.lift, dtype=np.float64) if any(pages.lift) else None
+    tables: dict[str, np.ndarray] = {}
+    offer, value = np.array(pages.effect_offer), np.array(pages.effect_value)
+    coef = np.array(pages.effect_coef, dtype=np.float64)
+    fields = np.array(pages.effect_field, dtype=object)
+    for field in dict.fromkeys(pages.effect_field):
+        rows = np.flatnonzero(fields == field)
+        tables[field] = np.zeros((sizes[field], n_offers))
+        np.add.at(tables[field], (value[rows], offer[rows]), coef[rows])
+    return lift, tables
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -3,24 +3,34 @@
 A world is generated from ``(WorldConfig, seed, n_campaigns)`` and saved as a
 directory holding the campaign catalogue (``campaigns.json``, the model
 directory format the predictor serves) and the hidden truth (``world.json``:
-config, audience tables, conversion effects). Everything else (timeline,
-samplers, dense effect tables) is rebuilt from those two files.
+config, audience tables, conversion effects, page effects and schedule).
+Everything else (timeline, samplers, dense effect tables) is rebuilt from
+those two files; a ``world.json`` without pages is a world with one page per
+campaign.
+
+What is chosen, valued and made eligible is an *offer*, a (campaign, landing
+page) pair: ``offers`` lists them as ``offers_of(campaigns)`` does (campaign by
+campaign, pages in catalogue order), and every per-offer array (``payouts``,
+the truth, eligibility) has one column per offer in that order. With one page
+per campaign, offer ``i`` is campaign ``i``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from clickrouter.catalogue import Campaign, load_catalog, write_catalog
+from clickrouter.catalogue import DEFAULT_PAGE_ID, Campaign, load_catalog, offers_of, write_catalog
 from clickrouter.errors import InvalidInput
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_DOMAINS, parse_timestamp
 from clickrouter.sim.campaigns import build_campaigns
 from clickrouter.sim.config import WorldConfig
 from clickrouter.sim.delays import DelayModel
+from clickrouter.sim.pages import PageSpec, attach_pages
 from clickrouter.sim.population import Audience, Draw, Population
 from clickrouter.sim.requests import RequestRenderer
 from clickrouter.sim.timeline import Timeline
@@ -38,10 +48,11 @@ class WorldFile(msgspec.Struct, forbid_unknown_fields=True):
     config: WorldConfig
     population: Population
     truth: TruthSpec
+    pages: PageSpec = msgspec.field(default_factory=PageSpec)
 
 
 class World:
-    """Traffic, campaigns and the true P(sale) of every (profile, campaign) pair."""
+    """Traffic, campaigns, their offers and the true P(sale) of every (profile, offer) pair."""
 
     def __init__(
         self,
@@ -50,6 +61,7 @@ class World:
         population: Population,
         campaigns: list[Campaign],
         truth: TruthSpec | None = None,
+        pages: PageSpec | None = None,
     ) -> None:
         self.config = config.validated()
         self.seed = seed
@@ -57,7 +69,7 @@ class World:
         self.campaigns = campaigns
         self.campaign_ids = [c.id for c in campaigns]
         self.campaign_index = {cid: i for i, cid in enumerate(self.campaign_ids)}
-        self.payouts = np.array([c.payout for c in campaigns])
+        self._offer_tables(pages or PageSpec())
         self.audience = Audience(population, self.config)
         self.timeline = Timeline(population.zones, np.array(population.zone_p), self.config)
         self.renderer = RequestRenderer(self.audience)
@@ -67,7 +79,24 @@ class World:
         self._eligibility_tables()
         if truth is None:
             truth = self._draw_truth()
-        self.truth = Truth(truth, self.sizes)
+        self.truth = Truth(truth, self.sizes, self.pages, self.offer_campaign)
+
+    def _offer_tables(self, pages: PageSpec) -> None:
+        self.offers = offers_of(self.campaigns)
+        problem = pages.problem(len(self.offers))
+        if problem is not None:
+            raise InvalidInput(f"world: page effects do not fit the catalogue: {problem}")
+        self.pages = pages
+        self.offer_campaign = np.repeat(
+            np.arange(len(self.campaigns)), [len(c.pages) for c in self.campaigns]
+        )
+        # a campaign's offers are contiguous: its first offer and how many it has
+        self.offer_count = np.bincount(self.offer_campaign, minlength=len(self.campaigns))
+        self.offer_start = np.concatenate([[0], np.cumsum(self.offer_count)[:-1]]).astype(np.int64)
+        self.page_ids = [o.page.id for o in self.offers]
+        self._offer_lookup = {(o.campaign.id, o.page.id): i for i, o in enumerate(self.offers)}
+        self.payouts = np.array([o.campaign.payout for o in self.offers])
+        self._schedule = _Schedule(pages)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -86,12 +115,22 @@ class World:
         rng = np.random.default_rng([seed, 1])
         population = Population.build(rng, config)
         campaigns = build_campaigns(rng, n_campaigns, population, config)
-        return cls(config, seed, population, campaigns)
+        # pages from a stream of their own: the campaigns and traffic stay those of one page each
+        campaigns, pages = attach_pages(
+            np.random.default_rng([seed, 6]),
+            campaigns,
+            population,
+            config,
+            parse_timestamp(config.start),
+        )
+        return cls(config, seed, population, campaigns, pages=pages)
 
     def _draw_truth(self) -> TruthSpec:
         rng = np.random.default_rng([self.seed, 2])
         sample = self.audience.slots(self.draw_spread(rng, _CALIBRATION_ROWS))
-        eligible = self.eligible_slots(sample)
+        # a campaign's base rate is over the traffic the campaign itself admits
+        active, country_ok, os_ok = self._campaign_eligibility
+        eligible = active & country_ok[sample["country"]] & os_ok[sample["os"]]
         return generate_truth(rng, self.config, sample, eligible, self.sizes)
 
     # ---- persistence -------------------------------------------------------------------
@@ -102,7 +141,7 @@ class World:
         root.mkdir(parents=True, exist_ok=True)
         write_catalog(root / CATALOG_FILE, self.campaigns)
         document = WorldFile(
-            FORMAT_VERSION, self.seed, self.config, self.population, self.truth.spec
+            FORMAT_VERSION, self.seed, self.config, self.population, self.truth.spec, self.pages
         )
         (root / WORLD_FILE).write_bytes(msgspec.json.encode(document))
         return root
@@ -120,7 +159,17 @@ class World:
         campaigns, problems = load_catalog(root / CATALOG_FILE)
         if problems or len(campaigns) != len(document.truth.intercept):
             raise InvalidInput(f"{root / CATALOG_FILE}: does not match {WORLD_FILE}: {problems}")
-        return cls(document.config, document.seed, document.population, campaigns, document.truth)
+        problem = document.pages.problem(len(offers_of(campaigns)))
+        if problem is not None:
+            raise InvalidInput(f"{root / CATALOG_FILE}: does not match {WORLD_FILE}: {problem}")
+        return cls(
+            document.config,
+            document.seed,
+            document.population,
+            campaigns,
+            document.truth,
+            document.pages,
+        )
 
     # ---- traffic -----------------------------------------------------------------------
 
@@ -186,35 +235,137 @@ class World:
             slots[f] = np.clip(values, 0, size - 1)
         return slots
 
-    def true_proba(self, profiles: list[dict[str, Any]]) -> np.ndarray:
-        """True P(sale) for every campaign; shape (n_profiles, n_campaigns), catalogue order.
+    def offer_index(
+        self, campaign_ids: Sequence[str], page_ids: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """The offer index of each (campaign id, page id) pair; -1 where the world has none.
 
-        Defined for every campaign, eligible or not (see :meth:`eligible`).
+        ``page_ids`` None means every row's page is ``default`` (click events
+        logged before pages existed).
+        """
+        if page_ids is None:
+            page_ids = [DEFAULT_PAGE_ID] * len(campaign_ids)
+        lookup = self._offer_lookup
+        return np.fromiter(
+            (lookup.get(pair, -1) for pair in zip(campaign_ids, page_ids, strict=True)),
+            dtype=np.int64,
+            count=len(campaign_ids),
+        )
+
+    def true_proba(self, profiles: list[dict[str, Any]]) -> np.ndarray:
+        """True P(sale) for every offer; shape (n_profiles, n_offers), offer order.
+
+        Defined for every offer, eligible or not (see :meth:`eligible`).
         """
         return sigmoid(self.truth.logits(self.slots_of(profiles)))
 
-    def true_proba_slots(self, slots: dict[str, np.ndarray], campaign: np.ndarray) -> np.ndarray:
-        """True P(sale) of one campaign (index) per row of vocabulary slots; shape (n,)."""
-        return sigmoid(self.truth.logits_for(slots, campaign))
+    def true_proba_slots(self, slots: dict[str, np.ndarray], offer: np.ndarray) -> np.ndarray:
+        """True P(sale) of one offer (index) per row of vocabulary slots; shape (n,)."""
+        return sigmoid(self.truth.logits_for(slots, offer))
 
     def eligible(self, profiles: list[dict[str, Any]]) -> np.ndarray:
-        """Active campaigns whose targeting admits each profile; (n_profiles, n_campaigns)."""
+        """Offers shown to each profile; (n_profiles, n_offers), the catalogue's activity."""
         return self.eligible_slots(self.slots_of(profiles))
 
-    def eligible_slots(self, slots: dict[str, np.ndarray]) -> np.ndarray:
-        return self.active & self.country_ok[slots["country"]] & self.os_ok[slots["os"]]
+    def eligible_slots(
+        self, slots: dict[str, np.ndarray], ts: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, n_offers): campaign and page active, and both their targetings admit the row.
+
+        With ``ts`` (epoch seconds per row), pages the schedule launches later or
+        has retired by then are not eligible either.
+        """
+        eligible = self.active & self.country_ok[slots["country"]] & self.os_ok[slots["os"]]
+        if ts is not None:
+            self._schedule.restrict(eligible, np.asarray(ts, dtype=np.float64))
+        return eligible
+
+    # ---- the page schedule --------------------------------------------------------------
+
+    @property
+    def change_times(self) -> np.ndarray:
+        """Sorted epoch seconds at which a page goes live or is retired (empty: none)."""
+        return self._schedule.times
+
+    def live_epoch(self, ts: np.ndarray) -> np.ndarray:
+        """Per time (epoch s), the number of schedule changes by then (same epoch, same pages)."""
+        return np.searchsorted(self._schedule.times, np.asarray(ts, dtype=np.float64), "right")
+
+    def live_offers(self, epoch: int) -> np.ndarray:
+        """(n_offers,) bool: offers the schedule lets be shown during ``epoch``."""
+        return self._schedule.live(epoch, len(self.offers))
+
+    def catalogue_at(self, ts: float) -> list[Campaign]:
+        """The catalogue to serve at ``ts``: pages not live then are marked inactive."""
+        live = self.live_offers(int(self.live_epoch(np.array([ts]))[0]))
+        out = []
+        for c, campaign in enumerate(self.campaigns):
+            start, count = int(self.offer_start[c]), int(self.offer_count[c])
+            if campaign.landing_pages is None or live[start : start + count].all():
+                out.append(campaign)
+                continue
+            pages = tuple(
+                page if live[start + k] else msgspec.structs.replace(page, active=False)
+                for k, page in enumerate(campaign.landing_pages)
+            )
+            out.append(msgspec.structs.replace(campaign, landing_pages=pages))
+        return out
 
     def _eligibility_tables(self) -> None:
         vocab = self.audience.vocabulary.values
-        self.active = np.array([c.active for c in self.campaigns], dtype=bool)
-        self.country_ok = np.ones((len(vocab["country"]), len(self.campaigns)), dtype=bool)
-        self.os_ok = np.ones((len(vocab["os"]), len(self.campaigns)), dtype=bool)
+        active = np.array([c.active for c in self.campaigns], dtype=bool)
+        country_ok = np.ones((len(vocab["country"]), len(self.campaigns)), dtype=bool)
+        os_ok = np.ones((len(vocab["os"]), len(self.campaigns)), dtype=bool)
         for j, campaign in enumerate(self.campaigns):
             rules = campaign.rules()
             if "country" in rules:
-                self.country_ok[:, j] = [rules["country"].admits(v) for v in vocab["country"]]
+                country_ok[:, j] = [rules["country"].admits(v) for v in vocab["country"]]
             if "os" in rules:
-                self.os_ok[:, j] = [rules["os"].admits(v) for v in vocab["os"]]
+                os_ok[:, j] = [rules["os"].admits(v) for v in vocab["os"]]
+        self._campaign_eligibility = (active, country_ok, os_ok)
+        # an offer: its campaign's rules, and its page's own (most pages have none)
+        to_campaign = self.offer_campaign
+        self.active = active[to_campaign] & [o.page.active for o in self.offers]
+        self.country_ok = country_ok[:, to_campaign]
+        self.os_ok = os_ok[:, to_campaign]
+        for j, offer in enumerate(self.offers):
+            rules = offer.page.rules()
+            if "country" in rules:
+                self.country_ok[:, j] &= [rules["country"].admits(v) for v in vocab["country"]]
+            if "os" in rules:
+                self.os_ok[:, j] &= [rules["os"].admits(v) for v in vocab["os"]]
 
     def __repr__(self) -> str:
-        return f"World(seed={self.seed}, campaigns={len(self.campaigns)})"
+        return (
+            f"World(seed={self.seed}, campaigns={len(self.campaigns)}, offers={len(self.offers)})"
+        )
+
+
+class _Schedule:
+    """When scheduled pages are live: launched ones from their time, retired ones until theirs."""
+
+    def __init__(self, pages: PageSpec) -> None:
+        self.launch_offer = np.array(pages.launch_offer, dtype=np.int64)
+        self.launch_ts = np.array(pages.launch_ts, dtype=np.float64)
+        self.retire_offer = np.array(pages.retire_offer, dtype=np.int64)
+        self.retire_ts = np.array(pages.retire_ts, dtype=np.float64)
+        self.times = np.unique(np.concatenate([self.launch_ts, self.retire_ts]))
+        self._live: dict[int, np.ndarray] = {}
+
+    def restrict(self, eligible: np.ndarray, ts: np.ndarray) -> None:
+        """Clear, in place, the offers of each row that are not live at its time."""
+        if len(self.launch_offer):
+            eligible[:, self.launch_offer] &= ts[:, None] >= self.launch_ts[None, :]
+        if len(self.retire_offer):
+            eligible[:, self.retire_offer] &= ts[:, None] < self.retire_ts[None, :]
+
+    def live(self, epoch: int, n_offers: int) -> np.ndarray:
+        cached = self._live.get(epoch)
+        if cached is None:
+            # any time within the epoch: its start (or before the first change)
+            at = self.times[epoch - 1] if epoch > 0 else -np.inf
+            cached = np.ones(n_offers, dtype=bool)
+            cached[self.launch_offer] = at >= self.launch_ts
+            cached[self.retire_offer] = at < self.retire_ts
+            self._live[epoch] = cached
+        return cached

@@ -7,8 +7,9 @@ pyarrow (the ``consume`` extra, which a predictor install lacks).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clickrouter.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from clickrouter.eventlog import EventLogWriter, EventWriter, open_writer
@@ -18,16 +19,19 @@ if TYPE_CHECKING:
     from clickrouter.stream.local_source import LocalLogSource
     from clickrouter.stream.redis_stream import RedisStreamSource
 
-_LAZY = {
-    "BatchAttributor": "clickrouter.stream.join",
-    "ConsumerManager": "clickrouter.stream.consumer",
-    "EventLogWriter": "clickrouter.eventlog",
-    "EventWriter": "clickrouter.eventlog",
-    "LocalLogSource": "clickrouter.stream.local_source",
-    "RedisStreamSource": "clickrouter.stream.redis_stream",
-    "RedisStreamWriter": "clickrouter.redislog",
-    "open_writer": "clickrouter.eventlog",
-}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "BatchAttributor": "clickrouter.stream.join",
+        "ConsumerManager": "clickrouter.stream.consumer",
+        "EventLogWriter": "clickrouter.eventlog",
+        "EventWriter": "clickrouter.eventlog",
+        "LocalLogSource": "clickrouter.stream.local_source",
+        "RedisStreamSource": "clickrouter.stream.redis_stream",
+        "RedisStreamWriter": "clickrouter.redislog",
+        "open_writer": "clickrouter.eventlog",
+    },
+)
 __all__ = [
     "BatchAttributor",
     "ConsumerManager",
@@ -38,9 +42,3 @@ __all__ = [
     "RedisStreamWriter",
     "open_writer",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clickrouter.stream' has no attribute {name!r}")

@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import RECORD_SCHEMA
 from clickrouter.events import ClickEvent, Event, SaleEvent
 
 # the click's part of a record, plus the event id (kept for deduplication state)
@@ -31,8 +31,8 @@ CLICK_SCHEMA = pa.schema(
 )
 _PROFILE_STRINGS = ("country", "device", "os", "browser", "provider")
 _ID, _CLICK_ID, _TS, _PROFILE = map(attrgetter, ("id", "click_id", "ts", "profile"))
-_CAMPAIGN, _PROPENSITY, _MODEL_VERSION, _REVENUE = map(
-    attrgetter, ("campaign_id", "propensity", "model_version", "revenue")
+_CAMPAIGN, _PROPENSITY, _MODEL_VERSION, _REVENUE, _PAGE = map(
+    attrgetter, ("campaign_id", "propensity", "model_version", "revenue", "landing_page_id")
 )
 _HOUR, _WEEKDAY = attrgetter("local_hour"), attrgetter("local_weekday")
 _event_decoder = msgspec.json.Decoder(Event)
@@ -144,6 +144,7 @@ def _columns(
         "local_weekday": pa.array(weekday.astype(np.int8)),
         "propensity": pa.array(propensity),
         "model_version": pa.array(list(map(_MODEL_VERSION, clicks)), pa.string()),
+        "landing_page_id": pa.array(list(map(_PAGE, clicks)), pa.string()),
     }
     for name in _PROFILE_STRINGS:
         arrays[name] = pa.array(list(map(attrgetter(name), profiles)), pa.string())

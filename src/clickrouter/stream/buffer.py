@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import RECORD_SCHEMA, with_page_ids
 from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
 
 SECONDS_PER_DAY = 86400.0
@@ -154,4 +154,4 @@ class RecordBuffer:
 
     def add_ipc(self, data: bytes, now: float) -> None:
         if data:
-            self.add(ipc_to_table(data), now)
+            self.add(with_page_ids(ipc_to_table(data)), now)

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clickrouter.datastore.manager import DataManager
+from clickrouter.datastore import DataManager
 from clickrouter.stream.arrowio import use_system_allocator
 from clickrouter.stream.batch import EventBatch, repeated
 from clickrouter.stream.buffer import RecordBuffer
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic GC while ingesting: the loop allocates millions of acyclic
     objects (events, tuples) and gen-2 passes over the large, live state cost
-    more than the ingestion itself (2x measured on the decode step).
+    more than the ingestion itself.
 
     Everything allocated meanwhile is still "young" to the GC, so the first
     collection after re-enabling it would scan the whole consumer state

@@ -17,7 +17,7 @@ from itertools import repeat
 
 import msgspec
 
-from clickrouter.datastore.ids import is_safe_campaign_id
+from clickrouter.datastore import is_safe_campaign_id
 from clickrouter.events import (
     ClickEvent,
     Event,

@@ -5,10 +5,10 @@ A two-stage pipeline: the consumer keeps up to ``depth`` batches in flight
 :mod:`clickrouter.stream.consumer`), threads move frames through widened
 pipes in both directions, and when the worker already holds
 ``steal_after`` unanswered batches the consumer decodes the next one itself
-(a batch costs the worker ~70 ms and the consumer's join of it ~50 ms, so
-the consumer has room for a share). The previous design kept one batch in
-flight and read each answer only when it needed it, so the worker sat
-blocked on a full 64 KiB pipe and idled through every commit.
+(decoding a batch costs the worker about as much as the consumer's join of
+it, so the consumer has room for a share). Answers are read as they come:
+a worker whose answer waits unread blocks on a full 64 KiB pipe and idles
+through every commit.
 """
 
 from __future__ import annotations

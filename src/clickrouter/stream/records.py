@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import RECORD_SCHEMA
 from clickrouter.events import ClickEvent
 from clickrouter.stream.blocks import ClickBlock
 
@@ -18,7 +18,7 @@ Record = tuple[ClickEvent, int, float, float | None]
 
 
 def records_table(records: list[Record]) -> pa.Table:
-    """One row per ``(click, label, revenue, sale_ts)``; shape (len(records), 15)."""
+    """One row per ``(click, label, revenue, sale_ts)``; shape (len(records), 16)."""
     clicks = [r[0] for r in records]
     profiles = [c.profile for c in clicks]
     columns = {
@@ -37,6 +37,7 @@ def records_table(records: list[Record]) -> pa.Table:
         "sale_ts": [r[3] for r in records],
         "propensity": [c.propensity for c in clicks],
         "model_version": [c.model_version for c in clicks],
+        "landing_page_id": [c.landing_page_id for c in clicks],
     }
     return pa.Table.from_pydict(columns, schema=RECORD_SCHEMA)
 
@@ -45,7 +46,7 @@ def labelled_records(
     positives: list[tuple[ClickBlock, int, float, float]],
     negatives: list[tuple[ClickBlock, np.ndarray]],
 ) -> pa.Table:
-    """One ``take`` over every block involved (a take per block costs ~0.5 ms)."""
+    """One ``take`` over every block involved (a take per block pays its overhead per block)."""
     n_neg = sum(len(rows) for _, rows in negatives)
     if not positives and not n_neg:
         return RECORD_SCHEMA.empty_table()

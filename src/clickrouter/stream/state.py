@@ -26,6 +26,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from clickrouter.datastore import with_page_ids
 from clickrouter.errors import ClickrouterError
 from clickrouter.events import SaleEvent
 from clickrouter.stream.arrowio import ipc_to_table, table_to_ipc
@@ -188,14 +189,15 @@ class StateBook:
         if ref.held is not None:
             bits = np.frombuffer(ref.held, dtype=np.uint8)
             held = np.unpackbits(bits, count=ref.held_rows).astype(bool)
-        self.buffer.add_part(ref.name, ipc_to_table(content.held), held, now)
+        self.buffer.add_part(ref.name, with_page_ids(ipc_to_table(content.held)), held, now)
 
 
 def _accepted_clicks(content: PartFile) -> pa.Table:
-    """The part's accepted clicks, in order, as one table."""
+    """The part's accepted clicks, in order, as one table (a part written before
+    pages gains ``landing_page_id``: its clicks went to their ``default`` page)."""
     tables = []
     for ipc, accepted in zip(content.clicks, content.accepted, strict=True):
-        table = ipc_to_table(ipc)
+        table = with_page_ids(ipc_to_table(ipc))
         if accepted is not None:
             bits = np.frombuffer(accepted, dtype=np.uint8)
             table = table.filter(pa.array(np.unpackbits(bits, count=table.num_rows).astype(bool)))

@@ -18,13 +18,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import RECORD_SCHEMA, with_page_ids
 from clickrouter.errors import InvalidInput
 
 _PARTITIONING = ds.partitioning(
     pa.schema([("campaign_id", pa.string()), ("date", pa.string())]), flavor="hive"
 )
 FILE_SCHEMA = pa.schema([f for f in RECORD_SCHEMA if f.name != "campaign_id"])
+# the files' columns as the scan expects them, whatever file it opens first
+_SCAN_SCHEMA = FILE_SCHEMA.append(pa.field("campaign_id", pa.string())).append(
+    pa.field("date", pa.string())
+)
 
 
 @runtime_checkable
@@ -83,9 +87,11 @@ class ParquetTrainingData:
         if not root.is_dir():
             return _empty(with_campaign)
         schema = RECORD_SCHEMA if with_campaign else FILE_SCHEMA
-        dataset = ds.dataset(root, format="parquet", partitioning=_PARTITIONING)
+        dataset = ds.dataset(
+            root, schema=_SCAN_SCHEMA, format="parquet", partitioning=_PARTITIONING
+        )
         table = dataset.to_table(columns=schema.names, filter=_time_filter(start, end))
-        return table.cast(schema).to_pandas()
+        return with_page_ids(table).cast(schema).to_pandas()  # older files: no page ids
 
 
 def _time_filter(start: Any, end: Any) -> Any:

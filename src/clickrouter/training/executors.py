@@ -53,7 +53,7 @@ class ProcessExecutor:
     """A pool of local worker processes, forked and started before any fit is sent.
 
     fork, not spawn/forkserver: a fresh interpreter re-imports numpy, scipy,
-    sklearn and the caller's main module (~3-6 s per worker on a loaded 2-core
+    sklearn and the caller's main module (seconds per worker on a loaded
     machine), while a forked child has them already. The workers are started
     here, eagerly, before the caller starts other threads (the progress bar),
     so no thread's lock is ever copied into a child mid-use.

@@ -5,6 +5,13 @@ Everything here is a pure function of picklable inputs so that any executor
 campaign's records already encoded as feature columns, time-ordered, with
 every positive and a sample of the negatives (rate ``rate``), plus the full,
 unsampled newest slice for evaluation.
+
+A campaign with several landing pages is still one model: its pages are one
+more one-hot field beside the profile's, so they share the profile effects
+and each page has an effect of its own, shrunk by the same L2 penalty towards
+the campaign's level. A page without records of its own gets no column and
+scores at that level (see :class:`_Fit` for why it is the campaign's average
+and not an arbitrary page's); so does a page added after the fit.
 """
 
 from __future__ import annotations
@@ -83,11 +90,48 @@ class CampaignTask:
     exposure: float = -1.0  # -1: the row counts
     train_exposure: float = -1.0
 
+    pages: PageRows | None = None  # None: one page, nothing known of it
+
     def __post_init__(self) -> None:
         if self.exposure < 0:
             self.exposure = float(self.rows)
         if self.train_exposure < 0:
             self.train_exposure = float(self.train_rows)
+
+    @property
+    def model_pages(self) -> tuple[str, ...]:
+        """The page ids its model reads as its page input; none for a campaign with one page."""
+        if self.pages is None or self.pages.listed < 2:
+            return ()
+        return self.pages.ids[: self.pages.listed]
+
+
+@dataclass
+class PageRows:
+    """Which landing page each row of a task went to, and each page's evidence.
+
+    ids: the campaign's page ids, the catalogue's ``listed`` first (in its
+        order), then the other ids its records name (pages since removed).
+    kept / hold: (n_kept,) / (n_hold,) int32, each row's index into ``ids``.
+    Per page of ``ids``, float64: ``positives`` (labelled sales), ``late``
+    (late sales), ``exposure`` over the window; ``train_sales`` (both kinds)
+    and ``train_exposure`` over its training part.
+    """
+
+    kept: np.ndarray
+    hold: np.ndarray
+    ids: tuple[str, ...] = ()
+    listed: int = 0
+    positives: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    late: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    exposure: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    train_sales: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    train_exposure: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def sales(self, *, late: bool) -> dict[str, int]:
+        """Sales per catalogue page (``late``: late sales included)."""
+        counts = self.positives + self.late if late else self.positives
+        return {p: round(float(n)) for p, n in zip(self.ids[: self.listed], counts, strict=False)}
 
 
 @dataclass
@@ -105,6 +149,7 @@ class FitResult:
     reason: str
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    pages: tuple[str, ...] = ()  # the model's page input categories (none: no page input)
 
 
 def fit_chunk(settings: FitSettings, tasks: list[CampaignTask]) -> list[FitResult]:
@@ -135,6 +180,9 @@ def fit_campaign(settings: FitSettings, space: FeatureSpace, task: CampaignTask)
         result = _base_rate(settings, task)
     else:
         result = _logistic(settings, task, space)
+    result.pages = task.model_pages
+    if task.pages is not None:  # the sales the fit rests on, as the record's ``sales`` counts them
+        result.details["page_positives"] = task.pages.sales(late=result.kind == "base_rate")
     if int(task.hold_labels.sum()) >= settings.guard_min_positives:
         # below that the guard cannot judge, so the served model is not scored
         # (the bulk of a cycle's campaigns: one-in-a-million labels)
@@ -145,19 +193,49 @@ def fit_campaign(settings: FitSettings, space: FeatureSpace, task: CampaignTask)
 
 def smoothed_rate(positives: float, rows: float, pooled: float, strength: float) -> float:
     """Posterior mean of a Beta(strength, strength (1 - pooled) / pooled) prior."""
-    beta = strength * (1 - pooled) / pooled
-    return (positives + strength) / (rows + strength + beta)
+    return float(smoothed_rates(np.float64(positives), np.float64(rows), pooled, strength))
+
+
+def smoothed_rates(sales: Any, exposure: Any, level: float, strength: float) -> Any:
+    """:func:`smoothed_rate` elementwise, over numpy arrays of sales and exposure."""
+    beta = strength * (1 - level) / level
+    return (sales + strength) / (exposure + strength + beta)
 
 
 def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
+    """The campaign's smoothed sale rate, and for a campaign with several pages
+    one per page, shrunk towards the campaign's.
+
+    The campaign's rate is the posterior mean under a prior centred on the
+    pooled rate of thin campaigns, worth ``prior_positives`` sales. A page's
+    rate is the posterior mean under a prior centred on its campaign's rate,
+    worth as many sales: with few sales neither the pooled rate nor a fixed
+    split between pages is known, so a page that has shown no sale of its own
+    (or no click) scores as its campaign, and a page's own clicks move it away
+    only as far as its sales support (a page with three times the sales on
+    as many clicks ends up between one and three times its sibling, nearer
+    three the more sales). The model is the campaign's rate as its intercept
+    plus, per page, the logit difference as that page's coefficient.
+    """
     smooth = settings.pooled_rate, settings.prior_positives
     train_sales = task.train_positives + task.train_late_positives
     train_rate = smoothed_rate(train_sales, task.train_exposure, *smooth)
-    metrics = None
-    if len(task.hold_labels):
-        metrics = evaluate(task.hold_labels, np.full(len(task.hold_labels), train_rate))
     rate = smoothed_rate(task.positives + task.late_positives, task.exposure, *smooth)
     intercept = math.log(rate / (1 - rate))
+    hold_rate = np.full(len(task.hold_labels), train_rate)
+    coef = None
+    n, strength = len(task.model_pages), settings.prior_positives
+    if task.pages is not None and n:
+        pages = task.pages
+        sales = pages.positives[:n] + pages.late[:n]
+        page_rate = smoothed_rates(sales, pages.exposure[:n], rate, strength)
+        coef = np.zeros(settings.n_columns + n, dtype=np.float64)
+        coef[settings.n_columns :] = np.log(page_rate / (1 - page_rate)) - intercept
+        seen = pages.train_sales[:n], pages.train_exposure[:n]
+        train_page = smoothed_rates(*seen, train_rate, strength)
+        listed = pages.hold < n  # a page no longer listed scores as the campaign
+        hold_rate[listed] = train_page[pages.hold[listed]]
+    metrics = evaluate(task.hold_labels, hold_rate) if len(task.hold_labels) else None
     details = {
         "rate": rate,
         "pooled_rate": settings.pooled_rate,
@@ -165,18 +243,23 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
         "exposure": round(task.exposure, 2),
     }
     return FitResult(
-        task.campaign_id, "base_rate", None, intercept, None, metrics, None, "", "", 0, details
+        task.campaign_id, "base_rate", coef, intercept, None, metrics, None, "", "", 0, details
     )
 
 
 def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) -> FitResult:
     harmonics = settings.hour_harmonics
-    used = used_columns(task.cols)
+    pages = task.pages if task.model_pages else None
+    n_pages = len(pages.ids) if pages is not None else 0
+    cols = _with_pages(task.cols, pages.kept if pages else None, settings.n_columns)
+    hold_cols = _with_pages(task.hold_cols, pages.hold if pages else None, settings.n_columns)
+    used = used_columns(cols)  # a page without kept rows gets no column: the campaign's level
     if harmonics:  # every hour scores the fitted curve, seen in training or not
         used = np.union1d(used, hour_columns(space))
+    # page columns lie past the last offset: they form one more field
     field_of = np.searchsorted(column_offsets(space), used, side="right") - 1
-    X = design_matrix(restrict(task.cols, used), len(used))
-    X_hold = design_matrix(restrict(task.hold_cols, used), len(used))
+    X = design_matrix(restrict(cols, used), len(used))
+    X_hold = design_matrix(restrict(hold_cols, used), len(used))
     y = task.labels.astype(np.float64)
     weight = np.where(y > 0, settings.positive_weight, 1.0)
     # sampling negatives at rate r (or weighting positives by w) multiplies the
@@ -189,8 +272,9 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     if metrics is None:  # no held-out verdict: nothing was chosen, choose again next time
         chosen_at = 0
     coef_used, intercept = fit(chosen, slice(None))
-    coef = np.zeros(settings.n_columns, dtype=np.float64)
+    coef = np.zeros(settings.n_columns + n_pages, dtype=np.float64)
     coef[used] = coef_used
+    coef = coef[: settings.n_columns + len(task.model_pages)]  # pages no longer listed: out
     intercept += shift
     recent = 0.0
     if settings.recent_prior_sales > 0:  # off by default: no scoring of the slice then
@@ -209,6 +293,13 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     )
 
 
+def _with_pages(cols: np.ndarray, pages: np.ndarray | None, n_columns: int) -> np.ndarray:
+    """``cols`` and one more field, page ``j`` as column ``n_columns + j`` (None: ``cols``)."""
+    if pages is None:
+        return cols
+    return np.column_stack([cols, pages.astype(np.int32) + n_columns]).astype(np.int32)
+
+
 class _Fit:
     """Fits on (a time prefix of) one campaign's kept rows; returns centred parameters.
 
@@ -219,6 +310,8 @@ class _Fit:
     Centring each field's coefficients on their training-population mean,
     and moving the mean into the intercept, leaves every prediction on seen
     values unchanged and gives unseen values the field's average effect.
+    The landing page is such a field: a page without rows scores at the
+    campaign's level, its pages' effects averaged over the traffic they had.
     """
 
     def __init__(
@@ -335,8 +428,11 @@ def _served_metrics(task: CampaignTask, space: FeatureSpace) -> dict[str, Any] |
     """The served model's metrics on the same slice (None when it cannot tell)."""
     if task.served_model is None or len(task.hold_labels) == 0:
         return None
+    pages = None
+    if task.pages is not None and task.pages.ids:
+        pages = np.asarray(task.pages.ids, dtype=object)[task.pages.hold]
     try:
-        proba = served_proba(read_model(task.served_model), task.hold_cols, space)
+        proba = served_proba(read_model(task.served_model), task.hold_cols, space, pages)
     except Exception:  # an unreadable served model is simply not a baseline
         return None
     return evaluate(task.hold_labels, proba)

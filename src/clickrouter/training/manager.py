@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 
 from clickrouter.catalogue import Campaign, load_catalog
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import RECORD_SCHEMA
 from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.modelstore import ModelStore
 from clickrouter.training.data import TrainingData
@@ -28,7 +28,7 @@ from clickrouter.training.design import build_space, column_offsets, encode_colu
 from clickrouter.training.executors import make_executor
 from clickrouter.training.fitting import FitResult, FitSettings
 from clickrouter.training.late import FEEDBACK_COLUMNS, DelayedFeedback
-from clickrouter.training.models import base_rate_pipeline, feature_transformer
+from clickrouter.training.models import Transformers, base_rate_pipeline, feature_transformer
 from clickrouter.training.plan import Served, changed, cold_record, jsonable, placement
 from clickrouter.training.plan import carried as carried_over
 from clickrouter.training.publish import Placement, publish, space_spec
@@ -187,17 +187,20 @@ class TrainingManager:
         space = build_space(frame, min_count=self.settings.min_count)
         cols = encode_columns(frame, space)
         feedback = late.feedback(frame, now) if late is not None else None
+        pages = {c.id: tuple(p.id for p in c.pages) for c in catalog}
         tasks = campaign_tasks(
-            frame, cols, train, self.settings, served.files, served.records, feedback
+            frame, cols, train, self.settings, served.files, served.records, feedback, pages
         )
         fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
         clock.lap("encode")
         results = self._fit_all(fit_settings, tasks)
         del tasks, cols
         clock.lap("fit")
-        transformer = feature_transformer(space)
+        transformers = Transformers(space)
         placements = [
-            placement(r, transformer, served, versions.get(r.campaign_id), fit_settings.pooled_rate)
+            placement(
+                r, transformers, served, versions.get(r.campaign_id), fit_settings.pooled_rate
+            )
             for r in results
         ]
         placements += [carried_over(c, served) for c in carried]

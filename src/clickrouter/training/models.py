@@ -8,46 +8,101 @@ the ModelBank compiles it. The transformer is fitted once per cycle (explicit
 categories make the fit data irrelevant) and shared by all of the cycle's
 models; the fitted coefficients, computed on the trainer's own sparse design
 matrix with the same column layout, are placed into a LogisticRegression.
+
+The model of a campaign with several landing pages reads one more input
+column, ``landing_page`` (:data:`PAGE_INPUT`, the page id), one-hot encoded
+over the campaign's page ids in catalogue order, its columns after the
+profile's: the pages share the profile effects and each has an effect of its
+own. A page id outside those categories (a page added since) gets no column
+and scores at the campaign's level. :class:`Transformers` gives the cycle's
+transformer for each set of page ids.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from clickrouter.catalogue import PAGE_INPUT
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS, profile_frame
 
 
-def feature_transformer(space: FeatureSpace) -> ColumnTransformer:
-    """Fitted one-hot transformer whose output columns follow :mod:`.design`'s layout."""
+def feature_transformer(space: FeatureSpace, pages: tuple[str, ...] = ()) -> ColumnTransformer:
+    """Fitted one-hot transformer whose output columns follow :mod:`.design`'s layout.
+
+    pages: the campaign's landing page ids, when its model tells them apart:
+    one more input column, :data:`PAGE_INPUT`, whose one-hot columns come last.
+    """
 
     def categories(fields: tuple[str, ...]) -> list[list[Any]]:
         return [list(space.vocabularies[f][1:]) for f in fields]
 
-    transformer = ColumnTransformer(
-        [
-            (
-                "categorical",
-                OneHotEncoder(categories=categories(CATEGORICAL_FIELDS), handle_unknown="ignore"),
-                list(CATEGORICAL_FIELDS),
-            ),
-            (
-                "local_time",
-                OneHotEncoder(categories=categories(NUMERIC_FIELDS), handle_unknown="ignore"),
-                list(NUMERIC_FIELDS),
-            ),
-        ],
-        sparse_threshold=1.0,  # always sparse: the same matrix type the trainer fits on
-    )
-    sample = {f: space.vocabularies[f][1] for f in space.fields}
-    return transformer.fit(profile_frame([sample]))
+    steps: list[tuple[str, OneHotEncoder, list[str]]] = [
+        (
+            "categorical",
+            OneHotEncoder(categories=categories(CATEGORICAL_FIELDS), handle_unknown="ignore"),
+            list(CATEGORICAL_FIELDS),
+        ),
+        (
+            "local_time",
+            OneHotEncoder(categories=categories(NUMERIC_FIELDS), handle_unknown="ignore"),
+            list(NUMERIC_FIELDS),
+        ),
+    ]
+    if pages:
+        encoder = OneHotEncoder(categories=[list(pages)], handle_unknown="ignore")
+        steps.append(("landing_page", encoder, [PAGE_INPUT]))
+    # always sparse: the same matrix type the trainer fits on
+    transformer = ColumnTransformer(steps, sparse_threshold=1.0)
+    sample = profile_frame([{f: space.vocabularies[f][1] for f in space.fields}])
+    if pages:
+        sample[PAGE_INPUT] = pd.Series([pages[0]], dtype=object)
+    return transformer.fit(sample)
+
+
+class Transformers:
+    """The cycle's fitted transformers: one per set of page ids (``()``: no page input).
+
+    Page ids are often the campaign's own, so a cycle would otherwise fit a
+    ColumnTransformer per campaign, far slower than copying one. One is
+    fitted per number of pages; another set of as many pages is a copy of it
+    whose page encoder has those categories, as a parameter and as its fitted
+    state: the same object a fit would give.
+    """
+
+    def __init__(self, space: FeatureSpace) -> None:
+        self.space = space
+        self._fitted: dict[tuple[str, ...], ColumnTransformer] = {}
+        self._by_count: dict[int, ColumnTransformer] = {}
+
+    def __call__(self, pages: tuple[str, ...] = ()) -> ColumnTransformer:
+        fitted = self._fitted.get(pages)
+        if fitted is None:
+            fitted = self._fitted[pages] = self._build(pages)
+        return fitted
+
+    def _build(self, pages: tuple[str, ...]) -> ColumnTransformer:
+        template = self._by_count.get(len(pages))
+        if template is None or not pages:
+            fitted = feature_transformer(self.space, pages)
+            self._by_count[len(pages)] = fitted
+            return fitted
+        fitted = copy.deepcopy(template)
+        # the parameter (what a clone refits with) and the fitted encoder
+        unfitted = next(step for name, step, _ in fitted.transformers if name == "landing_page")
+        encoder = fitted.named_transformers_["landing_page"]
+        unfitted.categories = encoder.categories = [list(pages)]
+        encoder.categories_ = [np.array(pages, dtype=object)]
+        return fitted
 
 
 def logistic_pipeline(

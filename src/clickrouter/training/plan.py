@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from clickrouter.training.fitting import FitResult
-from clickrouter.training.models import base_rate_pipeline, logistic_pipeline, n_columns
+from clickrouter.training.models import (
+    Transformers,
+    base_rate_pipeline,
+    logistic_pipeline,
+    n_columns,
+)
 from clickrouter.training.publish import Placement
 
 
@@ -48,9 +53,17 @@ def changed(cid: str, versions: dict[str, str | None], served: Served) -> bool:
 
 
 def placement(
-    result: FitResult, transformer: Any, served: Served, data_version: str | None, pooled: float
+    result: FitResult,
+    transformers: Transformers,
+    served: Served,
+    data_version: str | None,
+    pooled: float,
 ) -> Placement:
-    """A new model, or the served file when the guard kept it or the fit failed."""
+    """A new model, or the served file when the guard kept it or the fit failed.
+
+    The new model reads the campaign's landing page when the fit gave its
+    pages effects (``result.pages``); a pooled fallback reads no page.
+    """
     entry = record(result, data_version)
     old = served.files.get(result.campaign_id)
     if result.decision in ("kept", "failed") and old is not None:
@@ -58,7 +71,9 @@ def placement(
         return Placement(result.campaign_id, kept, source=old)
     if result.kind == "failed":  # nothing to fall back on: the pooled base rate
         entry.update(kind="base_rate", rate=pooled)
-        return Placement(result.campaign_id, entry, model=base_rate_pipeline(transformer, pooled))
+        fallback = base_rate_pipeline(transformers(), pooled)
+        return Placement(result.campaign_id, entry, model=fallback)
+    transformer = transformers(result.pages)
     coef = result.coef if result.coef is not None else np.zeros(n_columns(transformer))
     model = logistic_pipeline(transformer, coef, result.intercept, C=result.C or 1.0)
     return Placement(result.campaign_id, entry, model=model)

@@ -1,7 +1,7 @@
 """Reading a whole cycle's records in one scan, when the data source allows it.
 
 ``TrainingData.read_all`` returns every column, sorted, as pandas; a cycle
-needs 9 of the 15 columns in any order, and the DataManager reads its files
+needs 10 of the 16 columns in any order, and the DataManager reads its files
 one by one (~10M records in 5,000-10,000 files: most of a cycle). When the
 source exposes its committed files (``files()``, ``root``: the DataManager
 does) in the documented hive layout, one multi-threaded Arrow scan over those
@@ -22,10 +22,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from clickrouter.datastore.schema import RECORD_SCHEMA
+from clickrouter.datastore import PAGE_COLUMN, RECORD_SCHEMA, with_page_ids
 from clickrouter.profile import CANONICAL_FIELDS
 
-COLUMNS = ("campaign_id", "ts", *CANONICAL_FIELDS, "label")
+COLUMNS = ("campaign_id", "ts", *CANONICAL_FIELDS, "label", PAGE_COLUMN)
 _PREFIX = "campaign_id="
 _PARTITIONING = ds.partitioning(
     pa.schema([("campaign_id", pa.string()), ("date", pa.string())]), flavor="hive"
@@ -69,7 +69,8 @@ def scan(
     if not paths:
         return None
     columns = [*COLUMNS, *extra]
-    schema = pa.schema([RECORD_SCHEMA.field(name) for name in columns])
+    # nullable: a file written before pages has no page column, read as nulls
+    schema = pa.schema([RECORD_SCHEMA.field(name).with_nullable(True) for name in columns])
     try:
         dataset = ds.dataset(
             paths,
@@ -81,7 +82,7 @@ def scan(
         table = dataset.to_table(columns=columns, filter=_time_filter(start, end))
     except (OSError, pa.ArrowInvalid):  # compacted away mid-read, or not our layout
         return None
-    return table.to_pandas()
+    return with_page_ids(table).to_pandas()
 
 
 def _time_filter(start: Any, end: Any) -> Any:

@@ -4,9 +4,9 @@ The served model may be anything a data scientist published; the generic path
 rebuilds the slice's profile frame and calls ``predict_proba``. Most served
 models are the trainer's own ``Pipeline(ColumnTransformer(OneHotEncoder...),
 LogisticRegression)``: for those the logit is a sum of one coefficient per
-field, so the slice is scored by table look-ups on its encoded columns, ~100x
-cheaper than sklearn's per-call validation and encoding (measured: 25 ms ->
-0.2 ms per campaign), which matters with thousands of campaigns per cycle.
+field, so the slice is scored by table look-ups on its encoded columns,
+without sklearn's per-call validation and encoding, which dominate the cost
+of scoring a small slice and add up over thousands of campaigns per cycle.
 """
 
 from __future__ import annotations
@@ -22,29 +22,41 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from clickrouter.catalogue import PAGE_INPUT
 from clickrouter.features import FeatureSpace
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_FIELDS
-from clickrouter.training.design import column_offsets, decode_columns
+from clickrouter.training.design import column_offsets, decode_columns, positions
 
 
-def served_proba(model: Any, cols: np.ndarray, space: FeatureSpace) -> np.ndarray:
-    """P(sale) of ``model`` for encoded rows ``cols`` (shape (n, n_fields)) of ``space``."""
+def served_proba(
+    model: Any, cols: np.ndarray, space: FeatureSpace, pages: np.ndarray | None = None
+) -> np.ndarray:
+    """P(sale) of ``model`` for encoded rows ``cols`` (shape (n, n_fields)) of ``space``.
+
+    pages: each row's landing page id, for a model that reads them (None: a
+    page the model does not know, so every row scores as its campaign).
+    """
     tables = one_hot_logistic_tables(model, space)
     if tables is None:
-        return _generic(model, cols, space)
-    intercept, per_field = tables
+        return _generic(model, cols, space, pages)
+    intercept, per_field, page_effects = tables
     offsets = column_offsets(space)
     logit = np.full(len(cols), intercept)
     for i, contrib in enumerate(per_field):
         local = np.where(cols[:, i] >= 0, cols[:, i] - offsets[i] + 1, 0)
         logit += contrib[local]
+    if page_effects and pages is not None:
+        found = positions(pd.Series(pages, dtype=object), list(page_effects))
+        effects = np.append(np.fromiter(page_effects.values(), dtype=np.float64), 0.0)
+        logit += effects[found]  # -1, an unknown page: the appended 0
     return np.asarray(expit(logit))
 
 
 def one_hot_logistic_tables(
     model: Any, space: FeatureSpace
-) -> tuple[float, list[np.ndarray]] | None:
-    """(intercept, per field: contribution by local index of ``space``), or None.
+) -> tuple[float, list[np.ndarray], dict[str, float]] | None:
+    """(intercept, per field: contribution by local index of ``space``, per
+    landing page id: its contribution), or None.
 
     Only for Pipeline([ColumnTransformer of plain OneHotEncoders, binary
     LogisticRegression]); anything else (drop, infrequent categories, other
@@ -59,7 +71,12 @@ def one_hot_logistic_tables(
     coef = np.asarray(final.coef_, dtype=np.float64)
     if columns is None or coef.shape != (1, sum(len(c) for c in columns.values())):
         return None
-    return float(final.intercept_[0]), _field_tables(columns, coef[0], space)
+    if PAGE_INPUT in columns and list(columns)[-1] != PAGE_INPUT:
+        return None  # the page's columns are not last: not a layout this reads
+    pages = columns.pop(PAGE_INPUT, [])
+    page_coef = coef[0][len(coef[0]) - len(pages) :]
+    effects = {str(p): float(c) for p, c in zip(pages, page_coef, strict=True)}
+    return float(final.intercept_[0]), _field_tables(columns, coef[0], space), effects
 
 
 def _encoder_columns(transformer: ColumnTransformer) -> dict[str, list[Any]] | None:
@@ -71,7 +88,7 @@ def _encoder_columns(transformer: ColumnTransformer) -> dict[str, list[Any]] | N
         if not _plain_one_hot(encoder) or not isinstance(fields, list):
             return None
         for field, categories in zip(fields, encoder.categories_, strict=True):
-            if field not in space_fields() or field in out:
+            if field not in (*space_fields(), PAGE_INPUT) or field in out:
                 return None
             out[field] = list(categories)
     return out
@@ -110,11 +127,17 @@ def _field_tables(
     return tables
 
 
-def _generic(model: Any, cols: np.ndarray, space: FeatureSpace) -> np.ndarray:
+def _generic(
+    model: Any, cols: np.ndarray, space: FeatureSpace, pages: np.ndarray | None = None
+) -> np.ndarray:
     values = decode_columns(cols, space)
     frame = pd.DataFrame({f: values[f] for f in CATEGORICAL_FIELDS}, dtype=object)
     for f in NUMERIC_FIELDS:  # the dtypes profile_frame gives
         frame[f] = np.asarray(values[f], dtype=np.int64)
+    # no page ids: one no model knows, so each row scores as its campaign
+    frame[PAGE_INPUT] = pd.Series(
+        pages if pages is not None else "", dtype=object, index=frame.index
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # values it has never seen
         return np.asarray(model.predict_proba(frame[list(model.feature_names_in_)])[:, 1])

@@ -37,8 +37,8 @@ class TrainingSettings:
         window, the level is the window's average; when conversion drifts
         (a weekday effect on the first day) the model is off by that drift
         on exactly the traffic that comes next. Off by default: it fixes the
-        level under drift, but the offline replay measured no revenue gain
-        from it (docs/benchmarks.md).
+        level under drift, but it brings no revenue gain in the offline
+        replay (docs/benchmarks.md).
     guard_tolerance: keep the served model when the new log loss exceeds its
         log loss by more than this relative margin...
     guard_min_positives: ...judged only on a held-out slice with at least this

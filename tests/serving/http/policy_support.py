@@ -30,7 +30,7 @@ def with_kinds(live: LiveBank, records: dict[int, tuple[str, int]]) -> LiveBank:
 
 def scores(live: LiveBank, values: dict[int, float]) -> np.ndarray:
     """P(sale) per column giving the expected values ``values`` (others: tiny)."""
-    payouts = np.array([c.payout for c in live.bank.campaigns])
+    payouts = live.bank.payouts_  # per column: one per offer
     proba = np.full(len(payouts), 1e-9)
     for column, value in values.items():
         proba[column] = value / payouts[column]

@@ -22,8 +22,8 @@ from serving.http.policy_support import scores, with_kinds
 
 def pools(policy: GammaThompson, live: LiveBank) -> np.ndarray:
     """Each bank column's pool of rate factors, (n_columns, POOL)."""
-    _, level, factors, _, _ = policy._tables(live)
-    return factors[level]
+    tables = policy._tables(live)
+    return tables.factors[tables.level]
 
 
 @pytest.mark.parametrize("scale", [0.3, 0.5, 1.0])

@@ -15,6 +15,7 @@ from clickrouter.errors import InvalidInput
 from clickrouter.modelstore.manifest import CampaignRecord, Manifest
 from clickrouter.serving.engine.holder import LiveBank, load_live_bank
 from clickrouter.serving.engine.policy import (
+    DrawTables,
     GammaThompson,
     Thompson,
     make_policy,
@@ -122,7 +123,7 @@ def test_each_bank_gets_its_own_noise_levels_while_two_are_in_play(sample_models
     class Interleaved(Thompson):
         """Serves the old bank in the middle of every preparation of the new one."""
 
-        def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+        def _tables(self, live: LiveBank) -> DrawTables:
             if live.bank is unproven.bank:
                 served.append(self._prepare(sure)[1])
             return super()._tables(live)

@@ -154,7 +154,7 @@ def test_event_log_backend_writes_exactly_the_encoded_event_lines(tmp_path: Path
 
     profile = CanonicalProfile("FR", "d", "android", "chrome", "p", 3, 4)
     events: list[Event] = [
-        ClickEvent("e1", "k1", 1.5, profile, "c1", "https://x/?k=k1", 0.25, "v1", {"a": [1]}),
+        ClickEvent("e1", "k1", 1.5, profile, "c1", "https://x/?k=k1", 0.25, "v1", raw={"a": [1]}),
         sale(2),
         ClickEvent("e3", "k3", 2.0, profile, "c2", "https://x/?k=k3", 1.0, "v1"),
     ]

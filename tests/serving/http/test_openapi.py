@@ -59,7 +59,7 @@ def test_bodies_are_the_schemas_of_the_structs() -> None:
     expected = msgspec.json.schema_components(
         [AdRequest, Profile, Sale, Outcome], ref_template="#/components/schemas/{name}"
     )[1]
-    for name in ("AdRequest", "Profile", "Sale", "Outcome", "RankedCampaign"):
+    for name in ("AdRequest", "Profile", "Sale", "Outcome", "RankedOffer"):
         assert components[name] == expected[name]
     decide = document["paths"]["/v1/decide"]["post"]
     assert decide["requestBody"]["content"]["application/json"]["schema"] == {

@@ -2,9 +2,9 @@
 
 :class:`DecisionPath` holds the policy and the decider of the bank in service
 (:func:`~clickrouter.serving.engine.fused.decider_for`, built once per
-version). A decision ranks the eligible bank columns by expected value, hands
-the columns to the policy, and builds the one answer type, :class:`Outcome`,
-that transports encode.
+version). A decision ranks the eligible bank columns (offers: a campaign and
+one of its landing pages) by expected value, hands the columns to the policy,
+and builds the one answer type, :class:`Outcome`, that transports encode.
 """
 
 from __future__ import annotations
@@ -16,17 +16,22 @@ import msgspec
 
 from clickrouter.errors import ClickrouterError
 from clickrouter.profile import extract_profile
-from clickrouter.serving.bank import ModelBank, RankedCampaign
+from clickrouter.serving.bank import ModelBank, RankedOffer
 from clickrouter.serving.engine.fused import Decider, decider_for
 from clickrouter.serving.engine.holder import LiveBank
 from clickrouter.serving.engine.policy import Policy
 
 
 class Outcome(msgspec.Struct, omit_defaults=True):
-    """The answer to one decision request (``ranking`` only when asked for)."""
+    """The answer to one decision request (``ranking`` only when asked for).
+
+    The offer chosen: ``campaign_id`` and ``landing_page_id``; ``landing_page``
+    is that page's URL for this click; ``propensity`` is the offer's.
+    """
 
     click_id: str
     campaign_id: str
+    landing_page_id: str
     landing_page: str
     probability: float
     expected_value: float
@@ -35,7 +40,7 @@ class Outcome(msgspec.Struct, omit_defaults=True):
     n_eligible: int
     model_version: str
     policy: str
-    ranking: list[RankedCampaign] | None = None
+    ranking: list[RankedOffer] | None = None
 
 
 class DecisionPath:
@@ -57,12 +62,13 @@ class DecisionPath:
         column, propensity = self.policy.choose_scored(
             live, proba, ranking.mask, ranking.columns[0], ranking.n_eligible
         )
-        campaign = bank.campaigns[column]
+        campaign, page = bank.offers[column]
         probability = float(proba[column])
         return Outcome(
             click_id=click_id,
             campaign_id=campaign.id,
-            landing_page=campaign.landing_page_for(click_id),
+            landing_page_id=page.id,
+            landing_page=campaign.landing_page_for(click_id, page.id),
             probability=probability,
             expected_value=probability * campaign.payout,
             propensity=propensity,

@@ -1,9 +1,9 @@
 """One decision in one compiled pass: scores, eligibility and the top-k together.
 
 The bank's general path calls three numba kernels and a few numpy operations per
-request (probabilities, the eligibility mask, the ranking): with 5,000
-campaigns each call re-streams arrays of the catalogue's size and pays its own
-dispatch and temporaries, ~50 us in all. :class:`FusedDecider` makes one
+request (probabilities, the eligibility mask, the ranking): with thousands of
+offers each call re-streams arrays of the catalogue's size and pays its own
+dispatch and temporaries. :class:`FusedDecider` makes one
 compiled call that runs the bank's own kernels
 (:func:`~clickrouter.serving.kernel.probabilities_one`,
 :func:`~clickrouter.serving.kernel.top_expected_value`: the same values by
@@ -41,13 +41,14 @@ def _decide_one(
     mask: np.ndarray,
     best: np.ndarray,
 ) -> int:
-    """Fill ``proba``, ``mask`` and ``best``; return how many campaigns are eligible.
+    """Fill ``proba``, ``mask`` and ``best``; return how many offers are eligible.
 
-    targeting: (n_rule_rows, n_campaigns) bool, every targeted field's table stacked;
-    the request selects row ``slots[fields[j]] + base[j]`` for targeted field j.
+    The columns are the bank's offers. targeting: (n_rule_rows, n_offers) bool,
+    every targeted field's table stacked; the request selects row
+    ``slots[fields[j]] + base[j]`` for targeted field j.
     best: the k best eligible columns, best first (the first min(k, n_eligible) are set).
     The bank's own kernels, called from compiled code: one dispatch instead of three,
-    and only an int crosses back (boxing a returned array and tuple costs ~3 us).
+    and only an int crosses back (no boxed array or tuple to build per request).
     """
     kernel.probabilities_one(table, slots, proba)
     for c in range(mask.shape[0]):
@@ -94,7 +95,7 @@ class FusedDecider:
         self.active = np.ascontiguousarray(eligibility.active_)
         fields = sorted(eligibility.tables_)
         tables = [eligibility.tables_[f] for f in fields]
-        n = len(bank.campaigns)
+        n = len(bank.offers)
         self.targeting = np.ascontiguousarray(
             np.concatenate(tables) if tables else np.ones((1, n), dtype=bool)
         )
@@ -105,7 +106,7 @@ class FusedDecider:
         self.payouts = np.ascontiguousarray(bank.payouts_)
 
     def decide(self, canonical: dict[str, Any], slots: np.ndarray, top: int) -> Ranking:
-        """P(sale) per campaign, the eligibility mask and the ``top`` best eligible columns.
+        """P(sale) per offer, the eligibility mask and the ``top`` best eligible columns.
 
         The same values as ``bank.predict_proba_slots``, ``bank.eligibility_.one``
         and ``bank.rank``.
@@ -130,7 +131,7 @@ class FusedDecider:
         slots: (n, 7) bank slots (``canonical``: not needed here, see
         :meth:`GeneralDecider.decide_many`). The same kernel per row as :meth:`decide`, so
         the same probabilities, eligibility and greedy column; a row with no
-        eligible campaign has ``n_eligible`` 0 (the live path answers it 404).
+        eligible offer has ``n_eligible`` 0 (the live path answers it 404).
         """
         n, c = len(slots), len(self.payouts)
         proba = np.empty((n, c), dtype=np.float64)
@@ -145,7 +146,7 @@ class FusedDecider:
 
 
 class GeneralDecider:
-    """The bank's own path, for banks that score some campaigns in the worker pool."""
+    """The bank's own path, for banks that score some offers in the worker pool."""
 
     def __init__(self, bank: ModelBank) -> None:
         self.bank = bank
@@ -179,9 +180,9 @@ class GeneralDecider:
 
 
 class Ranking(NamedTuple):
-    """One request's scores and its eligible campaigns ranked by expected value.
+    """One request's scores and its eligible offers ranked by expected value.
 
-    proba, mask: (n_campaigns,) P(sale) and eligibility in bank column order;
+    proba, mask: (n_offers,) P(sale) and eligibility in bank column order;
     columns: the best eligible columns, best first (``columns[0]`` is the
     greedy choice); n_eligible: ``mask.sum()``.
     """
@@ -193,7 +194,7 @@ class Ranking(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """Decisions of many requests: P(sale) and eligibility (n, campaigns), greedy column,
+    """Decisions of many requests: P(sale) and eligibility (n, offers), greedy column,
     eligible count per request."""
 
     proba: np.ndarray

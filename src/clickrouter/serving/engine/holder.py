@@ -69,6 +69,14 @@ class LiveBank:
     def version(self) -> str:
         return self.bank.version
 
+    @functools.cached_property
+    def offer_names(self) -> list[str]:
+        """The name of each bank column in scores (:func:`~.service.offer_name`)."""
+        from clickrouter.serving.engine.service import offer_name
+
+        ids = self.bank.campaign_ids
+        return [offer_name(c, p) for c, p in zip(ids, self.bank.page_ids, strict=True)]
+
 
 def load_live_bank(
     models_path: Path,
@@ -158,7 +166,15 @@ def _compile_into_cache(
 
 
 def _campaigns_body(bank: ModelBank) -> bytes:
-    return msgspec.json.encode({"model_version": bank.version, "campaigns": bank.campaigns})
+    # the catalogue leaves defaults out of its entries; the answer states every
+    # campaign's "active" and "targeting" so that clients need not know the defaults
+    entries = []
+    for campaign in bank.campaigns:
+        entry = msgspec.to_builtins(campaign)
+        entry.setdefault("active", campaign.active)
+        entry.setdefault("targeting", {})
+        entries.append(entry)
+    return msgspec.json.encode({"model_version": bank.version, "campaigns": entries})
 
 
 class BankHolder:

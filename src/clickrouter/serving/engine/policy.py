@@ -1,15 +1,16 @@
-"""Decision policies: which eligible campaign to show, and with what propensity.
+"""Decision policies: which eligible offer to show, and with what propensity.
 
-The bank ranks eligible campaigns by expected value (P(sale) x payout). A
-policy turns that into the campaign actually shown and the probability with
-which the policy would have shown it (the propensity). Logging the true
-propensity lets the trainer and analysts evaluate other policies off-policy
-(inverse propensity scoring) on the logged clicks.
+The bank's columns are offers, (campaign, landing page) pairs, and it ranks
+the eligible ones by expected value (P(sale) x payout). A policy turns that
+into the offer actually shown and the probability with which the policy would
+have shown it (the propensity). Logging the true propensity lets the trainer
+and analysts evaluate other policies off-policy (inverse propensity scoring)
+on the logged clicks.
 
 The service calls :meth:`Policy.choose_scored` with the live bank, the
 request's probabilities and its eligibility; the simple policies only need
 the greedy column (:meth:`choose`), Thompson sampling needs the scores and
-the evidence behind each campaign's model (see :class:`Thompson` and
+the evidence behind each offer's model (see :class:`Thompson` and
 :class:`GammaThompson`). :func:`choose_many` is the same choice for many
 requests at once (the offline replay): each policy's batch path makes the
 same draws, in the same order, as its per-request path called row by row.
@@ -17,7 +18,7 @@ same draws, in the same order, as its per-request path called row by row.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numba
 import numpy as np
@@ -27,12 +28,13 @@ from clickrouter.errors import InvalidInput
 
 if TYPE_CHECKING:
     from clickrouter.config import Settings
+    from clickrouter.modelstore import CampaignRecord
     from clickrouter.serving.engine.holder import LiveBank
 
 POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
 
 
-Choice = tuple[int, float]  # (bank column of the campaign shown, propensity of that choice)
+Choice = tuple[int, float]  # (bank column of the offer shown, propensity of that choice)
 
 
 class Policy(Protocol):
@@ -43,7 +45,7 @@ class Policy(Protocol):
     ) -> Choice:
         """Pick a column of ``live.bank`` for one request.
 
-        proba: (n_campaigns,) P(sale) in bank column order; mask: (n_campaigns,)
+        proba: (n_offers,) P(sale) in bank column order; mask: (n_offers,)
         bool eligibility; ``best`` is the greedy column (``mask[best]`` is True)
         and ``mask.sum() == n_eligible``.
         """
@@ -61,9 +63,9 @@ def choose_many(
     best: np.ndarray,
     n_eligible: np.ndarray,
 ) -> Choices:
-    """``policy.choose_scored`` for every row (each row with an eligible campaign).
+    """``policy.choose_scored`` for every row (each row with an eligible offer).
 
-    proba, mask: (n, n_campaigns); best, n_eligible: (n,). Uses the policy's
+    proba, mask: (n, n_offers); best, n_eligible: (n,). Uses the policy's
     own ``choose_many`` when it has one (draw for draw the same as the rows
     one by one), else calls ``choose_scored`` per row.
     """
@@ -116,7 +118,7 @@ class Greedy:
 
 
 class EpsilonGreedy:
-    """With probability ``epsilon`` a uniformly random eligible campaign, else the best.
+    """With probability ``epsilon`` a uniformly random eligible offer, else the best.
 
     Propensity of the greedy arm: (1 - epsilon) + epsilon / n_eligible; of any
     other eligible arm: epsilon / n_eligible.
@@ -220,6 +222,23 @@ class Thompson:
     + k)`` for one fitted on ``k`` sales (its own per-profile estimates take
     over). 0 turns it off.
 
+    A campaign with several landing pages has one model for all of them; its
+    evidence says how well the campaign is known, not each page. So an offer's
+    factor is the campaign's draw (one per campaign and request, shared by its
+    pages: more pages do not buy a campaign more chances) times a page draw
+    of spread ``page_spread`` (the standard deviation of a page's
+    log-deviation from its campaign not yet modelled), shrinking as
+    ``page_sales / (page_sales + k_p)`` with the page's own sales ``k_p``
+    (:attr:`CampaignRecord.page_positives
+    <clickrouter.modelstore.manifest.CampaignRecord.page_positives>`) when the
+    model is logistic (it reads the page). A page without a count (added since
+    the fit, or a version from before pages) keeps the campaign's evidence
+    with the full page spread. So an unproven page is drawn wider than its
+    campaign's proven page: at equal estimates it wins a bounded share of its
+    campaign's requests (its median factor is lower, its upper tail heavier),
+    and it keeps that share until its own sales narrow it. A campaign with one
+    page has no page draw.
+
     Cost: a normal draw and an ``exp`` per campaign would be ~20x a greedy
     choice at 5,000 campaigns. So sigma is rounded to ``LEVELS`` steps and,
     once per loaded version, a pool of ``POOL`` log-normal factors is drawn
@@ -227,9 +246,10 @@ class Thompson:
     step's pool from a random ``start``. Campaigns whose best possible
     factor cannot reach the best campaign's worst are skipped before any
     read, so once most campaigns are settled a request costs two passes of
-    multiply-and-compare.
+    multiply-and-compare. Page factors come from their own pools, read at
+    (start + column).
 
-    The propensity is estimated by Monte Carlo: the chosen campaign's share
+    The propensity is estimated by Monte Carlo: the chosen offer's share
     of wins among ``draws`` further draws over the same candidates, smoothed
     as ``(wins + 1) / (draws + 1)`` so it is never zero (an IPS weight stays
     finite); ``draws`` shrinks when candidates are many (at most
@@ -249,6 +269,8 @@ class Thompson:
         scale: float = 1.0,
         profile_spread: float = 0.0,
         profile_sales: float = 30.0,
+        page_spread: float = 0.5,
+        page_sales: float = 30.0,
         draws: int = 16,
         seed: int | None = None,
     ) -> None:
@@ -263,48 +285,78 @@ class Thompson:
             )
         if not profile_sales > 0:
             raise InvalidInput(f"thompson profile_sales: expected > 0, got {profile_sales!r}")
+        if not 0 <= page_spread <= 1.5:
+            raise InvalidInput(f"thompson page_spread: expected [0, 1.5], got {page_spread!r}")
+        if not page_sales > 0:
+            raise InvalidInput(f"thompson page_sales: expected > 0, got {page_sales!r}")
         self.prior_sales = float(prior_sales)
         self.scale = float(scale)
         self.profile_spread = float(profile_spread)
         self.profile_sales = float(profile_sales)
+        self.page_spread = float(page_spread)
+        self.page_sales = float(page_sales)
         self.draws = int(draws)
         self.rng_ = np.random.default_rng(seed)
         _seed_kernel(int(self.rng_.integers(2**31)))
         # (bank, its noise tables): one attribute, so that the loading thread's
         # warm-up of a new bank and the event loop serving the old one can never
         # leave one bank paired with the other's tables
-        self._prepared: tuple[Any, tuple[np.ndarray, ...]] = (None, ())
+        self._prepared: tuple[Any, DrawTables | None] = (None, None)
 
     def sigmas(self, live: LiveBank) -> np.ndarray:
-        """Noise scale of every bank column's log expected value (from the manifest)."""
-        sales, per_profile = _evidence(live)
+        """Noise scale of every bank column's campaign draw (from the manifest)."""
+        evidence = _evidence(live)
+        sales = evidence.sales
         rate_var = self.scale**2 * polygamma(1, sales + self.prior_sales)
-        unmodelled = np.where(per_profile, self.profile_sales / (self.profile_sales + sales), 1.0)
+        unmodelled = np.where(
+            evidence.logistic, self.profile_sales / (self.profile_sales + sales), 1.0
+        )
         return np.sqrt(rate_var + self.profile_spread**2 * unmodelled)
 
-    def _prepare(self, live: LiveBank) -> tuple[np.ndarray, ...]:
+    def page_sigmas(self, live: LiveBank) -> np.ndarray:
+        """Noise scale of every bank column's page draw (0 for a campaign's only page)."""
+        evidence = _evidence(live)
+        known = evidence.logistic.astype(bool) & ~np.isnan(evidence.page_sales)
+        page_sales = np.where(known, evidence.page_sales, 0.0)
+        unmodelled = np.where(known, self.page_sales / (self.page_sales + page_sales), 1.0)
+        return np.where(evidence.paged, self.page_spread * np.sqrt(unmodelled), 0.0)
+
+    def _page_pools(self, live: LiveBank) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's page level and the page factor pools (none drawn for a bank
+        of one page per campaign: its draws stay those of campaigns alone)."""
+        n = len(live.bank.offers)
+        if n == len(live.bank.campaigns):
+            return np.zeros(n, dtype=np.int64), np.ones((1, self.POOL))
+        step = self.MAX_SIGMA / (self.LEVELS - 1)
+        level = np.clip(np.rint(self.page_sigmas(live) / step), 0, self.LEVELS - 1)
+        sigma = np.arange(self.LEVELS)[:, None] * step
+        z = self.rng_.standard_normal((self.LEVELS, self.POOL))
+        return level.astype(np.int64), np.exp(sigma * z - sigma**2 / 2)
+
+    def _prepare(self, live: LiveBank) -> DrawTables:
         # once per loaded version: the bank object changes on every reload
         bank, state = self._prepared
-        if bank is not live.bank:
+        if bank is not live.bank or state is None:
             state = self._tables(live)
             self._prepared = (live.bank, state)
         return state
 
-    def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
-        """Payouts, noise level per column, the factor pools and each column's bounds."""
+    def _tables(self, live: LiveBank) -> DrawTables:
+        """Payouts, noise levels per column, the factor pools and each column's bounds."""
         step = self.MAX_SIGMA / (self.LEVELS - 1)
         level = np.clip(np.rint(self.sigmas(live) / step), 0, self.LEVELS - 1).astype(np.int64)
         sigma = np.arange(self.LEVELS)[:, None] * step
         z = self.rng_.standard_normal((self.LEVELS, self.POOL))  # under the generator's lock
-        return _with_bounds(live, level, np.exp(sigma * z - sigma**2 / 2))
+        return _with_bounds(live, level, np.exp(sigma * z - sigma**2 / 2), self._page_pools(live))
 
     def choose_scored(
         self, live: LiveBank, proba: np.ndarray, mask: np.ndarray, best: int, n_eligible: int
     ) -> Choice:
-        payouts, level, factors, high, low = self._prepare(live)
+        t = self._prepare(live)
         column, propensity = _thompson_draw(
-            proba, mask, payouts, level, factors, high, low, self.draws, self.DRAW_BUDGET
-        )  # high, low: per column, payout x the pool's largest / smallest factor
+            proba, mask, t.payouts, t.level, t.factors, t.campaign_of, t.page_level,
+            t.page_factors, t.high, t.low, self.draws, self.DRAW_BUDGET,
+        )  # fmt: skip
         if column < 0:  # no positive expected value anywhere: the greedy choice
             return best, 1.0
         return int(column), float(propensity)
@@ -318,11 +370,12 @@ class Thompson:
         n_eligible: np.ndarray,
     ) -> Choices:
         """:meth:`choose_scored` per row in one compiled loop (the same kernel and draws)."""
-        payouts, level, factors, high, low = self._prepare(live)
+        t = self._prepare(live)
         columns = np.empty(len(best), dtype=np.int64)
         propensity = np.empty(len(best), dtype=np.float64)
         _thompson_many(
-            proba, mask, np.asarray(best, dtype=np.int64), payouts, level, factors, high, low,
+            proba, mask, np.asarray(best, dtype=np.int64), t.payouts, t.level, t.factors,
+            t.campaign_of, t.page_level, t.page_factors, t.high, t.low,
             self.draws, self.DRAW_BUDGET, columns, propensity,
         )  # fmt: skip
         return columns, propensity
@@ -347,7 +400,8 @@ class GammaThompson(Thompson):
     The profile spread is :class:`Thompson`'s (a log-normal, in full without a
     logistic model, shrinking with a logistic model's sales). Factors are
     pooled per (model kind, shape level): ``SHAPE_LEVELS`` shapes ~25 % apart
-    from the prior's up, and the same kernel chooses.
+    from the prior's up, and the same kernel chooses, with :class:`Thompson`'s
+    page draws.
     """
 
     name = "gamma-thompson"
@@ -364,14 +418,14 @@ class GammaThompson(Thompson):
         top = max(self.MAX_SHAPE, 2 * self.prior_sales)
         return np.geomspace(self.prior_sales, top, self.SHAPE_LEVELS)
 
-    def _tables(self, live: LiveBank) -> tuple[np.ndarray, ...]:
-        sales, logistic = _evidence(live)
+    def _tables(self, live: LiveBank) -> DrawTables:
+        evidence = _evidence(live)
         shapes = self.shapes()
-        shape = self.prior_sales + sales / self.scale**2
+        shape = self.prior_sales + evidence.sales / self.scale**2
         step = np.interp(np.log(shape), np.log(shapes), np.arange(len(shapes)))
-        level = logistic * len(shapes) + np.rint(step).astype(np.int64)
+        level = evidence.logistic * len(shapes) + np.rint(step).astype(np.int64)
         factors = np.array([self._pool(kind, a) for kind in (False, True) for a in shapes])
-        return _with_bounds(live, level, factors)
+        return _with_bounds(live, level, factors, self._page_pools(live))
 
     def _pool(self, logistic: bool, shape: float) -> np.ndarray:
         """``POOL`` factors of mean one: the rate's Gamma draw times the profile's log-normal."""
@@ -383,24 +437,65 @@ class GammaThompson(Thompson):
         return rate * np.exp(spread * z - spread**2 / 2)
 
 
-def _evidence(live: LiveBank) -> tuple[np.ndarray, np.ndarray]:
-    """Per bank column: the sales its model was fitted on, and whether it is logistic."""
+class Evidence(NamedTuple):
+    """Per bank column, from the manifest: what its campaign's model rests on."""
+
+    sales: np.ndarray  # the sales the campaign's model was fitted on
+    logistic: np.ndarray  # 1 when that model is logistic (per profile, reads the page)
+    page_sales: np.ndarray  # the sales of the column's page; NaN when not counted
+    paged: np.ndarray  # whether the column's campaign has several pages in the bank
+
+
+def _evidence(live: LiveBank) -> Evidence:
     records = live.manifest.campaigns
-    found = [records.get(cid) for cid in live.bank.campaign_ids]
+    bank = live.bank
+    found = [records.get(cid) for cid in bank.campaign_ids]
     sales = np.array([0 if r is None else r.sales for r in found], dtype=np.float64)
     logistic = [r is not None and r.is_logistic for r in found]
-    return sales, np.array(logistic, dtype=np.int64)
+    page_sales = [_page_count(r, page) for r, page in zip(found, bank.page_ids, strict=True)]
+    pages_per_campaign = np.bincount(bank.offer_campaign_, minlength=len(bank.campaigns))
+    return Evidence(
+        sales,
+        np.array(logistic, dtype=np.int64),
+        np.array(page_sales, dtype=np.float64),
+        pages_per_campaign[bank.offer_campaign_] > 1,
+    )
 
 
-def _with_bounds(live: LiveBank, level: np.ndarray, factors: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The kernel's tables: payouts, each column's pool, the pools and each column's bounds."""
-    payouts = np.array([c.payout for c in live.bank.campaigns], dtype=np.float64)
-    return (
+def _page_count(record: CampaignRecord | None, page_id: str) -> float:
+    # getattr: a manifest type from before pages has no such field
+    counts = getattr(record, "page_positives", None) or {}
+    count = counts.get(page_id)
+    return float("nan") if count is None else float(count)
+
+
+class DrawTables(NamedTuple):
+    """The Thompson kernel's tables of one bank, per column unless said otherwise."""
+
+    payouts: np.ndarray
+    level: np.ndarray  # the campaign draw's pool
+    factors: np.ndarray  # (levels, POOL) the campaign draw's pools
+    high: np.ndarray  # best possible value per unit P(sale)
+    low: np.ndarray  # worst possible
+    campaign_of: np.ndarray  # the campaign's index: its draw is read at start + that
+    page_level: np.ndarray  # the page draw's pool
+    page_factors: np.ndarray  # (levels, POOL) the page draw's pools; (1, POOL) of ones: none
+
+
+def _with_bounds(
+    live: LiveBank, level: np.ndarray, factors: np.ndarray, pages: tuple[np.ndarray, np.ndarray]
+) -> DrawTables:
+    page_level, page_factors = pages
+    payouts = np.ascontiguousarray(live.bank.payouts_, dtype=np.float64)
+    return DrawTables(
         payouts,
         level,
         factors,
-        payouts * factors.max(axis=1)[level],  # best possible value per unit P(sale)
-        payouts * factors.min(axis=1)[level],  # worst possible
+        payouts * factors.max(axis=1)[level] * page_factors.max(axis=1)[page_level],
+        payouts * factors.min(axis=1)[level] * page_factors.min(axis=1)[page_level],
+        np.asarray(live.bank.offer_campaign_, dtype=np.int64),
+        page_level,
+        page_factors,
     )
 
 
@@ -416,6 +511,9 @@ def _thompson_draw(
     payouts: np.ndarray,
     level: np.ndarray,
     factors: np.ndarray,
+    campaign_of: np.ndarray,
+    page_level: np.ndarray,
+    page_factors: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
     draws: int,
@@ -424,7 +522,7 @@ def _thompson_draw(
     """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score."""
     n = proba.shape[0]
     floor = 0.0
-    for c in range(n):  # the best campaign's worst draw: no gathers, so LLVM vectorises
+    for c in range(n):  # the best offer's worst draw: no gathers, so LLVM vectorises
         floor = max(floor, proba[c] * low[c] if mask[c] else 0.0)
     if floor <= 0.0:
         return -1, 1.0
@@ -436,11 +534,12 @@ def _thompson_draw(
             candidates[k] = c
             values[k] = proba[c] * payouts[c]
             k += 1
-    winner = _one_draw(candidates, values, k, level, factors)
+    pages = (campaign_of, page_level, page_factors)
+    winner = _one_draw(candidates, values, k, level, factors, pages)
     rounds = max(1, min(draws, budget // k))
     wins = 0
     for _ in range(rounds):
-        if _one_draw(candidates, values, k, level, factors) == winner:
+        if _one_draw(candidates, values, k, level, factors, pages) == winner:
             wins += 1
     return candidates[winner], (wins + 1.0) / (rounds + 1.0)
 
@@ -453,6 +552,9 @@ def _thompson_many(
     payouts: np.ndarray,
     level: np.ndarray,
     factors: np.ndarray,
+    campaign_of: np.ndarray,
+    page_level: np.ndarray,
+    page_factors: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
     draws: int,
@@ -463,8 +565,9 @@ def _thompson_many(
     """:func:`_thompson_draw` per row, in row order (so the same draws as one by one)."""
     for i in range(proba.shape[0]):
         column, p = _thompson_draw(
-            proba[i], mask[i], payouts, level, factors, high, low, draws, budget
-        )
+            proba[i], mask[i], payouts, level, factors, campaign_of, page_level, page_factors,
+            high, low, draws, budget,
+        )  # fmt: skip
         if column < 0:
             columns[i], propensity[i] = best[i], 1.0
         else:
@@ -473,14 +576,35 @@ def _thompson_many(
 
 @numba.njit(cache=True, nogil=True)
 def _one_draw(
-    candidates: np.ndarray, values: np.ndarray, k: int, level: np.ndarray, factors: np.ndarray
+    candidates: np.ndarray,
+    values: np.ndarray,
+    k: int,
+    level: np.ndarray,
+    factors: np.ndarray,
+    pages: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> int:
+    """The index in ``candidates`` of one draw's winner.
+
+    pages: (campaign_of, page_level, page_factors); a campaign's pages share its
+    draw, read at start + its index, and each has its own page draw. With one
+    page per campaign (``page_factors`` a single row) the loop reads the
+    campaign draw at start + column, which is the same.
+    """
+    campaign_of, page_level, page_factors = pages
     wrap = factors.shape[1] - 1  # the pool size is a power of two
     start = np.random.randint(0, wrap + 1)
     best, best_score = 0, -1.0
+    if page_factors.shape[0] == 1:
+        for i in range(k):
+            c = candidates[i]
+            score = values[i] * factors[level[c], (start + c) & wrap]
+            if score > best_score:
+                best, best_score = i, score
+        return best
     for i in range(k):
         c = candidates[i]
-        score = values[i] * factors[level[c], (start + c) & wrap]
+        score = values[i] * factors[level[c], (start + campaign_of[c]) & wrap]
+        score *= page_factors[page_level[c], (start + c) & wrap]
         if score > best_score:
             best, best_score = i, score
     return best

@@ -2,9 +2,11 @@
 
 Routes parse a request into plain values and call :class:`PredictorService`;
 tests, embedders and any other transport can call the same object. Every
-decision is logged as a :class:`~clickrouter.events.ClickEvent` with the
-propensity of the choice, every postback as a
-:class:`~clickrouter.events.SaleEvent`.
+decision chooses an offer (a campaign and one of its landing pages) and is
+logged as a :class:`~clickrouter.events.ClickEvent` naming both, with the
+propensity of that offer, every postback as a
+:class:`~clickrouter.events.SaleEvent`. Scores name offers by
+:func:`offer_name`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.catalogue import DEFAULT_PAGE_ID
 from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
 from clickrouter.profile import extract_profile, parse_timestamp
@@ -42,6 +45,13 @@ class ServiceUnavailable(ClickrouterError):
 
 def _uncounted(campaign_id: str) -> None:
     pass
+
+
+def offer_name(campaign_id: str, page_id: str) -> str:
+    """How scores name an offer: its campaign id, ``<campaign>/<page>`` for a page
+    other than ``default`` (a campaign id has no '/'), so that a catalogue of one
+    page per campaign is keyed by campaign ids."""
+    return campaign_id if page_id == DEFAULT_PAGE_ID else f"{campaign_id}/{page_id}"
 
 
 class PredictorService:
@@ -76,7 +86,7 @@ class PredictorService:
         return live
 
     def decide(self, raw: dict[str, Any], top: int | None = None) -> Outcome:
-        """Choose a campaign for one raw profile and log the click event."""
+        """Choose an offer for one raw profile and log the click event."""
         live = self.live()
         canonical = canonical_profile(raw, self.clock_skew_seconds)
         outcome = self.decisions.decide(live, canonical, self._click_id(raw), top)
@@ -94,17 +104,20 @@ class PredictorService:
                 landing_page=outcome.landing_page,
                 propensity=outcome.propensity,
                 model_version=outcome.model_version,
+                landing_page_id=outcome.landing_page_id,
                 raw=raw,
             )
         )
         self._on_decision(outcome.campaign_id)
 
     def score(self, raw: dict[str, Any], top: int | None = None) -> dict[str, Any]:
-        """P(sale) of every campaign (or the ``top`` most likely), best first when ``top``."""
-        bank = self.live().bank
+        """P(sale) of every offer (or the ``top`` most likely), best first when ``top``,
+        keyed by :func:`offer_name`."""
+        live = self.live()
+        bank = live.bank
         canonical = canonical_profile(raw, self.clock_skew_seconds)
         proba = _score_one(bank, canonical, bank.space.indices(canonical))
-        ids = bank.campaign_ids
+        ids = live.offer_names
         if top is None:
             scores = dict(zip(ids, proba.tolist(), strict=True))
         else:
@@ -157,6 +170,7 @@ class PredictorService:
             "loaded_at": datetime.fromtimestamp(live.loaded_at, UTC).isoformat(),
             "load_seconds": round(live.load_seconds, 3),
             "n_campaigns": len(bank.campaigns),
+            "n_offers": len(bank.offers),
             "n_compiled": bank.n_compiled,
             "n_generic": bank.n_generic,
             "skipped": bank.skipped,
@@ -182,7 +196,7 @@ class PredictorService:
 
 
 def _score_one(bank: ModelBank, canonical: dict[str, Any], slots: np.ndarray) -> np.ndarray:
-    """P(sale) of every campaign for one canonical profile; shape (n_campaigns,).
+    """P(sale) of every offer for one canonical profile; shape (n_offers,).
 
     The bank's own path behind ``decide``: ``predict_proba`` would extract the
     profile and its slots a second time (a quarter of a decision's cost).

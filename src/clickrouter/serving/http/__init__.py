@@ -8,17 +8,23 @@ imports ``clickrouter.cli.serve``) does not import scikit-learn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clickrouter.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from clickrouter.serving.http.postback_auth import signed_query
     from clickrouter.serving.http.server import PredictorServer, ServeConfig, build_app, run_server
 
-__all__ = ["PredictorServer", "ServeConfig", "build_app", "run_server"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from clickrouter.serving.http import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module 'clickrouter.serving.http' has no attribute {name!r}")
+_SERVER = "clickrouter.serving.http.server"
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "PredictorServer": _SERVER,
+        "ServeConfig": _SERVER,
+        "build_app": _SERVER,
+        "run_server": _SERVER,
+        "signed_query": "clickrouter.serving.http.postback_auth",
+    },
+)
+__all__ = ["PredictorServer", "ServeConfig", "build_app", "run_server", "signed_query"]

@@ -62,8 +62,8 @@ class RequestSeries:
 
     Updates go straight to prometheus_client's value objects: its
     ``Histogram.observe`` walks the buckets in Python and both metrics check
-    observability on every call (~6.6 us per request measured); a bisect and
-    three increments cost a fraction of that. Same buckets, same values, in
+    observability on every call, a cost paid on every request; a bisect and
+    three increments do the same work for a fraction of it. Same buckets, same values, in
     one process or in the workers' shared files (``tests/serving/http`` compares
     the exposition with the library's own path).
     """

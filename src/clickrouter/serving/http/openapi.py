@@ -82,12 +82,12 @@ NOT_PERSISTED = _refused(
     "No model version is loaded yet, or the events of the answer could not be persisted"
     " (the event log or its spool is full or failing): retry later"
 )
-NO_CAMPAIGN = _refused("No campaign is eligible for this profile")
+NO_CAMPAIGN = _refused("No offer (active campaign and landing page) admits this profile")
 
 TOP = Param(
     "top",
     Annotated[int, msgspec.Meta(ge=1, le=MAX_TOP)],
-    description="rank the k best campaigns in the answer",
+    description="rank the k best offers in the answer",
 )
 MODEL_NAME = Param(
     "name", str, where="path", required=True, description="the model name: clickrouter"
@@ -156,7 +156,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/v1/decide",
         "decide",
-        "Choose the campaign for one ad request and log the click",
+        "Choose the offer (campaign and landing page) for one ad request and log the click",
         {
             200: Answer("The decision (its click event is logged)", Outcome),
             400: BAD_INPUT,
@@ -174,7 +174,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The ad flow: decide, log the click and redirect to the landing page",
         {
             302: Answer(
-                "Redirect to the chosen landing page",
+                "Redirect to the chosen offer's landing page",
                 None,
                 headers={"Location": "the landing page, with the click id"},
             ),
@@ -194,9 +194,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/v1/score",
         "score",
-        "P(sale) of every campaign (or the top k) for one profile",
+        "P(sale) of every offer (or the top k) for one profile",
         {
-            200: Answer("Probabilities by campaign id", schema.Scores),
+            200: Answer("Probabilities by offer", schema.Scores),
             400: BAD_INPUT,
             413: TOO_LARGE,
             503: NO_MODEL,
@@ -267,7 +267,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/v2/models/{name}/infer",
         "v2_infer",
-        "Open Inference Protocol: FP64 [n, n_campaigns] probabilities",
+        "Open Inference Protocol: FP64 [n, n_offers] probabilities",
         {
             200: Answer("The probabilities", schema.InferResponse),
             400: BAD_INPUT,

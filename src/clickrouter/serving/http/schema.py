@@ -143,7 +143,11 @@ class Error(msgspec.Struct):
 class Scores(msgspec.Struct, forbid_unknown_fields=True):
     model_version: str
     probabilities: Annotated[
-        dict[str, float], msgspec.Meta(description="campaign id -> P(sale), best first with top")
+        dict[str, float],
+        msgspec.Meta(
+            description="offer -> P(sale), best first with top; an offer is named by its"
+            " campaign id for the campaign's 'default' page, '<campaign>/<page>' for another"
+        ),
     ]
 
 
@@ -174,6 +178,7 @@ class Models(msgspec.Struct, forbid_unknown_fields=True):
     loaded_at: Annotated[str, msgspec.Meta(description="RFC 3339, UTC")]
     load_seconds: float
     n_campaigns: int
+    n_offers: Annotated[int, msgspec.Meta(description="(campaign, landing page) pairs")]
     n_compiled: int
     n_generic: int
     skipped: list[str]
@@ -204,12 +209,20 @@ class TensorMetadata(msgspec.Struct, forbid_unknown_fields=True):
     shape: list[int]
 
 
+class OfferColumns(msgspec.Struct, forbid_unknown_fields=True):
+    offers: Annotated[
+        list[str],
+        msgspec.Meta(description="the offer of each output column, named as /v1/score names it"),
+    ]
+
+
 class ModelMetadata(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     versions: list[str]
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    parameters: OfferColumns
 
 
 class ModelReady(msgspec.Struct, forbid_unknown_fields=True):
@@ -226,7 +239,8 @@ class OutputTensor(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class InferResponse(msgspec.Struct, forbid_unknown_fields=True):
-    """FP64 ``probabilities`` of shape [n, n_campaigns], columns in /v1/campaigns order."""
+    """FP64 ``probabilities`` of shape [n, n_offers]: a column per offer, campaign by
+    campaign in /v1/campaigns order, each campaign's landing pages in their order."""
 
     model_name: str
     model_version: str

@@ -64,10 +64,10 @@ class ServeConfig(msgspec.Struct, kw_only=True):
     settings: Settings
     cache_dir: str | None = None
     metrics_dir: str | None = None  # shared Prometheus files of the workers (set by run_server)
-    # uvicorn's HTTP protocol: httptools with the hot routes inline (fastest measured),
+    # uvicorn's HTTP protocol: httptools with the hot routes inline (the fastest),
     # httptools-asgi (uvicorn's, every request through ASGI, within the same limits) or h11
     http: str = "httptools"
-    loop: str = "uvloop"  # event loop: uvloop (fastest measured) or asyncio
+    loop: str = "uvloop"  # event loop: uvloop (the fastest, docs/benchmarks.md) or asyncio
 
 
 def build_app(config: ServeConfig) -> PredictorApp:

@@ -5,7 +5,9 @@
 after the field: ``country``, ``device``, ``os``, ``browser``, ``provider``,
 ``user_agent``, ``ts``, ``tz``, ``local_hour``, ``local_weekday``), all of
 the same length n. It answers the FP64 output ``probabilities`` of shape
-[n, n_campaigns], columns in ``/v1/campaigns`` order. Tensor data may come as
+[n, n_offers]: one column per offer, campaign by campaign in ``/v1/campaigns``
+order, each campaign's landing pages in their order (the model metadata's
+``parameters.offers`` names the columns as ``/v1/score`` does). Tensor data may come as
 JSON or with the binary-data extension (``Inference-Header-Content-Length``)
 that Triton clients use by default; the answer is binary when the request asks.
 """
@@ -115,7 +117,8 @@ def _metadata(service: PredictorService) -> dict[str, Any]:
         "versions": [live.version],
         "platform": "clickrouter-modelbank",
         "inputs": [{"name": PROFILES_INPUT, "datatype": "BYTES", "shape": [-1]}],
-        "outputs": [{"name": OUTPUT, "datatype": "FP64", "shape": [-1, len(live.bank.campaigns)]}],
+        "outputs": [{"name": OUTPUT, "datatype": "FP64", "shape": [-1, len(live.bank.offers)]}],
+        "parameters": {"offers": live.offer_names},
     }
 
 

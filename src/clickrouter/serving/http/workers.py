@@ -1,9 +1,8 @@
 """Worker processes with one ``SO_REUSEPORT`` listening socket each.
 
 With one listening socket shared by every worker, whichever worker's event loop
-wakes first accepts the connection. Measured with two workers under ``wrk``
-(16 keep-alive connections): 30/70 on a quiet machine, 13/87 on a busy one, so
-one worker saturated its core while the other idled. Here the parent binds N
+wakes first accepts the connection, and with keep-alive connections the split
+is lopsided: one worker saturates its core while the other idles. Here the parent binds N
 sockets to the same port with ``SO_REUSEPORT`` and worker i serves socket i
 only: the kernel spreads incoming connections over the sockets by a hash of
 the connection's addresses. The parent keeps every socket open, so a worker
