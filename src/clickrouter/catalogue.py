@@ -133,6 +133,13 @@ class Offer(NamedTuple):
     page: LandingPage
 
 
+def offer_name(campaign_id: str, page_id: str) -> str:
+    """How scores name an offer: its campaign id, ``<campaign>/<page>`` for a page
+    other than ``default`` (a campaign id has no '/'), so that a catalogue of one
+    page per campaign is keyed by campaign ids."""
+    return campaign_id if page_id == DEFAULT_PAGE_ID else f"{campaign_id}/{page_id}"
+
+
 def offers_of(campaigns: list[Campaign]) -> list[Offer]:
     """Every page of every campaign, campaign by campaign in catalogue order, pages in theirs."""
     return [Offer(campaign, page) for campaign in campaigns for page in campaign.pages]

@@ -72,10 +72,7 @@ def _read_requests(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _score_batch(
     bank: Any, batch: list[tuple[int, dict[str, Any]]], top: int | None, path: Path
 ) -> None:
-    from clickrouter.serving.engine import offer_name
-
-    # one key per offer: the campaign id, "<campaign>/<page>" for a page other than default
-    ids = [offer_name(c, p) for c, p in zip(bank.campaign_ids, bank.page_ids, strict=True)]
+    ids = bank.offer_names  # the campaign id, "<campaign>/<page>" for a page other than default
     for number, request in batch:  # validate each line so the error names it
         try:
             bank.canonical([request])

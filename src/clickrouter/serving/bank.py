@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from clickrouter.catalogue import Campaign, Offer
+from clickrouter.catalogue import Campaign, Offer, offer_name
 from clickrouter.errors import InvalidInput, ModelLoadError, NoEligibleCampaign
 from clickrouter.features import FeatureSpace
 from clickrouter.modelstore import ModelStore, resolve_model_dir
@@ -90,6 +90,8 @@ class ModelBank:
         )
         self._ids = [o.campaign.id for o in self.offers]
         self._page_ids = [o.page.id for o in self.offers]
+        # the name of each column in scores, OIP v2 and ``clickrouter score``
+        self.offer_names = [offer_name(o.campaign.id, o.page.id) for o in self.offers]
         self._index = {(o.campaign.id, o.page.id): j for j, o in enumerate(self.offers)}
         self._first: dict[str, int] = {}  # the first column of each campaign
         for j, cid in enumerate(self._ids):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         choose_many,
         make_policy,
     )
-    from clickrouter.serving.engine.service import PredictorService, offer_name
+    from clickrouter.serving.engine.service import PredictorService
 
 _FUSED = "clickrouter.serving.engine.fused"
 _HOLDER = "clickrouter.serving.engine.holder"
@@ -42,7 +42,6 @@ __getattr__ = lazy_exports(
         "choose_many": _POLICY,
         "decider_for": _FUSED,
         "make_policy": _POLICY,
-        "offer_name": "clickrouter.serving.engine.service",
     },
 )
 __all__ = [
@@ -57,5 +56,4 @@ __all__ = [
     "choose_many",
     "decider_for",
     "make_policy",
-    "offer_name",
 ]

@@ -68,7 +68,7 @@ class DecisionPath:
             click_id=click_id,
             campaign_id=campaign.id,
             landing_page_id=page.id,
-            landing_page=campaign.landing_page_for(click_id, page.id),
+            landing_page=page.url_for(click_id),
             probability=probability,
             expected_value=probability * campaign.payout,
             propensity=propensity,

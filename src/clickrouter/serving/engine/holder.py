@@ -69,14 +69,6 @@ class LiveBank:
     def version(self) -> str:
         return self.bank.version
 
-    @functools.cached_property
-    def offer_names(self) -> list[str]:
-        """The name of each bank column in scores (:func:`~.service.offer_name`)."""
-        from clickrouter.serving.engine.service import offer_name
-
-        ids = self.bank.campaign_ids
-        return [offer_name(c, p) for c, p in zip(ids, self.bank.page_ids, strict=True)]
-
 
 def load_live_bank(
     models_path: Path,

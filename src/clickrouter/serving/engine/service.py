@@ -6,7 +6,7 @@ decision chooses an offer (a campaign and one of its landing pages) and is
 logged as a :class:`~clickrouter.events.ClickEvent` naming both, with the
 propensity of that offer, every postback as a
 :class:`~clickrouter.events.SaleEvent`. Scores name offers by
-:func:`offer_name`.
+:func:`~clickrouter.catalogue.offer_name`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from clickrouter.catalogue import DEFAULT_PAGE_ID
 from clickrouter.errors import ClickrouterError, InvalidInput
 from clickrouter.events import CanonicalProfile, ClickEvent, SaleEvent
 from clickrouter.profile import extract_profile, parse_timestamp
@@ -45,13 +44,6 @@ class ServiceUnavailable(ClickrouterError):
 
 def _uncounted(campaign_id: str) -> None:
     pass
-
-
-def offer_name(campaign_id: str, page_id: str) -> str:
-    """How scores name an offer: its campaign id, ``<campaign>/<page>`` for a page
-    other than ``default`` (a campaign id has no '/'), so that a catalogue of one
-    page per campaign is keyed by campaign ids."""
-    return campaign_id if page_id == DEFAULT_PAGE_ID else f"{campaign_id}/{page_id}"
 
 
 class PredictorService:
@@ -112,12 +104,12 @@ class PredictorService:
 
     def score(self, raw: dict[str, Any], top: int | None = None) -> dict[str, Any]:
         """P(sale) of every offer (or the ``top`` most likely), best first when ``top``,
-        keyed by :func:`offer_name`."""
+        keyed by :func:`~clickrouter.catalogue.offer_name`."""
         live = self.live()
         bank = live.bank
         canonical = canonical_profile(raw, self.clock_skew_seconds)
         proba = _score_one(bank, canonical, bank.space.indices(canonical))
-        ids = live.offer_names
+        ids = bank.offer_names
         if top is None:
             scores = dict(zip(ids, proba.tolist(), strict=True))
         else:

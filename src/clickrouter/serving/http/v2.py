@@ -118,7 +118,7 @@ def _metadata(service: PredictorService) -> dict[str, Any]:
         "platform": "clickrouter-modelbank",
         "inputs": [{"name": PROFILES_INPUT, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": OUTPUT, "datatype": "FP64", "shape": [-1, len(live.bank.offers)]}],
-        "parameters": {"offers": live.offer_names},
+        "parameters": {"offers": live.bank.offer_names},
     }
 
 
