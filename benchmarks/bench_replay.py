@@ -2,9 +2,10 @@
 
 One seed's replay in this process (training cycles, version loads, dataset
 commits and the baselines included) on the demo's world and policy, timed per
-stage. ``--legacy PATH`` also runs the per-request offline replay that
-``clickrouter replay`` replaced (``benchmarks/policy_replay.py`` as of its last
-commit: ``git show <commit>:benchmarks/policy_replay.py > /tmp/policy_replay.py``)
+stage, and the process's peak resident memory. ``--legacy PATH`` also runs the
+per-request offline replay that ``clickrouter replay`` replaced
+(``benchmarks/policy_replay.py`` as of its last commit: ``git show
+<commit>:benchmarks/policy_replay.py > /tmp/policy_replay.py``)
 on the same world, requests and span, and prints the ratio.
 
     .venv/bin/python benchmarks/bench_replay.py [--campaigns 5000] [--clicks 60000] \\
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import resource
 import sys
 import tempfile
 import time
@@ -72,6 +74,8 @@ def main() -> None:
     print(f"  clickrouter replay   {seconds:7.1f} s  {rate:8.0f} decisions/s  ({per_stage})")
     cycle = (stages["train"] + stages["load"]) / settings.cycles
     print(f"  per training cycle   {cycle:7.2f} s  (training, publishing and loading the version)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(f"  peak memory          {peak:7.0f} MB  (resident, this process)")
     if args.legacy is not None:
         legacy = run_legacy(args.legacy, settings)
         old = settings.total_clicks / legacy

@@ -20,7 +20,9 @@ the DataManager. Then, measured in one run:
 
 Run: ``.venv/bin/python benchmarks/bench_training.py`` (``--events 1000000
 --campaigns 500`` for a quick look; ``--seed 1 --out bench-out/training-seed1``
-for another world; ``--hour-harmonics 0`` for the one-hot-only hour fit).
+for another world; ``--hour-harmonics 0`` for the one-hot-only hour fit;
+``--learner hierarchical`` for the fit towards shared effects, ``--posterior``
+to publish the Laplace posteriors too).
 Exits non-zero when a budget is missed.
 """
 
@@ -52,7 +54,9 @@ ZIPF = 1.0
 def main() -> int:
     args = _args()
     out = Path(args.out)
-    world = World.generate(args.campaigns, seed=args.seed, config=_config(args.events))
+    world = World.generate(
+        args.campaigns, seed=args.seed, config=_config(args.events, args.shared_structure)
+    )
     shares = _campaign_shares(world, np.random.default_rng([args.seed, 5]))
     data_dir = out / "data"
     _ensure_dataset(world, shares, data_dir, args)
@@ -63,7 +67,14 @@ def main() -> int:
         DataManager(data_dir),
         store_dir,
         catalog,
-        TrainingSettings(workers=args.workers, hour_harmonics=args.hour_harmonics),
+        TrainingSettings(
+            workers=args.workers,
+            hour_harmonics=args.hour_harmonics,
+            learner=args.learner,
+            global_c=args.global_c,
+            shared_by=args.shared_by,
+            posterior=args.posterior,
+        ),
     )
     cold = manager.publish_cold_start(catalog)
     print(f"cold start: {cold.campaigns} base-rate models in {cold.seconds:.1f} s")
@@ -111,11 +122,19 @@ def _args() -> argparse.Namespace:
     parser.add_argument(
         "--hour-harmonics", type=int, default=1, help="TrainingSettings.hour_harmonics (0: off)"
     )
+    parser.add_argument("--learner", choices=("independent", "hierarchical"), default="independent")
+    parser.add_argument("--global-c", type=float, default=1.0, help="TrainingSettings.global_c")
+    parser.add_argument("--shared-by", choices=("all", "vertical"), default="vertical")
+    parser.add_argument("--posterior", action="store_true", help="publish Laplace posteriors")
+    parser.add_argument(
+        "--shared-structure", type=float, default=0.0, help="WorldConfig.shared_structure"
+    )
     return parser.parse_args()
 
 
-def _config(events: int) -> WorldConfig:
-    return WorldConfig(requests_per_day=float(events))  # one simulated day of clicks
+def _config(events: int, shared: float = 0.0) -> WorldConfig:
+    # one simulated day of clicks
+    return WorldConfig(requests_per_day=float(events), shared_structure=shared)
 
 
 # -- data ----------------------------------------------------------------------------
@@ -153,6 +172,8 @@ def _route(
 def _ensure_dataset(world: World, shares: np.ndarray, root: Path, args: Any) -> None:
     marker = root / "_bench.json"
     spec = {"events": args.events, "campaigns": args.campaigns, "seed": args.seed}
+    if args.shared_structure:
+        spec["shared_structure"] = args.shared_structure
     if marker.exists() and json.loads(marker.read_text()) == spec:
         print(f"reusing dataset {root}")
         return

@@ -28,7 +28,10 @@ whitespace or control characters (which could split the header);
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -100,6 +103,8 @@ class Campaign(
     payout: float
     active: bool = True
     targeting: dict[str, Rule | list[str]] = msgspec.field(default_factory=dict)
+    # the campaign's vertical (its trade: "games", "finance"), a grouping key for learners
+    vertical: str | None = None
 
     @property
     def pages(self) -> tuple[LandingPage, ...]:
@@ -159,18 +164,65 @@ def load_catalog(path: Path, data: bytes | None = None) -> tuple[list[Campaign],
     data: the file's bytes when the caller has read (and checked) them already.
     A file that is missing or is not a JSON list raises :class:`ModelLoadError`;
     an invalid entry is reported (naming its position and field) and skipped.
+
+    A catalogue without problems is parsed and validated once per content (its
+    sha256) and its campaigns, frozen, are shared by every later call: readers
+    poll the same file every cycle, and the outcome depends on the bytes alone.
+    A catalogue with problems is checked every time (the problems name ``path``).
     """
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(
+                f"{path}: cannot read the campaign catalogue: {exc.strerror}"
+            ) from None
+    key = hashlib.sha256(data).digest()
+    known = _VALID_CATALOGS.get(key)
+    if known is not None:
+        return known, []
     try:
-        entries = msgspec.json.decode(path.read_bytes() if data is None else data)
-    except OSError as exc:
-        raise ModelLoadError(
-            f"{path}: cannot read the campaign catalogue: {exc.strerror}"
-        ) from None
+        entries = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise ModelLoadError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(entries, list):
         raise ModelLoadError(f"{path}: expected a JSON list of campaigns")
-    return _validated(path, entries)
+    campaigns, problems = _validated(path, entries)
+    if not problems:
+        _VALID_CATALOGS.put(key, campaigns)
+    return campaigns, problems
+
+
+class _CatalogMemo:
+    """The campaigns of the last few valid catalogues, by the sha256 of their bytes.
+
+    Thread-safe (a predictor polls from a thread of its own); ``get`` hands out
+    a new list each time, so a caller may reorder or extend its own.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, list[Campaign]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> list[Campaign] | None:
+        with self._lock:
+            campaigns = self._entries.get(key)
+            if campaigns is None:
+                return None
+            self._entries.move_to_end(key)
+            return list(campaigns)
+
+    def put(self, key: bytes, campaigns: list[Campaign]) -> None:
+        with self._lock:
+            self._entries[key] = list(campaigns)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+# a few: the trainer reads the catalogue it is given and the live version's
+_VALID_CATALOGS = _CatalogMemo(4)
 
 
 def _validated(path: Path, entries: list[Any]) -> tuple[list[Campaign], list[str]]:

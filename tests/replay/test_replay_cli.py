@@ -20,12 +20,36 @@ CLICKS = 3000
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same two seeds twice: in two worker processes, then one after the other here."""
+    """The same two seeds twice: in two worker processes, then one after the other here
+    (with a --scratch directory that does not exist yet)."""
     root = tmp_path_factory.mktemp("replay-cli")
     short = [*TINY_ARGS, "--clicks", str(CLICKS), "--days", "0.5"]
     assert main([*short, "--seeds", "0-1", "--jobs", "2", "--out", str(root / "a")]) == 0
-    assert main([*short, "--seeds", "0,1", "--jobs", "1", "--out", str(root / "b")]) == 0
+    scratch = ["--scratch", str(root / "missing" / "scratch")]
+    assert main([*short, "--seeds", "0,1", "--jobs", "1", *scratch, "--out", str(root / "b")]) == 0
     return root / "a", root / "b"
+
+
+def test_a_missing_scratch_directory_is_created_and_left_empty(
+    two_runs: tuple[Path, Path],
+) -> None:
+    scratch = two_runs[1].parent / "missing" / "scratch"
+    assert scratch.is_dir()
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_scratch_that_cannot_be_a_directory_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    # a file, a path through a file, a directory nothing can be created in
+    for scratch in (tmp_path / "file", tmp_path / "file" / "below", Path("/proc")):
+        out = tmp_path / "out"
+        assert main([*TINY_ARGS, "--scratch", str(scratch), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("clickrouter replay: error: --scratch")
+        assert repr(str(scratch)) in err and "Traceback" not in err
+        assert not out.exists()
 
 
 def test_same_world_seeds_and_settings_give_the_same_replay_json(
@@ -79,6 +103,7 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
         (["--policy", "best"], "--policy"),
         (["--thompson-profile-spread", "9"], "--thompson-profile-spread"),
         (["--max-pages", "0"], "--max-pages"),
+        (["--train-window", "0"], "--train-window"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,14 @@ def test_world_slots_map_to_the_banks_own_slots(finished: tuple[Path, object]) -
         expected = bank.space.indices_many(profiles)
         assert (expected > bank.space.offsets[:-1]).any()  # known values, not all OOV
         assert np.array_equal(SlotMap(world, bank.space).bank_slots(slots), expected)
+
+
+def test_a_train_window_bounds_what_the_trainer_reads(tmp_path: Path) -> None:
+    settings = dataclasses.replace(TINY, train_window_hours=30.0)
+    loop = ReplayLoop(settings, load_world(settings), tmp_path, traffic_seed=0)
+    assert loop.trainer.settings.window_seconds == 30 * HOUR
+    assert settings.to_dict()["train_window_hours"] == 30.0
+    loop.data.close()
 
 
 def test_pending_records_are_committed_when_ready(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,54 @@ def test_a_memo_entry_rewritten_after_this_process_read_it_is_checked_again(
     with caplog.at_level(logging.WARNING), ModelBank.from_directory(root, cache_dir=cache) as bank:
         assert bank.assembly_.reused == 0  # probed again from its file
     assert "its MAC does not match" in caplog.text
+
+
+def trainer_version(root: Path, seed: int, retrained: int) -> Path:
+    """A version as the trainer publishes it: one-hot pipelines (some reading the page),
+    and several campaigns sharing one base-rate file's bytes."""
+    from clickrouter.features import FeatureSpace
+    from clickrouter.training.models import Transformers, base_rate_pipeline, logistic_pipeline
+
+    rng = np.random.default_rng(seed)
+    transformers = Transformers(FeatureSpace.fit(random_profiles(rng, 300)))
+    root.mkdir(parents=True)
+    catalog = []
+    for i in range(12):
+        cid = f"c{i:02d}"
+        pages = (f"{cid}-a", f"{cid}-b") if i % 2 else ()
+        if i % 3 == 0:  # every version writes the same bytes for these
+            model = base_rate_pipeline(transformers(), 0.01)
+        else:
+            transformer = transformers(pages)
+            width = sum(len(c) for _, e, _ in transformer.transformers_ for c in e.categories_)
+            coef = rng.normal(0, 1, width) if i < retrained else np.linspace(-1, 1, width)
+            model = logistic_pipeline(transformer, coef, -4.0)
+        (root / f"{cid}.joblib").write_bytes(pickle.dumps(model, protocol=5))
+        urls = [{"id": p, "url": f"https://shop.example/{p}?k={{click_id}}"} for p in pages]
+        catalog.append({**entry(cid, 1.0 + i), **({"landing_pages": urls} if urls else {})})
+        if urls:
+            del catalog[-1]["landing_page"]
+    (root / "campaigns.json").write_text(json.dumps(catalog), encoding="utf-8")
+    return root
+
+
+def test_trainer_versions_load_through_the_memo_as_in_full(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = trainer_version(tmp_path / "v1", seed=1, retrained=12)
+    second = trainer_version(tmp_path / "v2", seed=1, retrained=5)  # some files as in v1
+    for version in (first, second):
+        with (
+            ModelBank.from_directory(version) as full,
+            ModelBank.from_directory(version, cache_dir=cache) as incremental,
+        ):
+            assert full.n_generic == 0 and incremental.n_generic == 0
+            a, b = incremental.assembly_, full.assembly_
+            assert np.array_equal(np.asarray(a.table).view(np.uint64), b.table.view(np.uint64))
+            profiles = random_profiles(np.random.default_rng(2), 100)
+            assert np.array_equal(
+                incremental.predict_proba(profiles).view(np.uint64),
+                full.predict_proba(profiles).view(np.uint64),
+            )
+    distinct = {hashlib.sha256(p.read_bytes()).hexdigest() for p in first.glob("*.joblib")}
+    distinct |= {hashlib.sha256(p.read_bytes()).hexdigest() for p in second.glob("*.joblib")}
+    assert len(list(cache.glob("memo-*/*.memo"))) == len(distinct)

@@ -13,6 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from clickrouter.datastore import DataManager
+from clickrouter.errors import ClickrouterError
 from clickrouter.modelstore import ModelStore
 from clickrouter.profile import CANONICAL_FIELDS, profile_frame
 from clickrouter.serving.bank import ModelBank
@@ -198,3 +199,26 @@ def test_watch_survives_a_failing_cycle(trained: dict[str, Any]) -> None:
         manager.watch(0.01, cycles=2, on_error=errors.append)
     assert len(errors) == 2 and "another writer" in str(errors[0])
     assert manager.store.current() == trained["report"].version
+
+
+def test_a_cycle_leaves_the_garbage_collector_as_it_found_it(
+    trained: dict[str, Any], write_dataset: Any
+) -> None:
+    """A cycle pauses the collector; after it, failed or not, it is as it was."""
+    import gc
+
+    manager, world = trained["manager"], trained["world"]
+    assert gc.isenabled()
+    write_dataset(trained["data"], "big1", world.records("big1", 2000, start=1.78e9), tag="1")
+    assert manager.run_cycle().published and gc.isenabled()
+    manager.catalog = trained["data"] / "missing.json"
+    with pytest.raises(ClickrouterError):
+        manager.run_cycle()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(ClickrouterError):
+            manager.run_cycle()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -9,6 +9,7 @@ again as a dataset written before pages (files without ``landing_page_id``).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,31 @@ def test_the_page_survives_consume_datastore_and_training(tmp_path: Path) -> Non
     model = model_of(manager, "lift")
     score = {p: model.predict_proba(with_page([profile.to_dict()], p))[0, 1] for p in PAGES}
     assert score["b"] > score["new"] > score["a"]
+
+
+def test_a_trainer_that_ran_before_publishes_the_bytes_a_fresh_one_would(tmp_path: Path) -> None:
+    """Transformers kept from an earlier cycle (same feature space) change no byte of
+    a model file: ``p2``'s was a copy of ``p1``'s in the first cycle, and is fitted
+    afresh by a new trainer in the second."""
+    world = World(seed=5)
+    pages = {"p1": ("a", "b"), "p2": ("c", "d")}
+    lifts = {cid: dict(zip(ids, (1.0, 2.0), strict=True)) for cid, ids in pages.items()}
+    for cid in pages:
+        world.add_campaign(cid, 0.03)
+    frames = {cid: page_records(world, cid, 4000, lifts[cid]) for cid in pages}
+    write_many(tmp_path / "data", frames)
+    catalog = write_catalog(tmp_path / "campaigns.json", pages)
+    settings = dataclasses.replace(SETTINGS, guard_tolerance=1e6)  # every fit is published
+    kept = TrainingManager(DataManager(tmp_path / "data"), tmp_path / "store", catalog, settings)
+    assert kept.run_cycle().published
+    shutil.copytree(tmp_path / "store", tmp_path / "fresh")
+    write_many(tmp_path / "data", {"p2": page_records(world, "p2", 3000, lifts["p2"])}, "1")
+    again = kept.run_cycle()
+    fresh = TrainingManager(DataManager(tmp_path / "data"), tmp_path / "fresh", catalog, settings)
+    other = fresh.run_cycle()
+    assert again.trained == other.trained == again.promoted == 1
+    ours, theirs = kept.store.path_of(again.version), fresh.store.path_of(other.version)
+    first = kept.store.manifest(kept.store.versions()[0])["feature_space"]
+    assert kept.store.manifest(again.version)["feature_space"] == first  # the same space
+    assert (ours / "p2.joblib").read_bytes() == (theirs / "p2.joblib").read_bytes()
+    assert model_of(kept, "p2").named_steps["model"].coef_.shape[1] > 2

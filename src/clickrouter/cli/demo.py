@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import add_log_format
-from clickrouter.demo.config import DemoConfig
+from clickrouter.cli.parser import add_log_format, bounded_float
+from clickrouter.demo.config import POLICIES, DemoConfig
 from clickrouter.durations import duration_type
 
 DEFAULTS = DemoConfig()
@@ -62,6 +62,12 @@ def register(subparsers: Any) -> None:
         help="spread of the per-profile logit effects (how much targeting matters)",
     )
     arg(
+        "--shared-structure",
+        type=bounded_float(0, 1),
+        default=DEFAULTS.shared_structure,
+        help="share of a campaign's profile effects its vertical's carry (0 = independent)",
+    )
+    arg(
         "--max-pages",
         type=int,
         default=DEFAULTS.max_pages,
@@ -70,7 +76,7 @@ def register(subparsers: Any) -> None:
     arg(
         "--policy",
         default=DEFAULTS.policy,
-        help="thompson, gamma-thompson, epsilon-greedy or greedy",
+        help="one of: " + ", ".join(POLICIES),
     )
     arg("--epsilon", type=float, default=DEFAULTS.epsilon, help="epsilon-greedy's exploration")
     arg("--thompson-scale", type=float, default=DEFAULTS.thompson_scale, help="posterior spread")
@@ -129,6 +135,19 @@ def register(subparsers: Any) -> None:
         help="fit processes (0 = in the trainer process)",
     )
     arg(
+        "--learner",
+        choices=("independent", "hierarchical"),
+        default=DEFAULTS.learner,
+        help="hierarchical: campaign models pulled towards effects their vertical shares"
+        " (default %(default)s)",
+    )
+    arg(
+        "--posterior",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.posterior,
+        help="publish each logistic model's Laplace posterior (on with laplace-thompson)",
+    )
+    arg(
         "--oracle-sample",
         type=int,
         default=DEFAULTS.oracle_sample,
@@ -155,6 +174,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         base_rate_max=args.base_rate_max,
         payout_sigma=args.payout_sigma,
         effect_scale=args.effect_scale,
+        shared_structure=args.shared_structure,
         max_pages=args.max_pages,
         policy=args.policy,
         epsilon=args.epsilon,
@@ -168,6 +188,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         late_sales=args.late_sales,
         cold_start_rate=args.cold_start_rate,
         train_workers=args.train_workers,
+        learner=args.learner,
+        posterior=args.posterior,
         oracle_sample=args.oracle_sample,
         bins=args.bins,
         live=not args.no_live,

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from clickrouter.cli.parser import bounded_float, bounded_int
-from clickrouter.demo.config import MAX_PAGES, DemoConfig
+from clickrouter.demo.config import MAX_PAGES, POLICIES, DemoConfig
 from clickrouter.errors import InvalidInput
 
 DEFAULTS = DemoConfig()
@@ -87,6 +88,13 @@ def register_replay(subparsers: Any) -> None:
         help="spread of per-profile effects of a generated world (default %(default)s)",
     )
     arg(
+        "--shared-structure",
+        type=bounded_float(0, 1),
+        default=DEFAULTS.shared_structure,
+        help="share of a campaign's profile effects its vertical's carry in a generated"
+        " world; 0 = independent campaigns (default %(default)s)",
+    )
+    arg(
         "--max-pages",
         type=bounded_int(1, MAX_PAGES),
         default=DEFAULTS.max_pages,
@@ -145,7 +153,7 @@ def register_replay(subparsers: Any) -> None:
     arg = policy.add_argument
     arg(
         "--policy",
-        choices=("thompson", "gamma-thompson", "epsilon-greedy", "greedy"),
+        choices=POLICIES,
         default=DEFAULTS.policy,
         help="decision policy (default %(default)s)",
     )
@@ -194,10 +202,31 @@ def register_replay(subparsers: Any) -> None:
         help="rate of the cold store's base-rate models (default %(default)s)",
     )
     arg(
+        "--train-window",
+        type=bounded_float(0.05, 24 * 366),
+        default=None,
+        metavar="HOURS",
+        help="train on the records of the last HOURS simulated hours only, which bounds the"
+        " trainer's memory on long replays (default: every record, as the demo)",
+    )
+    arg(
         "--train-workers",
         type=bounded_int(0, 64),
         default=DEFAULTS.train_workers,
         help="fit processes per seed; 0 = in the replay's process (default %(default)s)",
+    )
+    arg(
+        "--learner",
+        choices=("independent", "hierarchical"),
+        default=DEFAULTS.learner,
+        help="hierarchical: campaign models pulled towards effects their vertical shares"
+        " (default %(default)s)",
+    )
+    arg(
+        "--posterior",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.posterior,
+        help="publish each logistic model's Laplace posterior (on with laplace-thompson)",
     )
     out = parser.add_argument_group("output")
     arg = out.add_argument
@@ -226,7 +255,10 @@ def register_replay(subparsers: Any) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="where each seed's store and dataset live while it runs (default: temp dir)",
+        help=(
+            "where each seed's store and dataset live while it runs, created if missing"
+            " (default: temp dir)"
+        ),
     )
     parser.set_defaults(handler=run)
 
@@ -258,8 +290,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             f"--base-rate-min {args.base_rate_min:g} is above --base-rate-max"
             f" {args.base_rate_max:g}"
         )
-    if args.policy == "gamma-thompson" and args.thompson_scale == 0:
-        raise InvalidInput("--thompson-scale: gamma-thompson needs a scale above 0, got 0")
+    if args.policy in ("gamma-thompson", "laplace-thompson") and args.thompson_scale == 0:
+        raise InvalidInput(f"--thompson-scale: {args.policy} needs a scale above 0, got 0")
     if args.world is not None and not (args.world / "world.json").is_file():
         raise InvalidInput(
             f"--world {str(args.world)!r}: no world.json (clickrouter simulate --out)"
@@ -271,6 +303,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         base_rate_max=args.base_rate_max,
         payout_sigma=args.payout_sigma,
         effect_scale=args.effect_scale,
+        shared_structure=args.shared_structure,
         max_pages=args.max_pages,
         policy=args.policy,
         epsilon=args.epsilon,
@@ -283,6 +316,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         recent_prior_sales=args.recent_prior_sales,
         cold_start_rate=args.cold_start_rate,
         train_workers=args.train_workers,
+        learner=args.learner,
+        posterior=args.posterior,
     )
     return ReplaySettings(
         demo=demo,
@@ -293,7 +328,28 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         traffic=args.traffic,
         oracle_sample=args.oracle_sample,
         bins=args.bins,
+        train_window_hours=args.train_window,
     )
+
+
+def scratch_dir(path: Path) -> Path:
+    """``--scratch``: the directory, created if missing, in which a seed's directory can
+    be made; a clear error if it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(f"--scratch {str(path)!r}: not a directory") from None
+    except OSError as exc:
+        raise InvalidInput(
+            f"--scratch {str(path)!r}: cannot create the directory: {exc.strerror}"
+        ) from None
+    try:  # what the run will do in it, before the run starts
+        Path(tempfile.mkdtemp(prefix="replay-check-", dir=path)).rmdir()
+    except OSError as exc:
+        raise InvalidInput(
+            f"--scratch {str(path)!r}: cannot create directories in it: {exc.strerror}"
+        ) from None
+    return path
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -314,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     from clickrouter.replay.runner import available_cores, run_seeds
 
     settings = settings_from_args(args)
+    scratch = None if args.scratch is None else scratch_dir(args.scratch)
     jobs = args.jobs or min(len(args.seeds), available_cores())
     # SIGTERM unwinds like Ctrl-C: workers are stopped and scratch directories removed
     signal.signal(signal.SIGTERM, _interrupt)
@@ -331,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
             args.seeds,
             jobs,
             lambda seed, served: bar.update(tasks[seed], completed=served),
-            args.scratch,
+            scratch,
         )
     report = replay_report(settings, [seed_report(r) for r in runs])
     path = write_report(args.out, report)
@@ -380,7 +437,7 @@ def register_evaluate(subparsers: Any) -> None:
     arg("--version", default=None, help="a store version instead of the store's CURRENT")
     arg(
         "--policy",
-        choices=("greedy", "epsilon-greedy", "thompson", "gamma-thompson"),
+        choices=POLICIES,
         default="greedy",
         help="the candidate's policy (default %(default)s)",
     )
@@ -455,8 +512,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from clickrouter.serving.engine.holder import load_live_bank
     from clickrouter.serving.engine.policy import make_policy
 
-    if args.policy == "gamma-thompson" and args.thompson_scale == 0:
-        raise InvalidInput("--thompson-scale: gamma-thompson needs a scale above 0, got 0")
+    if args.policy in ("gamma-thompson", "laplace-thompson") and args.thompson_scale == 0:
+        raise InvalidInput(f"--thompson-scale: {args.policy} needs a scale above 0, got 0")
     if not args.data.is_dir():
         raise InvalidInput(f"--data {str(args.data)!r}: not a directory")
     if not args.models.exists():

@@ -1,7 +1,9 @@
 """``clickrouter simulate``: write a synthetic event log, or drive a running predictor.
 
 * ``--out DIR --clicks M`` generates a world (``--campaigns N --seed S``,
-  ``--max-pages P`` landing pages per campaign at most, or loads ``--world``),
+  ``--max-pages P`` landing pages per campaign at most, ``--shared-structure
+  S`` share of a campaign's profile effects its vertical's carry, or loads
+  ``--world``),
   saves it into DIR (``campaigns.json`` + ``world.json``)
   and writes the logged clicks and their sales to ``DIR/events``.
 * ``--world DIR --target http://127.0.0.1:PORT --requests N --rate R`` sends
@@ -45,6 +47,13 @@ def register(subparsers: Any) -> None:
         default=1,
         help="landing pages per campaign at most, most campaigns having 1-2 "
         "(1: one page each; ignored with --world)",
+    )
+    sim.add_argument(
+        "--shared-structure",
+        type=bounded_float(0, 1),
+        default=0.0,
+        help="share of a campaign's profile effects its vertical's carry "
+        "(0: independent campaigns; ignored with --world)",
     )
     sim.add_argument(
         "--seed",
@@ -120,7 +129,7 @@ def _world(args: argparse.Namespace) -> Any:
 
     if args.world is not None:
         return World.load(args.world)
-    config = WorldConfig(max_pages=args.max_pages)
+    config = WorldConfig(max_pages=args.max_pages, shared_structure=args.shared_structure)
     return World.generate(n_campaigns=args.campaigns, seed=args.seed, config=config)
 
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clickrouter.cli.parser import add_log_format
+from clickrouter.cli.parser import add_log_format, bounded_float
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 
@@ -70,6 +70,24 @@ def _register_train(subparsers: Any) -> None:
     )
     train.add_argument(
         "--keep", dest="keep_versions", type=_positive_int, help="versions to keep in the store"
+    )
+    train.add_argument(
+        "--learner",
+        choices=("independent", "hierarchical"),
+        default="independent",
+        help="hierarchical: each campaign's model is pulled towards effects its vertical's "
+        "campaigns share instead of towards 0 (default: independent)",
+    )
+    train.add_argument(
+        "--global-c",
+        type=bounded_float(1e-9, 1e9),
+        default=1.0,
+        help="with --learner hierarchical: inverse L2 strength of the shared effects",
+    )
+    train.add_argument(
+        "--posterior",
+        action="store_true",
+        help="publish each logistic model's Laplace posterior beside it (<id>.posterior.json)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_log_format(train)
@@ -222,6 +240,9 @@ def _settings(args: argparse.Namespace) -> Any:
         window_seconds=args.window,
         attribution_seconds=args.late_sales_after,
         workers=args.train_workers,
+        learner=args.learner,
+        global_c=args.global_c,
+        posterior=args.posterior,
     )
 
 

@@ -20,7 +20,8 @@ HOUR = 3600.0
 MAX_PIPELINE = 64  # clickrouter.sim.driver.MAX_PIPELINE (without its imports)
 MAX_PAGES = 16  # clickrouter.sim.config.MAX_PAGES (without its imports)
 # the service's policies (clickrouter.serving.engine.policy.POLICIES, without its imports)
-POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
+POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson", "laplace-thompson")
+LEARNERS = ("independent", "hierarchical")  # clickrouter.training.settings.LEARNERS
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DemoConfig:
     range of campaign sale rates; the production-like world uses 1e-6..1e-3),
     ``payout_sigma`` (log-normal spread of payouts; 1.0 there) and
     ``effect_scale`` (spread of the per-profile logit effects; 0.8 there),
+    ``shared_structure`` (share of a campaign's profile effects that its
+    vertical's carry: 0 = independent campaigns, 1 = a vertical's campaigns alike),
     ``max_pages`` (landing pages a campaign runs at most: 1 plus a Poisson
     number of extra pages, mean 0.7, so half the campaigns run one page, a
     third two, a few up to five; 1 = one page per campaign).
@@ -52,7 +55,10 @@ class DemoConfig:
     average), ``late_sales`` whether base-rate models also count the sales
     that arrived after the attribution window (delayed feedback, see
     ``training/late.py``), ``cold_start_rate`` of the cold store,
-    ``train_workers`` fit processes (0 = in the trainer process). Report:
+    ``train_workers`` fit processes (0 = in the trainer process), ``learner``
+    (the trainer's: independent or hierarchical) and ``posterior`` (publish
+    each logistic model's Laplace posterior; always on for the
+    laplace-thompson policy, which reads them). Report:
     ``oracle_sample`` clicks scored against every offer by the oracle
     (0 = all), ``bins`` time bins of the curves, ``top_campaigns`` in the
     model-quality table.
@@ -65,6 +71,7 @@ class DemoConfig:
     base_rate_max: float = 3e-2
     payout_sigma: float = 1.0
     effect_scale: float = 0.8
+    shared_structure: float = 0.0
     max_pages: int = 5
     minutes: float = 6.0
     rate: float = 2400.0
@@ -85,6 +92,8 @@ class DemoConfig:
     late_sales: bool = False
     cold_start_rate: float = 1e-4
     train_workers: int = 0
+    learner: str = "independent"
+    posterior: bool = False
     oracle_sample: int = 60_000
     bins: int = 24
     top_campaigns: int = 15
@@ -99,6 +108,8 @@ class DemoConfig:
         )
         _check("payout_sigma", self.payout_sigma, 0 <= self.payout_sigma <= 3)
         _check("effect_scale", self.effect_scale, 0 <= self.effect_scale <= 3)
+        shared = self.shared_structure
+        _check("shared_structure", shared, 0 <= shared <= 1)
         _check("max_pages", self.max_pages, 1 <= self.max_pages <= MAX_PAGES)
         _check("minutes", self.minutes, 0 < self.minutes <= 24 * 60)
         _check("rate", self.rate, self.rate > 0)
@@ -107,7 +118,7 @@ class DemoConfig:
         _check("pipeline", self.pipeline, 1 <= self.pipeline <= MAX_PIPELINE)
         _check("speedup", self.speedup, self.speedup > 0)
         _check("policy", self.policy, self.policy in POLICIES)
-        scale, gamma = self.thompson_scale, self.policy == "gamma-thompson"
+        scale, gamma = self.thompson_scale, self.policy in ("gamma-thompson", "laplace-thompson")
         _check("thompson_scale", scale, 0 <= scale <= 3 and (scale > 0 or not gamma))
         spread = self.thompson_profile_spread
         _check("thompson_profile_spread", spread, 0 <= spread <= 1.5)
@@ -121,6 +132,7 @@ class DemoConfig:
         _check("recent_prior_sales", prior, math.isfinite(prior) and prior >= 0)
         _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
         _check("train_workers", self.train_workers, self.train_workers >= 0)
+        _check("learner", self.learner, self.learner in LEARNERS)
         _check("oracle_sample", self.oracle_sample, self.oracle_sample >= 0)
         _check("bins", self.bins, 2 <= self.bins <= 500)
         _check("top_campaigns", self.top_campaigns, self.top_campaigns >= 1)

@@ -87,6 +87,7 @@ def world_config(config: DemoConfig) -> Any:
         base_rate_max=config.base_rate_max,
         payout_sigma=config.payout_sigma,
         effect_scale=config.effect_scale,
+        shared_structure=config.shared_structure,
         max_pages=config.max_pages,
     )
 
@@ -108,6 +109,8 @@ def training_settings(config: DemoConfig) -> dict[str, Any]:
         "attribution_seconds": config.attribution_wall if config.late_sales else None,
         "cold_start_rate": config.cold_start_rate,
         "workers": config.train_workers,
+        "learner": config.learner,
+        "posterior": config.posterior or config.policy == "laplace-thompson",
         "window_seconds": TEN_YEARS,
         "keep_versions": 5,
         "seed": config.seed,

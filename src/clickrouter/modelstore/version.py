@@ -2,9 +2,12 @@
 
 A version directory holds ``campaigns.json`` (the catalogue), one model file
 per campaign (``<campaign_id>.joblib``: a pickle; ``.skops`` for models
-published by hand) and ``manifest.json`` (:mod:`clickrouter.modelstore.manifest`),
-written last with the sha256 of every other file, then, when the publisher
-holds a signing key, ``manifest.json.sig``.
+published by hand), optionally a logistic model's posterior beside it
+(``<campaign_id>.posterior.json``, :mod:`clickrouter.posteriors`; listed
+with its sha256 like every other file) and ``manifest.json``
+(:mod:`clickrouter.modelstore.manifest`), written last with the sha256 of
+every other file, then, when the publisher holds a signing key,
+``manifest.json.sig``.
 
 :class:`VersionWriter` fills a staging directory (the store renames it into
 place whole); :func:`read_version` reads a directory's manifest back, typed
@@ -38,6 +41,8 @@ from clickrouter.modelstore.manifest import (
     manifest_of,
 )
 from clickrouter.modelstore.signing import SIGNATURE, sign_manifest
+from clickrouter.posteriors import SUFFIX as POSTERIOR_SUFFIX
+from clickrouter.posteriors import LaplacePosterior, save_posterior
 
 MODEL_SUFFIX = ".joblib"
 
@@ -137,7 +142,9 @@ class VersionWriter:
             every reader then refuses it: the new manifest never vouches for
             bytes its publisher did not write.
         """
-        name = self._name(campaign_id, source.suffix)
+        return self._link(self._name(campaign_id, source.suffix), source, digest)
+
+    def _link(self, name: str, source: Path, digest: str | None) -> str:
         target = self.directory / name
         try:  # versions are immutable, so sharing the inode is safe and free
             os.link(source, target)
@@ -145,6 +152,17 @@ class VersionWriter:
             shutil.copy2(source, target)
         self.files[name] = digest if digest is not None else file_sha256(target)
         return name
+
+    def write_posterior(self, campaign_id: str, posterior: LaplacePosterior) -> str:
+        """Write a campaign's posterior (``<campaign_id>.posterior.json``); return its name."""
+        name = self._name(campaign_id, POSTERIOR_SUFFIX)
+        save_posterior(posterior, self.directory / name)
+        self.files[name] = file_sha256(self.directory / name)
+        return name
+
+    def link_posterior(self, campaign_id: str, source: Path, digest: str | None = None) -> str:
+        """Carry a published posterior file over with its model (as :meth:`link_model`)."""
+        return self._link(self._name(campaign_id, POSTERIOR_SUFFIX), source, digest)
 
     def write_catalog(self, catalog: list[Campaign]) -> None:
         path = self.directory / CATALOG

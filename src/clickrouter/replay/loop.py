@@ -129,6 +129,8 @@ class ReplayLoop:
         self.store = ModelStore(workdir / "store", durable=False)
         self.data = DataManager(workdir / "data", writable=True, durable=False)
         trainer_settings = training_settings(demo) | {"attribution_seconds": None}
+        if settings.train_window_hours is not None:
+            trainer_settings["window_seconds"] = settings.train_window_hours * HOUR
         self.trainer = TrainingManager(
             self.data,
             self.store,
@@ -314,7 +316,8 @@ class ReplayLoop:
         if not len(rows):
             return
         sample = {name: column[rows] for name, column in slots.items()}
-        baselines = baseline_values(self.scorer, sample, ts[rows], self.rank)
+        # the oracle's baselines on world slots (the demo values logged profiles)
+        baselines = self.scorer.baseline_values(sample, ts[rows], self.rank)
         self.sampled.add(
             ts[rows],
             chosen[rows],
@@ -342,18 +345,6 @@ class ReplayLoop:
             "trained": getattr(report, "trained", None),
             "published": bool(getattr(report, "published", False)),
         }
-
-
-def baseline_values(
-    scorer: OracleScorer, slots: dict[str, np.ndarray], ts: np.ndarray, rank: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Expected value per request of each of the oracle's baselines (uniform random, best
-    single offer, the oracle's campaign on its first or a random eligible page, the oracle),
-    from every offer's truth at the request's time: :meth:`OracleScorer.baselines` on
-    world slots, which the replay has where the demo has logged profiles."""
-    values, eligible = scorer.chunk_values(slots, ts)
-    baselines = scorer.chunk_baselines(values, eligible, rank)
-    return {name: value.astype(np.float64) for name, value in baselines.items()}
 
 
 def run_seed(

@@ -39,6 +39,8 @@ class ReplaySettings:
         spread, as the demo's drivers send).
     oracle_sample: requests scored against every campaign for the baselines
         (evenly spaced; 0 = all).
+    train_window_hours: the trainer reads the records of the last so many
+        simulated hours (None: every record, the demo's setting).
     """
 
     demo: DemoConfig = field(default_factory=DemoConfig)
@@ -49,6 +51,7 @@ class ReplaySettings:
     traffic: str = "diurnal"
     oracle_sample: int = 100_000
     bins: int = 24
+    train_window_hours: float | None = None
 
     def __post_init__(self) -> None:
         _check("--days", self.days, math.isfinite(self.days) and 0 < self.days <= 366)
@@ -58,6 +61,8 @@ class ReplaySettings:
         _check("--traffic", self.traffic, self.traffic in TRAFFIC_SHAPES)
         _check("--oracle-sample", self.oracle_sample, self.oracle_sample >= 0)
         _check("--bins", self.bins, 2 <= self.bins <= 500)
+        window = self.train_window_hours
+        _check("--train-window", window, window is None or (math.isfinite(window) and window > 0))
         _check("--clicks", self.total_clicks, self.total_clicks >= self.cycles)
 
     @property

@@ -34,7 +34,8 @@ from clickrouter.serving.compiler import (
 )
 from clickrouter.serving.directory import LoadedDirectory
 from clickrouter.serving.loading import ModelFileError, load_model, model_columns
-from clickrouter.serving.memo import CompileMemo, Layouts, compiled_from, memo_entry
+from clickrouter.serving.memo import CompileMemo, Layouts, MemoEntry, compiled_from, memo_entry
+from clickrouter.serving.onehot import OneHotReader
 
 # the field whose rows carry each campaign's exp(-intercept) factor
 _INTERCEPT_FIELD = "local_weekday"
@@ -87,8 +88,8 @@ def assemble(
     Models standing as memo entries are laid out from them; every model
     compiled here is added to ``memo`` when its compiled form can be reused.
     """
-    space = _space_of(loaded, memo)
-    compiler = _Compiler(space, loaded, memo) if compile else None
+    space, known = _space_of(loaded, memo)
+    compiler = _Compiler(space, loaded, memo, known) if compile else None
     compiled: list[CompiledModel] = []
     compiled_cols: list[int] = []
     generic_cols: list[int] = []
@@ -121,14 +122,26 @@ def assemble(
 
 
 class _Compiler:
-    """Compiles column ``j`` of a loaded directory, from its memo entry when it has one."""
+    """Compiles column ``j`` of a loaded directory: from its memo entry when it has one,
+    else by the one-hot reader when it recognises the model, else by the prober."""
 
-    def __init__(self, space: FeatureSpace, loaded: LoadedDirectory, memo: CompileMemo | None):
+    def __init__(
+        self,
+        space: FeatureSpace,
+        loaded: LoadedDirectory,
+        memo: CompileMemo | None,
+        known: dict[int, dict[str, set[str]]],
+    ):
         self.space = space
         self.loaded = loaded
         self.memo = memo
+        self.known = known  # the categories of model j, where the space read them
         self.layouts = Layouts(space, memo) if memo is not None else None
         self.reused = 0
+        self._reader = OneHotReader(space)
+        # entries made by this assembly: identical files (campaigns still at the same
+        # base rate) are compiled once and laid out from the entry like a memo hit
+        self._made: dict[str, MemoEntry] = {}
         self._prober: Prober | None = None  # built only when a model must be probed
 
     def compile(self, j: int) -> CompiledModel:
@@ -139,22 +152,43 @@ class _Compiler:
             if compiled is not None:
                 self.reused += 1
                 return compiled
-        model = self.loaded.models[j]
         digest = self.loaded.digests[j] if self.loaded.digests else None
+        made = self._made.get(digest) if digest is not None else None
+        if made is not None and self.layouts is not None:
+            compiled = compiled_from(made, self.layouts, pages)
+            if compiled is not None:
+                return compiled
+        model = self.loaded.models[j]
         if model is None:  # an entry that does not fit this space: load the file after all
             model = self._load_again(j, digest)
-        if self._prober is None:
-            self._prober = Prober(self.space)
         columns = model_columns(model)
         # the memo entry holds every page the model knows, so that a later
         # catalogue listing others of them still reuses it
         probed = pages if self.memo is None else pages + _other_known_pages(model, columns, pages)
-        compiled = self._prober.compile(model, columns, probed)
+        compiled = self._reader.compile(model, columns, probed)
+        read = compiled is not None  # a one-hot pipeline: its encoders see raw values
+        if compiled is None:
+            compiled = self._probe(model, columns, probed)
         if self.memo is not None and self.layouts is not None and digest is not None:
-            new_entry = memo_entry(model, columns, compiled, self.layouts, probed)
+            new_entry = memo_entry(
+                model,
+                columns,
+                compiled,
+                self.layouts,
+                probed,
+                categories=self.known.get(j),
+                imputer=False if read else None,
+            )
             if new_entry is not None:
                 self.memo.put(digest, self.loaded.model_paths[j].suffix, new_entry)
+                self._made[digest] = new_entry
         return dataclasses.replace(compiled, pages=compiled.pages[: len(pages)])
+
+    def _probe(self, model: Any, columns: list[str], pages: list[str]) -> CompiledModel:
+        """The prober's compile, for models the one-hot reader does not recognise."""
+        if self._prober is None:
+            self._prober = Prober(self.space)
+        return self._prober.compile(model, columns, pages)
 
     def _load_again(self, j: int, digest: str | None) -> Any:
         """The model of a memo entry, from the very bytes that were judged and hashed."""
@@ -172,20 +206,29 @@ def _other_known_pages(model: Any, columns: list[str], pages: list[str]) -> list
     return sorted((page_categories(model) or set()) - set(pages))
 
 
-def _space_of(loaded: LoadedDirectory, memo: CompileMemo | None) -> FeatureSpace:
-    """The shared space; a memo entry's categories are read once per distinct layout."""
+def _space_of(
+    loaded: LoadedDirectory, memo: CompileMemo | None
+) -> tuple[FeatureSpace, dict[int, dict[str, set[str]]]]:
+    """The shared space, and the categories of each model read from the model itself;
+    a memo entry's categories are read once per distinct layout."""
     categories: list[dict[str, set[str]]] = []
+    known: dict[int, dict[str, set[str]]] = {}
+    by_model: dict[int, dict[str, set[str]]] = {}  # identical files share one model object
     seen_layouts: set[tuple[str, ...]] = set()
     entries = loaded.memo_entries or [None] * len(loaded.models)
-    for model, entry in zip(loaded.models, entries, strict=True):
+    for j, (model, entry) in enumerate(zip(loaded.models, entries, strict=True)):
         if entry is None or memo is None:
-            categories.append(categories_by_field(model))
+            if id(model) not in by_model:
+                by_model[id(model)] = categories_by_field(model)
+                categories.append(by_model[id(model)])
+            known[j] = by_model[id(model)]
             continue
         layouts = tuple(w.layout for w in entry.fields.values())
         if layouts not in seen_layouts:
             seen_layouts.add(layouts)
             categories.append(memo.categories(entry))
-    return space_from_categories(categories, loaded.campaigns, loaded.feature_space)
+    space = space_from_categories(categories, loaded.campaigns, loaded.feature_space)
+    return space, known
 
 
 def shared_space(

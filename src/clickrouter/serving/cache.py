@@ -90,11 +90,18 @@ def directory_key(path: Path) -> str:
     """
     digest = hashlib.sha256(f"clickrouter-bank-{CACHE_FORMAT}".encode())
     digest.update(path.resolve().name.encode() + b"\0")
-    # sorted by name (the paths' own order, without slow Path comparisons)
-    for file in sorted((p for p in path.iterdir() if p.is_file()), key=lambda p: p.name):
+    # sorted by name (the paths' own order); a directory entry knows whether it is a
+    # file without a stat of its own, so each file costs one stat
+    with os.scandir(path) as found:
+        files = sorted((entry for entry in found if entry.is_file()), key=_entry_name)
+    for file in files:
         digest.update(file.name.encode() + b"\0")
-        digest.update(bytes.fromhex(KNOWN.get(file.stat()) or file_sha256(file)))
+        digest.update(bytes.fromhex(KNOWN.get(file.stat()) or file_sha256(Path(file.path))))
     return digest.hexdigest()[:32]
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 def load_cached(cache_dir: Path, key: str, root: Path | None = None) -> tuple[Assembly, str] | None:
@@ -162,7 +169,9 @@ def _authentic(
 
 def _table_digest(table: np.ndarray) -> str:
     """sha256 of the table's bytes as mapped: what is checked is what is served."""
-    return hashlib.sha256(np.ascontiguousarray(table).data.cast("B")).hexdigest()
+    data = np.ascontiguousarray(table)
+    # a table without columns (every model on the generic path) has no bytes to view
+    return hashlib.sha256(data.data.cast("B") if data.size else b"").hexdigest()
 
 
 def _discard(entry: Path) -> None:

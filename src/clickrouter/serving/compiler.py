@@ -102,7 +102,7 @@ def categories_by_field(model: Any) -> dict[str, set[str]]:
             continue
         for name, values in zip(names, categories, strict=True):
             if name in CATEGORICAL_FIELDS:
-                found.setdefault(str(name), set()).update(str(v) for v in values)
+                found.setdefault(str(name), set()).update(map(str, values))
     return found
 
 
@@ -117,7 +117,7 @@ def page_categories(model: Any) -> set[str] | None:
             continue
         for name, values in zip(names, categories, strict=True):
             if name == PAGE_INPUT:
-                found = (found or set()) | {str(v) for v in values}
+                found = (found or set()) | set(map(str, values))
     return found
 
 
@@ -134,13 +134,13 @@ def _column_scopes(est: Any, columns: list[str] | None) -> Iterator[tuple[list[s
             yield from _column_scopes(step, columns)
     elif isinstance(est, ColumnTransformer):
         for _, trans, cols in est.transformers_:
-            selected = _selected_names(est, cols)
+            selected = selected_names(est, cols)
             if not isinstance(trans, str):
                 yield from _column_scopes(trans, selected)
 
 
-def _selected_names(ct: ColumnTransformer, cols: Any) -> list[str] | None:
-    names = [str(n) for n in getattr(ct, "feature_names_in_", [])]
+def selected_names(ct: ColumnTransformer, cols: Any) -> list[str] | None:
+    """The profile columns a ColumnTransformer selection names (None: not by name)."""
     if isinstance(cols, str):
         return [cols]
     if isinstance(cols, slice) or not hasattr(cols, "__iter__"):
@@ -148,6 +148,7 @@ def _selected_names(ct: ColumnTransformer, cols: Any) -> list[str] | None:
     picked = list(cols)
     if all(isinstance(c, str) for c in picked):
         return [str(c) for c in picked]
+    names = [str(n) for n in getattr(ct, "feature_names_in_", [])]
     if names and all(isinstance(c, int | np.integer) for c in picked):
         return [names[int(c)] for c in picked]
     if names and len(picked) == len(names) and all(isinstance(c, bool | np.bool_) for c in picked):
@@ -164,7 +165,7 @@ def consumed_fields(model: Any, columns: list[str]) -> set[str]:
     for _, trans, cols in first.transformers_:
         if isinstance(trans, str) and trans == "drop":
             continue
-        names = _selected_names(first, cols)
+        names = selected_names(first, cols)
         if names is None:
             return set(columns)
         used.update(names)
@@ -290,7 +291,7 @@ class Prober:
         logits = scale * decision
         contrib = np.zeros(self.space.n_slots, dtype=np.float64)
         contrib[self.slots[1:]] = logits[1:] - logits[0]
-        self._check_range(logits[0], contrib, page_logits)
+        check_range(self._blocks, logits[0], contrib, page_logits)
         return CompiledModel(intercept=float(logits[0]), contrib=contrib, pages=page_logits)
 
     def _features(
@@ -330,7 +331,7 @@ class Prober:
         """Checked once per estimator kind: the link does not depend on the coefficients."""
         kind = (type(final), getattr(final, "multi_class", None), getattr(final, "loss", None))
         if kind not in self._links:
-            self._links[kind] = _link_scale(final, features, decision)
+            self._links[kind] = link_scale(final, features, decision)
         return self._links[kind]
 
     def _check_vocabulary(self, model: Any, columns: list[str]) -> None:
@@ -339,12 +340,16 @@ class Prober:
             if field in CATEGORICAL_FIELDS and field not in known:
                 raise NotCompilable(f"cannot find the categories the model knows for {field!r}")
 
-    def _check_range(self, intercept: float, contrib: np.ndarray, pages: np.ndarray) -> None:
-        bound = abs(intercept) + float(np.abs(pages).max(initial=0.0))
-        for block in self._blocks:
-            bound += float(np.abs(contrib[block.start : block.stop]).max(initial=0.0))
-        if not np.isfinite(bound) or bound > _MAX_LOGIT_RANGE:
-            raise NotCompilable(f"logit range {bound:.3g} too wide for the compiled path")
+
+def check_range(
+    blocks: list[range], intercept: float, contrib: np.ndarray, pages: np.ndarray
+) -> None:
+    """Raise NotCompilable when a logit's partial sums could overflow exp(-logit)."""
+    bound = abs(intercept) + float(np.abs(pages).max(initial=0.0))
+    for block in blocks:
+        bound += float(np.abs(contrib[block.start : block.stop]).max(initial=0.0))
+    if not np.isfinite(bound) or bound > _MAX_LOGIT_RANGE:
+        raise NotCompilable(f"logit range {bound:.3g} too wide for the compiled path")
 
 
 def _decision(features: Any, final: Any) -> np.ndarray:
@@ -367,7 +372,7 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.blake2b(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
 
 
-def _link_scale(final: Any, features: Any, decision: np.ndarray) -> float:
+def link_scale(final: Any, features: Any, decision: np.ndarray) -> float:
     """1.0 for the usual logistic link; 2.0 for a binary multinomial fit."""
     sample = np.linspace(0, decision.shape[0] - 1, num=min(decision.shape[0], 32)).astype(np.intp)
     proba = final.predict_proba(features[sample])[:, 1]

@@ -216,9 +216,12 @@ def _catalog(path: Path, data: bytes | None) -> tuple[list[Campaign], list[str]]
 
 def _model_files(root: Path, problems: list[str]) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    # by name: the order of sorting the paths, without 5,000 slow Path comparisons
-    for path in sorted(root.iterdir(), key=_name):
-        if path.suffix not in MODEL_SUFFIXES or not path.is_file():
+    with os.scandir(root) as found:
+        # by name: the order of sorting the paths, without 5,000 slow Path comparisons
+        entries = sorted(found, key=_name)
+    for entry in entries:
+        path = root / entry.name
+        if path.suffix not in MODEL_SUFFIXES or not _is_file(entry):
             continue
         if path.stem in files:
             problems.append(f"{path}: campaign {path.stem!r} has two model files")
@@ -227,8 +230,16 @@ def _model_files(root: Path, problems: list[str]) -> dict[str, Path]:
     return files
 
 
-def _name(path: Path) -> str:
-    return path.name
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file or a link to one (the entry's type, a stat only for links)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _report_orphans(

@@ -322,11 +322,22 @@ def _page_logits(entry: MemoEntry, pages: list[str]) -> np.ndarray | None:
 
 
 def memo_entry(
-    model: Any, columns: list[str], compiled: CompiledModel, layouts: Layouts, pages: list[str]
+    model: Any,
+    columns: list[str],
+    compiled: CompiledModel,
+    layouts: Layouts,
+    pages: list[str],
+    *,
+    categories: dict[str, set[str]] | None = None,
+    imputer: bool | None = None,
 ) -> MemoEntry | None:
     """The memo form of a model compiled on ``layouts``' space for a campaign with
-    ``pages``, or None when not reusable."""
-    if has_imputer(model):
+    ``pages``, or None when not reusable.
+
+    categories: the model's :func:`categories_by_field` when already read;
+    imputer: whether an imputer may rewrite values before its encoders (None: look).
+    """
+    if has_imputer(model) if imputer is None else imputer:
         return None
     listed_pages: list[str] = []
     if PAGE_INPUT in columns:
@@ -338,9 +349,9 @@ def memo_entry(
         if np.any(compiled.pages[unlisted] != 0.0):
             return None  # a page the model does not list moved its logit: not reusable
     space = layouts.space
-    listed: dict[str, frozenset[Any]] = {
-        f: frozenset(v) for f, v in categories_by_field(model).items()
-    }
+    if categories is None:
+        categories = categories_by_field(model)
+    listed: dict[str, frozenset[Any]] = {f: frozenset(v) for f, v in categories.items()}
     listed.update({f: frozenset(space.vocabularies[f][1:]) for f in NUMERIC_FIELDS})
     covered = np.zeros(space.n_slots, dtype=bool)
     fields: dict[str, FieldWeights] = {}

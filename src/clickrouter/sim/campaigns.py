@@ -3,7 +3,9 @@
 Written as the model directory's ``campaigns.json`` (see
 :mod:`clickrouter.catalogue`), so the predictor serves the same
 campaigns the simulator routes clicks to. Targeted countries are drawn by
-traffic share: advertisers target markets that exist.
+traffic share: advertisers target markets that exist. Each campaign belongs to
+one of :data:`VERTICALS`, recorded in the catalogue (``vertical``) and in its
+landing page's host.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from clickrouter.sim.config import WorldConfig
 from clickrouter.sim.devices import OS_NAMES
 from clickrouter.sim.population import Population
 
-_VERTICALS = ("shop", "games", "dating", "finance", "travel", "news", "vpn", "food")
+# a campaign's vertical names its landing page's host and groups the effects it shares
+VERTICALS = ("shop", "games", "dating", "finance", "travel", "news", "vpn", "food")
 
 
 def campaign_id(index: int, n_campaigns: int) -> str:
@@ -32,18 +35,14 @@ def build_campaigns(
     return [
         Campaign(
             id=(cid := campaign_id(i, n)),
-            landing_page=_landing_page(rng, cid),
+            vertical=(vertical := VERTICALS[int(rng.integers(len(VERTICALS)))]),
+            landing_page=f"https://{vertical}.example/{cid}/landing?click_id={{click_id}}",
             payout=round(float(payouts[i]), 2),
             active=bool(active[i]),
             targeting=_targeting(rng, population, config),
         )
         for i in range(n)
     ]
-
-
-def _landing_page(rng: np.random.Generator, cid: str) -> str:
-    vertical = _VERTICALS[int(rng.integers(len(_VERTICALS)))]
-    return f"https://{vertical}.example/{cid}/landing?click_id={{click_id}}"
 
 
 def _targeting(
@@ -67,3 +66,24 @@ def _countries(
     p = np.array(population.country_p)
     picks = rng.choice(len(p), size=k, replace=False, p=p / p.sum())
     return tuple(population.countries[i] for i in sorted(picks))
+
+
+def vertical_groups(campaigns: list[Campaign]) -> tuple[np.ndarray, int]:
+    """Each campaign's vertical as an index, and how many verticals there are.
+
+    :data:`VERTICALS` come first, in their order (so a vertical's index, hence
+    its drawn effects, does not depend on which campaigns a world has); other
+    names follow in order of appearance, and a campaign without a vertical is
+    a vertical of its own.
+    """
+    index: dict[str | None, int] = {name: i for i, name in enumerate(VERTICALS)}
+    groups = np.empty(len(campaigns), dtype=np.int64)
+    n = len(VERTICALS)
+    for i, campaign in enumerate(campaigns):
+        group = index.get(campaign.vertical)
+        if group is None:
+            group, n = n, n + 1
+            if campaign.vertical is not None:
+                index[campaign.vertical] = group
+        groups[i] = group
+    return groups, n

@@ -68,6 +68,9 @@ class WorldConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     effect_mean: float = 0.4  # logit effects ~ N(mean, scale), clipped to +-2.5
     effect_scale: float = 0.8
     hour_effect_amplitude: float = 1.0  # max amplitude of a campaign's hour-of-day bump
+    # share of the variance of a campaign's profile effects that its vertical's effects
+    # carry (0: every campaign independent; 1: every campaign of a vertical alike)
+    shared_structure: float = 0.0
     payout_median: float = 8.0
     payout_sigma: float = 1.0
     inactive_share: float = 0.05
@@ -126,6 +129,7 @@ _RATES = (
     "tz_rate",
     "rfc3339_rate",
     "messy_label_rate",
+    "shared_structure",
     "inactive_share",
     "country_allow_share",
     "country_deny_share",

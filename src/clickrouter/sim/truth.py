@@ -11,9 +11,20 @@ over the local hour; values are picked by (square-rooted) popularity so the
 effects touch traffic that exists. The intercept is calibrated so that the
 campaign's mean P(sale) over its eligible traffic equals its base rate, which
 is log-uniform between ``base_rate_min`` and ``base_rate_max``.
+
+Campaigns of one vertical share structure: with ``s = shared_structure > 0``
+each vertical draws effects of its own by the same process, and a campaign's
+profile effects are ``sqrt(s) * vertical's + sqrt(1 - s) * own``. Both parts
+are independent draws of one distribution, so the variance of a campaign's
+effects is that of ``s = 0`` and two campaigns of one vertical have effects
+correlated by ``s``. The vertical effects come from a random stream of their
+own and ``s = 0`` draws none: that world is the one of independent campaigns.
 """
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -35,12 +46,17 @@ HOUR_BUMP_SHARE = 0.4  # share of campaigns whose conversion depends on the hour
 _CLIP = 2.5
 
 
-class TruthSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TruthSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Serialisable hidden truth, effects stored column-wise.
 
     Effect k adds ``effect_coef[k]`` to the logit of campaign
     ``effect_campaign[k]`` when field ``effect_field[k]`` has the value of index
     ``effect_value[k]`` in the world's vocabulary (numeric fields: the value).
+    Shared effect k adds ``vertical_effect_coef[k]`` (weight included) the same
+    way to every campaign ``c`` with ``campaign_vertical[c] ==
+    vertical_effect_vertical[k]``; ``campaign_vertical`` is empty when no
+    campaign shares anything, and empty columns are not written (the file of
+    an independent world is the one written before verticals existed).
     """
 
     base_rate: list[float]
@@ -49,6 +65,59 @@ class TruthSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     effect_field: list[str]
     effect_value: list[int]
     effect_coef: list[float]
+    campaign_vertical: list[int] = msgspec.field(default_factory=list)
+    vertical_effect_vertical: list[int] = msgspec.field(default_factory=list)
+    vertical_effect_field: list[str] = msgspec.field(default_factory=list)
+    vertical_effect_value: list[int] = msgspec.field(default_factory=list)
+    vertical_effect_coef: list[float] = msgspec.field(default_factory=list)
+
+    @property
+    def n_verticals(self) -> int:
+        """Verticals the columns name: one past the highest index (0 when none)."""
+        return max([-1, *self.campaign_vertical, *self.vertical_effect_vertical]) + 1
+
+    def problem(self, sizes: dict[str, int]) -> str | None:
+        """Why these effects do not fit a world of these vocabulary sizes (None: they do)."""
+        n = len(self.intercept)
+        if len(self.base_rate) != n:
+            return f"{len(self.base_rate)} base rates for {n} campaigns"
+        if len(self.campaign_vertical) not in (0, n):
+            return f"{len(self.campaign_vertical)} campaign verticals for {n} campaigns"
+        own = (self.effect_campaign, self.effect_field, self.effect_value, self.effect_coef)
+        shared = (
+            self.vertical_effect_vertical,
+            self.vertical_effect_field,
+            self.vertical_effect_value,
+            self.vertical_effect_coef,
+        )
+        for name, columns, owners in (
+            ("effect", own, n),
+            ("vertical effect", shared, self.n_verticals),
+        ):
+            problem = _columns_problem(columns, sizes, owners)
+            if problem is not None:
+                return f"{name}s: {problem}"
+        if min(self.campaign_vertical, default=0) < 0:
+            return "a negative campaign vertical"
+        return None
+
+
+def _columns_problem(columns: EffectColumns, sizes: dict[str, int], owners: int) -> str | None:
+    owner, fields, values, coefs = columns
+    if len({len(c) for c in columns}) > 1:
+        return "columns of different lengths"
+    if any(not 0 <= o < owners for o in owner):
+        return f"an effect names an owner outside 0..{owners - 1}"
+    for field in set(fields):
+        if field not in sizes:
+            return f"unknown field {field!r}"
+    value = np.array(values, dtype=np.int64)
+    limit = np.array([sizes[f] for f in fields], dtype=np.int64)
+    if len(value) and not ((value >= 0) & (value < limit)).all():
+        return "an effect on a value outside its field's vocabulary"
+    if not np.isfinite(np.array(coefs, dtype=np.float64)).all():
+        return "a coefficient that is not finite"
+    return None
 
 
 class Truth:
@@ -71,13 +140,22 @@ class Truth:
         self.spec = spec
         self.n_campaigns = len(spec.intercept)
         self.intercept = np.array(spec.intercept, dtype=np.float64)
-        self.tables = {f: np.zeros((sizes[f], self.n_campaigns)) for f in CANONICAL_FIELDS}
-        fields = np.array(spec.effect_field, dtype=object)
-        campaign, value = np.array(spec.effect_campaign), np.array(spec.effect_value)
-        coef = np.array(spec.effect_coef, dtype=np.float64)
-        for field, table in self.tables.items():
-            rows = np.flatnonzero(fields == field)
-            np.add.at(table, (value[rows], campaign[rows]), coef[rows])
+        own = (spec.effect_campaign, spec.effect_field, spec.effect_value, spec.effect_coef)
+        self.tables = _effect_tables(own, sizes, self.n_campaigns)
+        if spec.campaign_vertical:
+            shared = _effect_tables(
+                (
+                    spec.vertical_effect_vertical,
+                    spec.vertical_effect_field,
+                    spec.vertical_effect_value,
+                    spec.vertical_effect_coef,
+                ),
+                sizes,
+                spec.n_verticals,
+            )
+            vertical = np.array(spec.campaign_vertical, dtype=np.int64)
+            for field, table in self.tables.items():
+                table += shared[field][:, vertical]
         if offer_campaign is None:
             offer_campaign = np.arange(self.n_campaigns)
         self.offer_campaign = np.asarray(offer_campaign, dtype=np.int64)
@@ -119,6 +197,20 @@ class Truth:
         return out
 
 
+def _effect_tables(
+    columns: EffectColumns, sizes: dict[str, int], n_owners: int
+) -> dict[str, np.ndarray]:
+    """Dense (vocabulary size, n_owners) tables per canonical field of effect columns."""
+    tables = {f: np.zeros((sizes[f], n_owners)) for f in CANONICAL_FIELDS}
+    fields = np.array(columns[1], dtype=object)
+    owner, value = np.array(columns[0], dtype=np.int64), np.array(columns[2], dtype=np.int64)
+    coef = np.array(columns[3], dtype=np.float64)
+    for field, table in tables.items():
+        rows = np.flatnonzero(fields == field)
+        np.add.at(table, (value[rows], owner[rows]), coef[rows])
+    return tables
+
+
 def _page_tables(
     pages: PageSpec, sizes: dict[str, int], n_offers: int
 ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
@@ -144,21 +236,61 @@ def generate_truth(
     sample: dict[str, np.ndarray],
     eligible: np.ndarray,
     sizes: dict[str, int],
+    shared: SharedDraw | None = None,
 ) -> TruthSpec:
     """Draw sparse effects and calibrate intercepts on a traffic ``sample``.
 
     ``sample`` holds vocabulary indices per field (m,); ``eligible`` is the
-    (m, n_campaigns) eligibility of those rows.
+    (m, n_campaigns) eligibility of those rows. With ``config.shared_structure``
+    above 0, ``shared`` gives each campaign's vertical and the random stream
+    the verticals' effects are drawn from.
     """
     n = eligible.shape[1]
     base = np.exp(rng.uniform(np.log(config.base_rate_min), np.log(config.base_rate_max), n))
     columns = _concat(_sparse_effects(rng, n, config, sample, sizes), _hour_bumps(rng, n, config))
-    draft = Truth(TruthSpec(base.tolist(), [0.0] * n, *columns), sizes)
+    vertical: list[int] = []
+    shared_columns: EffectColumns = ([], [], [], [])
+    s = config.shared_structure
+    if s > 0:
+        if shared is None:
+            raise ValueError("shared_structure > 0 needs the campaigns' verticals")
+        columns = _weighted(columns, math.sqrt(1.0 - s))
+        drawn = _concat(
+            _sparse_effects(shared.rng, shared.n_verticals, config, sample, sizes),
+            _hour_bumps(shared.rng, shared.n_verticals, config),
+        )
+        vertical, shared_columns = shared.vertical.tolist(), _weighted(drawn, math.sqrt(s))
+
+    def spec(intercept: list[float]) -> TruthSpec:
+        return TruthSpec(
+            base.tolist(),
+            intercept,
+            *columns,
+            campaign_vertical=vertical,
+            vertical_effect_vertical=shared_columns[0],
+            vertical_effect_field=shared_columns[1],
+            vertical_effect_value=shared_columns[2],
+            vertical_effect_coef=shared_columns[3],
+        )
+
+    draft = Truth(spec([0.0] * n), sizes)
     intercept = np.log(base) - np.log(_mean_exp_effects(draft, sample, eligible))
-    return TruthSpec(base.tolist(), intercept.tolist(), *columns)
+    return spec(intercept.tolist())
+
+
+class SharedDraw(NamedTuple):
+    """What drawing the verticals' effects needs: a stream, and each campaign's vertical."""
+
+    rng: np.random.Generator
+    vertical: np.ndarray  # (n_campaigns,) int: the vertical of each campaign
+    n_verticals: int
 
 
 EffectColumns = tuple[list[int], list[str], list[int], list[float]]
+
+
+def _weighted(columns: EffectColumns, weight: float) -> EffectColumns:
+    return columns[0], columns[1], columns[2], [weight * c for c in columns[3]]
 
 
 def _sparse_effects(

@@ -3,10 +3,11 @@
 A world is generated from ``(WorldConfig, seed, n_campaigns)`` and saved as a
 directory holding the campaign catalogue (``campaigns.json``, the model
 directory format the predictor serves) and the hidden truth (``world.json``:
-config, audience tables, conversion effects, page effects and schedule).
-Everything else (timeline, samplers, dense effect tables) is rebuilt from
-those two files; a ``world.json`` without pages is a world with one page per
-campaign.
+config, audience tables, conversion effects (each campaign's own and its
+vertical's), page effects and schedule). Everything else (timeline, samplers,
+dense effect tables) is rebuilt from those two files; a ``world.json``
+without pages is a world with one page per campaign, one without vertical
+effects a world of independent campaigns.
 
 What is chosen, valued and made eligible is an *offer*, a (campaign, landing
 page) pair: ``offers`` lists them as ``offers_of(campaigns)`` does (campaign by
@@ -27,14 +28,14 @@ import numpy as np
 from clickrouter.catalogue import DEFAULT_PAGE_ID, Campaign, load_catalog, offers_of, write_catalog
 from clickrouter.errors import InvalidInput
 from clickrouter.profile import CATEGORICAL_FIELDS, NUMERIC_DOMAINS, parse_timestamp
-from clickrouter.sim.campaigns import build_campaigns
+from clickrouter.sim.campaigns import build_campaigns, vertical_groups
 from clickrouter.sim.config import WorldConfig
 from clickrouter.sim.delays import DelayModel
 from clickrouter.sim.pages import PageSpec, attach_pages
 from clickrouter.sim.population import Audience, Draw, Population
 from clickrouter.sim.requests import RequestRenderer
 from clickrouter.sim.timeline import Timeline
-from clickrouter.sim.truth import Truth, TruthSpec, generate_truth, sigmoid
+from clickrouter.sim.truth import SharedDraw, Truth, TruthSpec, generate_truth, sigmoid
 
 FORMAT_VERSION = 1
 WORLD_FILE = "world.json"
@@ -79,6 +80,9 @@ class World:
         self._eligibility_tables()
         if truth is None:
             truth = self._draw_truth()
+        problem = truth.problem(self.sizes)
+        if problem is not None:
+            raise InvalidInput(f"world: the hidden truth does not fit the audience: {problem}")
         self.truth = Truth(truth, self.sizes, self.pages, self.offer_campaign)
 
     def _offer_tables(self, pages: PageSpec) -> None:
@@ -131,7 +135,9 @@ class World:
         # a campaign's base rate is over the traffic the campaign itself admits
         active, country_ok, os_ok = self._campaign_eligibility
         eligible = active & country_ok[sample["country"]] & os_ok[sample["os"]]
-        return generate_truth(rng, self.config, sample, eligible, self.sizes)
+        # the verticals' effects from a stream of their own: the campaigns' own stay those of s = 0
+        shared = SharedDraw(np.random.default_rng([self.seed, 7]), *vertical_groups(self.campaigns))
+        return generate_truth(rng, self.config, sample, eligible, self.sizes, shared)
 
     # ---- persistence -------------------------------------------------------------------
 

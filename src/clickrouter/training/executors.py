@@ -9,6 +9,7 @@ contiguous numpy buffers.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -71,7 +72,7 @@ class ProcessExecutor:
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
-            initializer=die_with_parent,
+            initializer=_start_worker,
             initargs=(os.getpid(),),
         )
         list(self._pool.map(_ready, range(self.workers)))
@@ -133,6 +134,13 @@ class DaskExecutor:
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _start_worker(parent: int) -> None:
+    # a cycle runs with the collector paused (see TrainingManager.run_cycle), and a
+    # forked worker inherits that: its fits run with the collector on as usual
+    gc.enable()
+    die_with_parent(parent)
 
 
 def _ready(_: int) -> None:

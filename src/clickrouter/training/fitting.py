@@ -32,8 +32,10 @@ from threadpoolctl import threadpool_limits
 
 from clickrouter.features import FeatureSpace
 from clickrouter.training.design import column_offsets, design_matrix, restrict, used_columns
+from clickrouter.training.hierarchy import fit_campaign as fit_towards
 from clickrouter.training.hours import fold_harmonics, harmonic_features, hour_columns
 from clickrouter.training.metrics import evaluate, log_loss
+from clickrouter.training.posterior import diagonal_precision
 from clickrouter.training.publish import read_model
 from clickrouter.training.served import served_proba
 
@@ -55,6 +57,7 @@ class FitSettings:
     hour_harmonics: int = 1
     c_regrid_growth: float = 0.0
     recent_prior_sales: float = 0.0
+    posterior: bool = False  # also return each logistic fit's diagonal precision
 
 
 @dataclass
@@ -91,6 +94,12 @@ class CampaignTask:
     train_exposure: float = -1.0
 
     pages: PageRows | None = None  # None: one page, nothing known of it
+    # the hierarchical learner's shared coefficients over the cycle's
+    # ``n_columns`` (None: the independent learner, sklearn's fit towards 0),
+    # fitted on every kept row, and on the training parts alone: the C grid
+    # is judged on held-out rows the shared effects have not seen
+    prior: np.ndarray | None = None
+    training_prior: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.exposure < 0:
@@ -150,6 +159,9 @@ class FitResult:
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     pages: tuple[str, ...] = ()  # the model's page input categories (none: no page input)
+    # the diagonal Laplace precision of a logistic fit, when asked for: per
+    # coefficient of ``coef``, and the intercept's
+    precision: tuple[np.ndarray, float] | None = None
 
 
 def fit_chunk(settings: FitSettings, tasks: list[CampaignTask]) -> list[FitResult]:
@@ -254,6 +266,8 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     cols = _with_pages(task.cols, pages.kept if pages else None, settings.n_columns)
     hold_cols = _with_pages(task.hold_cols, pages.hold if pages else None, settings.n_columns)
     used = used_columns(cols)  # a page without kept rows gets no column: the campaign's level
+    if task.prior is not None:  # a value the campaign never saw scores the shared effect
+        used = np.union1d(used, np.arange(settings.n_columns))
     if harmonics:  # every hour scores the fitted curve, seen in training or not
         used = np.union1d(used, hour_columns(space))
     # page columns lie past the last offset: they form one more field
@@ -266,7 +280,11 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     # odds by 1/r (w); adding log(r / w) to the intercept undoes it exactly
     shift = math.log(task.rate) - math.log(settings.positive_weight)
     hours = _Hours(harmonic_features(task.cols, space, harmonics), harmonics, used, space)
-    fit = _Fit(X, y, weight, task.rate, field_of, settings.max_iter, hours)
+    priors = (
+        _prior_at(task.prior, settings, used, hours),
+        _prior_at(task.training_prior, settings, used, hours),
+    )
+    fit = _Fit(X, y, weight, task.rate, field_of, settings.max_iter, hours, priors)
     grid, chosen_at = c_candidates(settings, task)
     chosen, metrics, scores = _choose_c(grid, task, fit, X_hold, shift)
     if metrics is None:  # no held-out verdict: nothing was chosen, choose again next time
@@ -275,6 +293,9 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
     coef = np.zeros(settings.n_columns + n_pages, dtype=np.float64)
     coef[used] = coef_used
     coef = coef[: settings.n_columns + len(task.model_pages)]  # pages no longer listed: out
+    precision = None
+    if settings.posterior:  # at the fit's own logits: before the shifts below
+        precision = _precision(X, X @ coef_used + intercept, weight, chosen, used, len(coef))
     intercept += shift
     recent = 0.0
     if settings.recent_prior_sales > 0:  # off by default: no scoring of the slice then
@@ -288,9 +309,40 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
         "kept_rows": len(y),
         "c_chosen_at_positives": chosen_at,
     }
-    return FitResult(
+    result = FitResult(
         task.campaign_id, "logistic", coef, intercept, chosen, metrics, None, "", "", 0, details
     )
+    result.precision = precision
+    return result
+
+
+def _prior_at(
+    prior: np.ndarray | None, settings: FitSettings, used: np.ndarray, hours: _Hours
+) -> np.ndarray | None:
+    """Shared coefficients at the fit's design columns (None: the independent learner).
+
+    Page columns (past ``n_columns``) and the hour harmonics are the
+    campaign's own: pulled towards 0.
+    """
+    if prior is None:
+        return None
+    shared = used < settings.n_columns
+    at_used = np.zeros(len(used), dtype=np.float64)
+    at_used[shared] = prior[used[shared]]
+    return np.concatenate([at_used, np.zeros(hours.features.shape[1])])
+
+
+def _precision(
+    X: Any, logits: np.ndarray, weight: np.ndarray, C: float, used: np.ndarray, width: int
+) -> tuple[np.ndarray, float]:
+    """The fit's diagonal Laplace precision over ``width`` model columns.
+
+    A column the fit never saw carries only the prior's precision ``1 / C``.
+    """
+    on_used, intercept = diagonal_precision(X, logits, weight, C)
+    full = np.full(max(width, int(used.max(initial=-1)) + 1), 1.0 / C)
+    full[used] = on_used
+    return full[:width], intercept
 
 
 def _with_pages(cols: np.ndarray, pages: np.ndarray | None, n_columns: int) -> np.ndarray:
@@ -312,6 +364,11 @@ class _Fit:
     values unchanged and gives unseen values the field's average effect.
     The landing page is such a field: a page without rows scores at the
     campaign's level, its pages' effects averaged over the traffic they had.
+
+    With ``priors`` (the hierarchical learner: shared coefficients fitted on
+    every row, and on the training parts), the coefficients are pulled towards
+    them instead of towards 0 (:func:`~clickrouter.training.hierarchy.fit_campaign`):
+    a fit on every row towards the first, a fit on a prefix towards the second.
     """
 
     def __init__(
@@ -323,23 +380,34 @@ class _Fit:
         field_of: np.ndarray,
         max_iter: int,
         hours: _Hours,
+        priors: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
     ) -> None:
         self.X, self.y, self.weight, self.field_of = X, y, weight, field_of
+        self.priors = priors
         self.population = np.where(y > 0, 1.0, 1.0 / rate)  # rows each kept row stands for
         self.max_iter = max_iter
         self.hours = hours
         self.design = sp.hstack([X, sp.csr_matrix(hours.features)], format="csr")
 
     def __call__(self, C: float, rows: slice) -> tuple[np.ndarray, float]:
-        model = _fit(self.design[rows], self.y[rows], self.weight[rows], C, self.max_iter)
-        coef = self.hours.fold(model.coef_[0])
-        intercept = float(model.intercept_[0])
+        coef, intercept = self._raw(C, rows)
+        coef = self.hours.fold(coef)
         mass = np.asarray(self.X[rows].T @ self.population[rows]).ravel()
         n_fields = int(self.field_of.max(initial=-1)) + 1
         total = np.bincount(self.field_of, weights=mass * coef, minlength=n_fields)
         count = np.bincount(self.field_of, weights=mass, minlength=n_fields)
         centre = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return coef - centre[self.field_of], intercept + float(centre.sum())
+
+    def _raw(self, C: float, rows: slice) -> tuple[np.ndarray, float]:
+        """Coefficients over [one-hot | harmonics] and the intercept, uncentred."""
+        y, weight = self.y[rows], self.weight[rows]
+        prior = self.priors[0] if rows == slice(None) else self.priors[1]
+        if prior is None:
+            model = _fit(self.design[rows], y, weight, C, self.max_iter)
+            return model.coef_[0], float(model.intercept_[0])
+        fit = fit_towards(self.design[rows], y, prior, C=C, weight=weight)
+        return fit.coef, fit.intercept
 
 
 class _Hours:

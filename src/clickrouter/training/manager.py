@@ -11,7 +11,10 @@ killed writer left in staging, so a cycle after a crash starts clean while
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ from rich.console import Console
 from clickrouter.catalogue import Campaign, load_catalog
 from clickrouter.datastore import RECORD_SCHEMA
 from clickrouter.errors import ClickrouterError, InvalidInput
+from clickrouter.features import FeatureSpace
 from clickrouter.modelstore import ModelStore
+from clickrouter.posteriors import SUFFIX as POSTERIOR_SUFFIX
 from clickrouter.training.data import TrainingData
 from clickrouter.training.design import build_space, column_offsets, encode_columns
 from clickrouter.training.executors import make_executor
@@ -35,10 +40,31 @@ from clickrouter.training.publish import Placement, publish, space_spec
 from clickrouter.training.report import CycleReport, Stopwatch, cycle_report, progress_bar
 from clickrouter.training.scan import committed_files, file_versions, scan
 from clickrouter.training.settings import TrainingSettings
+from clickrouter.training.shared import attach_shared_effects
 from clickrouter.training.tasks import campaign_tasks, chunked, pooled_rate
 
 # above this share of campaigns to retrain, one scan beats per-campaign reads
 _SCAN_ALL_SHARE = 0.25
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (restored as it was after).
+
+    A cycle allocates a record dict, a placement and a path per campaign
+    while the process holds many long-lived objects (the frame, the catalogue,
+    in the lab the simulated world), so the collector's full passes, each
+    scanning all of them, would cost a good share of the cycle and free
+    little: reference counting frees what a cycle drops, and whatever cyclic
+    garbage it leaves is collected on the next pass after the block.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class TrainingManager:
@@ -75,6 +101,7 @@ class TrainingManager:
         self.console = console
         self._files: dict[str, list[Path]] | None = None  # the source's files, per cycle
         self._late: DelayedFeedback | None = None  # made on the first cycle (needs data)
+        self._transformers: Transformers | None = None  # the last cycle's, for its space
 
     @property
     def data(self) -> TrainingData:
@@ -123,7 +150,7 @@ class TrainingManager:
     def run_cycle(self, now: float | None = None) -> CycleReport:
         """Retrain changed campaigns on the window ending at ``now`` and publish."""
         started = time.perf_counter()
-        with self.store.writer_lock():
+        with self.store.writer_lock(), collector_paused():
             self.store.clean_staging()
             report = self._cycle(time.time() if now is None else float(now))
         report.seconds = time.perf_counter() - started
@@ -177,7 +204,8 @@ class TrainingManager:
             versions = late.versions(versions, window[0], now)
         resettled = served.settings != jsonable(self.settings.to_dict())
         train = [c for c in ids if resettled or changed(c, versions, served)]
-        carried = [c for c in ids if c not in train]
+        retrained = set(train)
+        carried = [c for c in ids if c not in retrained]
         catalog_bytes = msgspec.json.encode(catalog)
         if not train and served.version is not None and catalog_bytes == served.catalog:
             return CycleReport(served.version, False, campaigns=len(ids), unchanged=len(ids))
@@ -193,10 +221,14 @@ class TrainingManager:
         )
         fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
         clock.lap("encode")
+        if self.settings.learner == "hierarchical":
+            verticals = {c.id: c.vertical for c in catalog}
+            attach_shared_effects(tasks, self.settings, fit_settings.n_columns, verticals)
+            clock.lap("shared")
         results = self._fit_all(fit_settings, tasks)
         del tasks, cols
         clock.lap("fit")
-        transformers = Transformers(space)
+        transformers = self._transformers_for(space)
         placements = [
             placement(
                 r, transformers, served, versions.get(r.campaign_id), fit_settings.pooled_rate
@@ -214,6 +246,15 @@ class TrainingManager:
         report.stages = clock.laps
         return report
 
+    def _transformers_for(self, space: FeatureSpace) -> Transformers:
+        """The last cycle's transformers while the feature space is the same: a fitted
+        transformer is a function of the space and the page ids alone, and fitting
+        them again each cycle costs more than the rest of publishing a fit."""
+        kept = self._transformers
+        if kept is None or space_spec(kept.space) != space_spec(space):
+            kept = self._transformers = Transformers(space)
+        return kept
+
     def _delayed_feedback(self) -> DelayedFeedback | None:
         window = self.settings.attribution_seconds
         if window is not None and self._late is None:
@@ -227,10 +268,12 @@ class TrainingManager:
         root = self.store.path_of(version)
         manifest = self.store.manifest(version)
         records = manifest.get("campaigns", {}) if isinstance(manifest, dict) else {}
-        files = {p.stem: p for p in root.iterdir() if p.suffix in (".joblib", ".skops")}
+        files, posteriors = _version_files(root)
         catalog, _ = load_catalog(root / "campaigns.json")
         settings = manifest.get("settings", {}) if isinstance(manifest, dict) else {}
-        return Served(version, files, records, msgspec.json.encode(catalog), settings)
+        digests = manifest.get("files", {}) if isinstance(manifest, dict) else {}
+        encoded = msgspec.json.encode(catalog)
+        return Served(version, files, records, encoded, settings, digests, posteriors)
 
     def _data_versions(self, ids: list[str]) -> dict[str, str | None]:
         available = set(self.data.campaigns())
@@ -276,7 +319,7 @@ class TrainingManager:
             n_columns=int(column_offsets(space)[-1]),
             c_grid=s.c_grid,
             positive_weight=s.positive_weight,
-            min_positives=s.min_positives,
+            min_positives=s.logistic_min_positives,
             prior_positives=s.prior_positives,
             pooled_rate=pooled,
             guard_tolerance=s.guard_tolerance,
@@ -285,6 +328,7 @@ class TrainingManager:
             hour_harmonics=s.hour_harmonics,
             c_regrid_growth=s.c_regrid_growth,
             recent_prior_sales=s.recent_prior_sales,
+            posterior=s.posterior,
         )
 
     def _fit_all(self, fit_settings: FitSettings, tasks: list[Any]) -> list[FitResult]:
@@ -324,3 +368,15 @@ class TrainingManager:
         self.store.set_current(version)
         self.store.prune(self.settings.keep_versions)
         return version
+
+
+def _version_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """A version's model files and posterior files, each by campaign id."""
+    files: dict[str, Path] = {}
+    posteriors: dict[str, Path] = {}
+    for path in root.iterdir():
+        if path.suffix in (".joblib", ".skops"):
+            files[path.stem] = path
+        elif path.name.endswith(POSTERIOR_SUFFIX):
+            posteriors[path.name[: -len(POSTERIOR_SUFFIX)]] = path
+    return files, posteriors

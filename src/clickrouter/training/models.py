@@ -20,7 +20,6 @@ transformer for each set of page ids.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -76,7 +75,11 @@ class Transformers:
     ColumnTransformer per campaign, far slower than copying one. One is
     fitted per number of pages; another set of as many pages is a copy of it
     whose page encoder has those categories, as a parameter and as its fitted
-    state: the same object a fit would give.
+    state: the same object a fit would give, down to its pickled bytes. The copy
+    is new only along the way to its two page encoders and shares the rest (the
+    profile encoders, column lists, arrays) with the fitted one, which no one
+    changes: copying a transformer's whole vocabulary per campaign is the cost
+    this avoids.
     """
 
     def __init__(self, space: FeatureSpace) -> None:
@@ -96,13 +99,32 @@ class Transformers:
             fitted = feature_transformer(self.space, pages)
             self._by_count[len(pages)] = fitted
             return fitted
-        fitted = copy.deepcopy(template)
+        fitted = _shallow(template)
         # the parameter (what a clone refits with) and the fitted encoder
-        unfitted = next(step for name, step, _ in fitted.transformers if name == "landing_page")
-        encoder = fitted.named_transformers_["landing_page"]
-        unfitted.categories = encoder.categories = [list(pages)]
-        encoder.categories_ = [np.array(pages, dtype=object)]
+        fitted.transformers = [_with_pages(step, pages, False) for step in template.transformers]
+        fitted.transformers_ = [_with_pages(step, pages, True) for step in template.transformers_]
         return fitted
+
+
+def _with_pages(step: tuple[str, Any, Any], pages: tuple[str, ...], fitted: bool) -> Any:
+    """A ColumnTransformer step, its page encoder (a copy) given the categories ``pages``."""
+    name, encoder, columns = step
+    if name != "landing_page":
+        return step
+    encoder = _shallow(encoder)
+    # a list of its own, as a fit's clone makes: a shared one would pickle differently,
+    # and a model file's bytes must not depend on how its transformer was made
+    encoder.categories = [list(pages)]
+    if fitted:
+        encoder.categories_ = [np.array(pages, dtype=object)]
+    return (name, encoder, columns)
+
+
+def _shallow(estimator: Any) -> Any:
+    """A new estimator with the same attributes, in the same order (no sklearn hooks)."""
+    copied = estimator.__class__.__new__(estimator.__class__)
+    copied.__dict__.update(estimator.__dict__)
+    return copied
 
 
 def logistic_pipeline(

@@ -25,6 +25,7 @@ from clickrouter.training.models import (
     logistic_pipeline,
     n_columns,
 )
+from clickrouter.training.posterior import posterior_from_precision
 from clickrouter.training.publish import Placement
 
 
@@ -37,6 +38,19 @@ class Served:
     records: dict[str, Any] = field(default_factory=dict)
     catalog: bytes = b""
     settings: dict[str, Any] = field(default_factory=dict)
+    # file name -> sha256 as its manifest lists them: a carried-over file keeps its digest
+    digests: dict[str, str] = field(default_factory=dict)
+    posteriors: dict[str, Path] = field(default_factory=dict)  # campaign id -> its posterior
+
+    def carry(self, cid: str, record: dict[str, Any]) -> Placement:
+        """The live version's file of ``cid`` carried over (and its posterior), with ``record``."""
+        source = self.files[cid]
+        carried = Placement(cid, record, source=source, digest=self.digests.get(source.name))
+        posterior = self.posteriors.get(cid)
+        if posterior is not None:
+            carried.posterior_source = posterior
+            carried.posterior_digest = self.digests.get(posterior.name)
+        return carried
 
 
 def jsonable(value: dict[str, Any]) -> Any:
@@ -68,7 +82,7 @@ def placement(
     old = served.files.get(result.campaign_id)
     if result.decision in ("kept", "failed") and old is not None:
         kept = kept_record(entry, served.records.get(result.campaign_id, {}))
-        return Placement(result.campaign_id, kept, source=old)
+        return served.carry(result.campaign_id, kept)
     if result.kind == "failed":  # nothing to fall back on: the pooled base rate
         entry.update(kind="base_rate", rate=pooled)
         fallback = base_rate_pipeline(transformers(), pooled)
@@ -76,7 +90,10 @@ def placement(
     transformer = transformers(result.pages)
     coef = result.coef if result.coef is not None else np.zeros(n_columns(transformer))
     model = logistic_pipeline(transformer, coef, result.intercept, C=result.C or 1.0)
-    return Placement(result.campaign_id, entry, model=model)
+    fitted = Placement(result.campaign_id, entry, model=model)
+    if result.precision is not None:
+        fitted.posterior = posterior_from_precision(transformer, *result.precision)
+    return fitted
 
 
 # what a cycle says of a campaign, as opposed to what describes a model file
@@ -103,7 +120,7 @@ def carried(cid: str, served: Served) -> Placement:
     entry = dict(served.records.get(cid, {}))
     entry.update(decision="unchanged", reason="no new data since the served version")
     entry.setdefault("trained_in", served.version)
-    return Placement(cid, entry, source=served.files[cid])
+    return served.carry(cid, entry)
 
 
 def record(result: FitResult, data_version: str | None) -> dict[str, Any]:

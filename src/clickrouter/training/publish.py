@@ -46,6 +46,7 @@ from clickrouter.modelstore import (
     read_model,
     record_of,
 )
+from clickrouter.posteriors import LaplacePosterior
 
 __all__ = ["Placement", "publish", "read_model", "space_spec"]
 
@@ -55,7 +56,9 @@ class Placement:
     """One campaign's file in the new version: a new model or a carried-over file.
 
     A carried-over file's ``digest`` is its sha256 as its version's manifest
-    lists it (None: hashed when linked).
+    lists it (None: hashed when linked). The model's posterior, when it has
+    one, goes beside it the same way: a new ``posterior``, or a carried-over
+    ``posterior_source`` with its ``posterior_digest``.
     """
 
     campaign_id: str
@@ -63,6 +66,9 @@ class Placement:
     model: Any | None = None
     source: Path | None = None
     digest: str | None = None
+    posterior: LaplacePosterior | None = None
+    posterior_source: Path | None = None
+    posterior_digest: str | None = None
 
 
 def publish(
@@ -80,6 +86,7 @@ def publish(
             if placement.model is None and placement.source is not None:
                 placement.digest = placement.digest or published.of(placement.source)
             placement.record["file"] = _place(writer, placement)
+            _place_posterior(writer, placement, published)
             placement.record.setdefault("trained_in", version)
             records[placement.campaign_id] = record_of(placement.record)
         writer.write_catalog(catalog)
@@ -113,6 +120,18 @@ def _place(writer: VersionWriter, placement: Placement) -> str:
     if placement.source is None:
         raise ValueError(f"campaign {placement.campaign_id!r}: nothing to publish")
     return writer.link_model(placement.campaign_id, placement.source, placement.digest)
+
+
+def _place_posterior(
+    writer: VersionWriter, placement: Placement, published: _PublishedDigests
+) -> None:
+    cid = placement.campaign_id
+    if placement.posterior is not None:
+        writer.write_posterior(cid, placement.posterior)
+    elif placement.posterior_source is not None:
+        source = placement.posterior_source
+        digest = placement.posterior_digest or published.of(source)
+        writer.link_posterior(cid, source, digest)
 
 
 def space_spec(space: FeatureSpace) -> dict[str, Any]:

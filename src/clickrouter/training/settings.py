@@ -39,6 +39,22 @@ class TrainingSettings:
         on exactly the traffic that comes next. Off by default: it fixes the
         level under drift, but it brings no revenue gain in the offline
         replay (docs/benchmarks.md).
+    learner: "independent" fits each campaign on its own rows, its coefficients
+        shrunk towards 0; "hierarchical" first fits profile effects shared by
+        the logistic campaigns of a group (``shared_by``; a free level per
+        campaign, inverse L2 strength ``global_c``), then each campaign's
+        coefficients shrunk towards its group's, with C still chosen on
+        ``c_grid`` (see ``shared.py`` and ``hierarchy.py``).
+    global_c: the shared stage's inverse L2 strength (hierarchical only).
+    shared_by: which campaigns share effects (hierarchical only): "vertical",
+        the campaigns of one catalogue vertical (those without one together);
+        "all", every campaign.
+    hierarchy_min_positives: with the hierarchical learner, campaigns with at
+        least this many sales get a logistic model (None: ``min_positives``;
+        at most ``min_positives``): below ``min_positives`` it starts from the
+        shared effects instead of a flat base rate.
+    posterior: publish each new logistic model's diagonal Laplace posterior
+        as ``<model stem>.posterior.json`` beside it (``posterior.py``).
     guard_tolerance: keep the served model when the new log loss exceeds its
         log loss by more than this relative margin...
     guard_min_positives: ...judged only on a held-out slice with at least this
@@ -70,6 +86,11 @@ class TrainingSettings:
     max_iter: int = 300
     seed: int = 0
     hour_harmonics: int = 1
+    learner: str = "independent"
+    global_c: float = 1.0
+    shared_by: str = "vertical"
+    hierarchy_min_positives: int | None = None
+    posterior: bool = False
 
     def __post_init__(self) -> None:
         _check("negative_rate", self.negative_rate, 0 < self.negative_rate <= 1)
@@ -91,9 +112,50 @@ class TrainingSettings:
         late = self.attribution_seconds
         _check("attribution_seconds", late, late is None or (math.isfinite(late) and late > 0))
         _check("workers", self.workers, self.workers is None or self.workers >= 0)
+        _check("learner", self.learner, self.learner in LEARNERS)
+        c = self.global_c
+        _check("global_c", c, _is_number(c) and math.isfinite(c) and c > 0)
+        _check("shared_by", self.shared_by, self.shared_by in ("all", "vertical"))
+        low = self.hierarchy_min_positives
+        fits = low is None or (_is_int(low) and 1 <= low <= self.min_positives)
+        _check("hierarchy_min_positives", low, fits)
+        _check("posterior", self.posterior, isinstance(self.posterior, bool))
+
+    @property
+    def logistic_min_positives(self) -> int:
+        """The fewest sales a campaign needs for a logistic model under this learner."""
+        low = self.hierarchy_min_positives
+        if self.learner == "hierarchical" and low is not None:
+            return low
+        return self.min_positives
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting, except the opt-in learner's left at their defaults: a version
+        published with the defaults records what versions before them recorded, so
+        the cycle after an upgrade sees the same settings and retrains nothing."""
+        data = asdict(self)
+        for name, default in _OPT_IN.items():
+            if data[name] == default and type(data[name]) is type(default):
+                del data[name]
+        return data
+
+
+LEARNERS = ("independent", "hierarchical")
+_OPT_IN: dict[str, Any] = {
+    "learner": "independent",
+    "global_c": 1.0,
+    "shared_by": "vertical",
+    "hierarchy_min_positives": None,
+    "posterior": False,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check(name: str, value: Any, ok: bool) -> None:

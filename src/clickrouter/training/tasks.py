@@ -152,7 +152,7 @@ def _task(
     rate = sampling_rate(int((y == 0).sum()), settings)
     rng = np.random.default_rng([settings.seed, zlib.crc32(cid.encode())])
     keep = (y == 1) | (rng.random(len(rows)) < rate)
-    if int(y.sum()) < settings.min_positives:
+    if int(y.sum()) < settings.logistic_min_positives:
         keep[:] = False  # a base-rate campaign: counts and the held-out slice are enough
     kept = rows[keep]
     hold = rows[split:]

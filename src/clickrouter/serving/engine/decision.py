@@ -19,7 +19,7 @@ from clickrouter.profile import extract_profile
 from clickrouter.serving.bank import ModelBank, RankedOffer
 from clickrouter.serving.engine.fused import Decider, decider_for
 from clickrouter.serving.engine.holder import LiveBank
-from clickrouter.serving.engine.policy import Policy
+from clickrouter.serving.engine.policy import Policy, choose_one
 
 
 class Outcome(msgspec.Struct, omit_defaults=True):
@@ -57,10 +57,11 @@ class DecisionPath:
         """The outcome for one canonical profile; with ``top``, the ``top`` best by
         expected value as its ranking."""
         bank = live.bank
-        ranking = self.decider(bank).decide(canonical, bank.space.indices(canonical), top or 1)
+        slots = bank.space.indices(canonical)
+        ranking = self.decider(bank).decide(canonical, slots, top or 1)
         proba = ranking.proba
-        column, propensity = self.policy.choose_scored(
-            live, proba, ranking.mask, ranking.columns[0], ranking.n_eligible
+        column, propensity = choose_one(
+            self.policy, live, proba, ranking.mask, ranking.columns[0], ranking.n_eligible, slots
         )
         campaign, page = bank.offers[column]
         probability = float(proba[column])
@@ -102,8 +103,10 @@ class DecisionPath:
         canonical = extract_profile({})
         # e.g. no campaign eligible for the empty profile: the tables are laid out anyway
         with contextlib.suppress(ClickrouterError):
-            ranking = decider.decide(canonical, live.bank.space.indices(canonical), 1)
-            self.policy.choose_scored(
-                live, ranking.proba, ranking.mask, ranking.columns[0], ranking.n_eligible
-            )
+            slots = live.bank.space.indices(canonical)
+            ranking = decider.decide(canonical, slots, 1)
+            choose_one(
+                self.policy, live, ranking.proba, ranking.mask, ranking.columns[0],
+                ranking.n_eligible, slots,
+            )  # fmt: skip
         self._prepared = decider

@@ -138,11 +138,12 @@ class FusedDecider:
         mask = np.empty((n, c), dtype=np.bool_)
         best = np.zeros((n, 1), dtype=np.intp)
         n_eligible = np.empty(n, dtype=np.int64)
+        slots = np.ascontiguousarray(slots, dtype=np.intp)
         _decide_many(
-            self.table, np.ascontiguousarray(slots, dtype=np.intp), self.active, self.targeting,
+            self.table, slots, self.active, self.targeting,
             self.fields, self.base, self.payouts, proba, mask, best, n_eligible,
         )  # fmt: skip
-        return Batch(proba, mask, best[:, 0], n_eligible)
+        return Batch(proba, mask, best[:, 0], n_eligible, slots)
 
 
 class GeneralDecider:
@@ -176,7 +177,7 @@ class GeneralDecider:
             n_eligible[i] = count
             if count:
                 best[i] = order[0]
-        return Batch(proba, mask, best, n_eligible)
+        return Batch(proba, mask, best, n_eligible, slots)
 
 
 class Ranking(NamedTuple):
@@ -195,12 +196,17 @@ class Ranking(NamedTuple):
 
 class Batch(NamedTuple):
     """Decisions of many requests: P(sale) and eligibility (n, offers), greedy column,
-    eligible count per request."""
+    eligible count and bank slots (n, fields) per request.
+
+    In the order :func:`~clickrouter.serving.engine.policy.choose_many` takes
+    them after the policy and the bank: ``choose_many(policy, live, *batch)``.
+    """
 
     proba: np.ndarray
     mask: np.ndarray
     best: np.ndarray
     n_eligible: np.ndarray
+    slots: np.ndarray
 
 
 Decider = FusedDecider | GeneralDecider

@@ -14,11 +14,14 @@ the evidence behind each offer's model (see :class:`Thompson` and
 :class:`GammaThompson`). :func:`choose_many` is the same choice for many
 requests at once (the offline replay): each policy's batch path makes the
 same draws, in the same order, as its per-request path called row by row.
+A policy that also reads the request's bank slots (``laplace-thompson``,
+:mod:`clickrouter.serving.engine.laplace`) gets them through
+:func:`choose_one` and :func:`choose_many`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import numba
 import numpy as np
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from clickrouter.modelstore import CampaignRecord
     from clickrouter.serving.engine.holder import LiveBank
 
-POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson")
+POLICIES = ("greedy", "epsilon-greedy", "thompson", "gamma-thompson", "laplace-thompson")
 
 
 Choice = tuple[int, float]  # (bank column of the offer shown, propensity of that choice)
@@ -52,7 +55,43 @@ class Policy(Protocol):
         ...
 
 
+class SlotPolicy(Protocol):
+    """A policy that reads the request's bank slots too (``reads_slots`` is True)."""
+
+    name: str
+    reads_slots: bool
+
+    def choose_scored(
+        self,
+        live: LiveBank,
+        proba: np.ndarray,
+        mask: np.ndarray,
+        best: int,
+        n_eligible: int,
+        *,
+        slots: np.ndarray | None = None,
+    ) -> Choice: ...
+
+
 Choices = tuple[np.ndarray, np.ndarray]  # (bank column, propensity) per request
+
+
+def choose_one(
+    policy: Policy,
+    live: LiveBank,
+    proba: np.ndarray,
+    mask: np.ndarray,
+    best: int,
+    n_eligible: int,
+    slots: np.ndarray,
+) -> Choice:
+    """``policy.choose_scored`` for one request; ``slots`` (its bank slots) go to a
+    policy that reads them (:class:`SlotPolicy`)."""
+    if getattr(policy, "reads_slots", False):
+        return cast("SlotPolicy", policy).choose_scored(
+            live, proba, mask, best, n_eligible, slots=slots
+        )
+    return policy.choose_scored(live, proba, mask, best, n_eligible)
 
 
 def choose_many(
@@ -62,18 +101,24 @@ def choose_many(
     mask: np.ndarray,
     best: np.ndarray,
     n_eligible: np.ndarray,
+    slots: np.ndarray | None = None,
 ) -> Choices:
     """``policy.choose_scored`` for every row (each row with an eligible offer).
 
-    proba, mask: (n, n_offers); best, n_eligible: (n,). Uses the policy's
+    proba, mask: (n, n_offers); best, n_eligible: (n,); slots: (n, n_fields)
+    the rows' bank slots, for a policy that reads them. Uses the policy's
     own ``choose_many`` when it has one (draw for draw the same as the rows
     one by one), else calls ``choose_scored`` per row.
     """
+    reads_slots = getattr(policy, "reads_slots", False)
     batch = getattr(policy, "choose_many", None)
     if batch is not None:
-        columns, propensity = batch(live, proba, mask, best, n_eligible)
+        if reads_slots:
+            columns, propensity = batch(live, proba, mask, best, n_eligible, slots)
+        else:
+            columns, propensity = batch(live, proba, mask, best, n_eligible)
         return columns, propensity
-    return _rows(policy, live, proba, mask, best, n_eligible)
+    return _rows(policy, live, proba, mask, best, n_eligible, slots)
 
 
 def _rows(
@@ -83,13 +128,19 @@ def _rows(
     mask: np.ndarray,
     best: np.ndarray,
     n_eligible: np.ndarray,
+    slots: np.ndarray | None = None,
 ) -> Choices:
     columns = np.empty(len(best), dtype=np.int64)
     propensity = np.empty(len(best), dtype=np.float64)
+    reads_slots = getattr(policy, "reads_slots", False)
     for row in range(len(best)):
-        columns[row], propensity[row] = policy.choose_scored(
-            live, proba[row], mask[row], int(best[row]), int(n_eligible[row])
-        )
+        args = (live, proba[row], mask[row], int(best[row]), int(n_eligible[row]))
+        if reads_slots:
+            if slots is None:
+                raise ValueError(f"policy {policy.name!r} needs the requests' bank slots")
+            columns[row], propensity[row] = choose_one(policy, *args, slots[row])
+        else:
+            columns[row], propensity[row] = policy.choose_scored(*args)
     return columns, propensity
 
 
@@ -180,6 +231,13 @@ def make_policy(
         return GammaThompson(
             scale=thompson_scale, profile_spread=thompson_profile_spread, seed=seed
         )
+    if name == "laplace-thompson":
+        # imported here: that module builds on this one's kernels
+        from clickrouter.serving.engine.laplace import LaplaceThompson
+
+        return LaplaceThompson(
+            scale=thompson_scale, profile_spread=thompson_profile_spread, seed=seed
+        )
     raise InvalidInput(f"setting 'policy': expected one of {list(POLICIES)}, got {name!r}")
 
 
@@ -248,6 +306,16 @@ class Thompson:
     read, so once most campaigns are settled a request costs two passes of
     multiply-and-compare. Page factors come from their own pools, read at
     (start + column).
+
+    A draw reads only the offers that can still win it (branch and bound;
+    :func:`_one_draw`): the columns are cut into groups of ``GROUP``
+    neighbours, and per loaded version a table holds, for every ``start``,
+    each group's largest factor (campaign times page draw). Per request a
+    group's bound is its best candidate's expected value; per draw, times the
+    table's entry for that ``start``. The draw reads the group of the highest
+    bound first, then every group whose bound can still reach the running
+    best, so the winner and the ``start`` offsets are those of reading every
+    candidate (ties go to the lowest column, as in one pass in column order).
 
     The propensity is estimated by Monte Carlo: the chosen offer's share
     of wins among ``draws`` further draws over the same candidates, smoothed
@@ -355,7 +423,7 @@ class Thompson:
         t = self._prepare(live)
         column, propensity = _thompson_draw(
             proba, mask, t.payouts, t.level, t.factors, t.campaign_of, t.page_level,
-            t.page_factors, t.high, t.low, self.draws, self.DRAW_BUDGET,
+            t.page_factors, t.high, t.low, t.reach, self.draws, self.DRAW_BUDGET,
         )  # fmt: skip
         if column < 0:  # no positive expected value anywhere: the greedy choice
             return best, 1.0
@@ -375,7 +443,7 @@ class Thompson:
         propensity = np.empty(len(best), dtype=np.float64)
         _thompson_many(
             proba, mask, np.asarray(best, dtype=np.int64), t.payouts, t.level, t.factors,
-            t.campaign_of, t.page_level, t.page_factors, t.high, t.low,
+            t.campaign_of, t.page_level, t.page_factors, t.high, t.low, t.reach,
             self.draws, self.DRAW_BUDGET, columns, propensity,
         )  # fmt: skip
         return columns, propensity
@@ -480,6 +548,16 @@ class DrawTables(NamedTuple):
     campaign_of: np.ndarray  # the campaign's index: its draw is read at start + that
     page_level: np.ndarray  # the page draw's pool
     page_factors: np.ndarray  # (levels, POOL) the page draw's pools; (1, POOL) of ones: none
+    reach: np.ndarray  # (POOL, groups) float32 per start, a group's largest factor (rounded up):
+    # ~1 KB per column at GROUP = 32
+
+
+GROUP = 32  # bank columns per group of the draws' bounds
+
+# A bound prunes a group only when it is below the running best by more than the
+# rounding of the products compared (a few ulps, or an underflow's absolute error).
+_SLACK = 1.0 + 2.0**-40
+_TINY = 1e-300
 
 
 def _with_bounds(
@@ -487,16 +565,58 @@ def _with_bounds(
 ) -> DrawTables:
     page_level, page_factors = pages
     payouts = np.ascontiguousarray(live.bank.payouts_, dtype=np.float64)
+    campaign_of = np.asarray(live.bank.offer_campaign_, dtype=np.int64)
     return DrawTables(
         payouts,
         level,
         factors,
         payouts * factors.max(axis=1)[level] * page_factors.max(axis=1)[page_level],
         payouts * factors.min(axis=1)[level] * page_factors.min(axis=1)[page_level],
-        np.asarray(live.bank.offer_campaign_, dtype=np.int64),
+        campaign_of,
         page_level,
         page_factors,
+        group_reach(level, factors, campaign_of, page_level, page_factors),
     )
+
+
+def group_reach(
+    level: np.ndarray,
+    factors: np.ndarray,
+    campaign_of: np.ndarray,
+    page_level: np.ndarray,
+    page_factors: np.ndarray,
+) -> np.ndarray:
+    """(POOL, groups) float32: per ``start``, the largest factor a draw from it
+    gives any column of each group of ``GROUP`` columns, rounded up (a bound)."""
+    exact = _group_reach(level, factors, campaign_of, page_level, page_factors, GROUP)
+    reach = exact.astype(np.float32)
+    below = reach.astype(np.float64) < exact
+    reach[below] = np.nextafter(reach[below], np.float32(np.inf))
+    return np.ascontiguousarray(reach.T)
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_reach(
+    level: np.ndarray,
+    factors: np.ndarray,
+    campaign_of: np.ndarray,
+    page_level: np.ndarray,
+    page_factors: np.ndarray,
+    group: int,
+) -> np.ndarray:
+    n = level.shape[0]
+    pool = factors.shape[1]
+    wrap = pool - 1
+    paged = page_factors.shape[0] != 1  # as _one_draw reads: see _score
+    out = np.zeros(((n + group - 1) // group, pool))
+    for c in range(n):
+        row, page_row = factors[level[c]], page_factors[page_level[c]]
+        at = campaign_of[c] if paged else c
+        best = out[c // group]
+        for start in range(pool):
+            factor = row[(start + at) & wrap] * page_row[(start + c) & wrap]
+            best[start] = max(best[start], factor)
+    return out
 
 
 @numba.njit(cache=True)
@@ -516,32 +636,89 @@ def _thompson_draw(
     page_factors: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
+    reach: np.ndarray,
     draws: int,
     budget: int,
 ) -> tuple[int, float]:
     """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score."""
-    n = proba.shape[0]
-    floor = 0.0
-    for c in range(n):  # the best offer's worst draw: no gathers, so LLVM vectorises
-        floor = max(floor, proba[c] * low[c] if mask[c] else 0.0)
+    floor = _floor(proba, mask, low)  # the best offer's worst draw
     if floor <= 0.0:
         return -1, 1.0
-    candidates = np.empty(n, dtype=np.int64)
-    values = np.empty(n)
-    k = 0
-    for c in range(n):
-        if mask[c] and proba[c] * high[c] >= floor:
-            candidates[k] = c
-            values[k] = proba[c] * payouts[c]
-            k += 1
+    k, candidates, values, groups = _candidates(proba, mask, payouts, high, floor)
+    request = (candidates, values, *groups, np.empty(len(groups[0])))
     pages = (campaign_of, page_level, page_factors)
-    winner = _one_draw(candidates, values, k, level, factors, pages)
+    winner = _one_draw(request, level, factors, pages, reach)
     rounds = max(1, min(draws, budget // k))
     wins = 0
     for _ in range(rounds):
-        if _one_draw(candidates, values, k, level, factors, pages) == winner:
+        if _one_draw(request, level, factors, pages, reach) == winner:
             wins += 1
     return candidates[winner], (wins + 1.0) / (rounds + 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidates(
+    proba: np.ndarray, mask: np.ndarray, payouts: np.ndarray, high: np.ndarray, floor: float
+) -> tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(k, candidates, values, (group, first, top)) of one request.
+
+    The k candidates: the eligible columns whose best draw reaches ``floor``
+    (the best eligible offer's worst), in column order, with their values
+    (P(sale) x payout). The groups of ``GROUP``
+    columns that hold a candidate, in order: ``group`` their index, ``first``
+    where their candidates start (and ``first[-1] == k``), ``top`` their
+    highest value.
+
+    The columns are kept without a branch (whether one is kept is not
+    predictable): a column not kept is overwritten by the next one.
+    """
+    n = proba.shape[0]
+    kept = np.empty(n, dtype=np.int64)
+    k = 0
+    for c in range(n):
+        kept[k] = c
+        k += mask[c] & (proba[c] * high[c] >= floor)
+    values = np.empty(k)
+    group = np.empty(k, dtype=np.int64)
+    first = np.empty(k + 1, dtype=np.int64)
+    top = np.empty(k)
+    n_groups = 0
+    current, running = -1, 0.0  # the current group and its top, in registers
+    for j in range(k):
+        c = kept[j]
+        if c // GROUP != current:
+            if n_groups > 0:
+                top[n_groups - 1] = running
+            current, running = c // GROUP, 0.0
+            group[n_groups], first[n_groups] = current, j
+            n_groups += 1
+        values[j] = proba[c] * payouts[c]
+        running = max(running, values[j])
+    if n_groups > 0:
+        top[n_groups - 1] = running
+    first[n_groups] = k
+    return k, kept, values, (group[:n_groups], first[: n_groups + 1], top[:n_groups])
+
+
+@numba.njit(cache=True, nogil=True)
+def _floor(proba: np.ndarray, mask: np.ndarray, low: np.ndarray) -> float:
+    """The best eligible offer's worst draw, ``max(proba * low)`` over ``mask`` and 0.
+
+    Four running maxima, so that the loop is not one chain of dependent
+    compares: the same value as one, since a maximum starting at 0 is only
+    replaced by a greater value (never by a NaN or a -0.0).
+    """
+    n = proba.shape[0]
+    a = b = c = d = 0.0
+    quads = n - n % 4
+    for j in range(0, quads, 4):
+        a = max(a, proba[j] * low[j] if mask[j] else 0.0)
+        b = max(b, proba[j + 1] * low[j + 1] if mask[j + 1] else 0.0)
+        c = max(c, proba[j + 2] * low[j + 2] if mask[j + 2] else 0.0)
+        d = max(d, proba[j + 3] * low[j + 3] if mask[j + 3] else 0.0)
+    for j in range(quads, n):
+        a = max(a, proba[j] * low[j] if mask[j] else 0.0)
+    return max(max(a, b), max(c, d))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -557,6 +734,7 @@ def _thompson_many(
     page_factors: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
+    reach: np.ndarray,
     draws: int,
     budget: int,
     columns: np.ndarray,
@@ -566,7 +744,7 @@ def _thompson_many(
     for i in range(proba.shape[0]):
         column, p = _thompson_draw(
             proba[i], mask[i], payouts, level, factors, campaign_of, page_level, page_factors,
-            high, low, draws, budget,
+            high, low, reach, draws, budget,
         )  # fmt: skip
         if column < 0:
             columns[i], propensity[i] = best[i], 1.0
@@ -576,35 +754,80 @@ def _thompson_many(
 
 @numba.njit(cache=True, nogil=True)
 def _one_draw(
-    candidates: np.ndarray,
-    values: np.ndarray,
-    k: int,
+    request: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     level: np.ndarray,
     factors: np.ndarray,
     pages: tuple[np.ndarray, np.ndarray, np.ndarray],
+    reach: np.ndarray,
 ) -> int:
     """The index in ``candidates`` of one draw's winner.
 
+    request: (candidates, values, group, first, top, bound), the candidates in
+    column order, the groups holding them (see :func:`_candidates`) and a
+    scratch row for the draw's group bounds. The group of the highest bound is
+    read first, then every other group whose bound can reach the running best:
+    a skipped group's every score is below it, so the winner is that of
+    :func:`_score` over all candidates in column order (the first strict maximum),
+    which is what the draw runs when the groups hold two candidates or fewer
+    on average.
+    """
+    group, first, top, bound = request[2], request[3], request[4], request[5]
+    start = np.random.randint(0, factors.shape[1])
+    k = first[-1]
+    if 2 * group.shape[0] >= k:  # few candidates a group: the bounds would cost more
+        return _score(request, 0, k, start, level, factors, pages, 0, -1.0)[0]
+    reach_now = reach[start]
+    lead = 0
+    for j in range(group.shape[0]):
+        bound[j] = top[j] * reach_now[group[j]]
+        if bound[j] > bound[lead]:
+            lead = j
+    best, best_score = 0, -1.0  # every score is >= 0: the first read replaces it
+    best, best_score = _score(
+        request, first[lead], first[lead + 1], start, level, factors, pages, best, best_score
+    )
+    for j in range(group.shape[0]):
+        if j != lead and bound[j] * _SLACK + _TINY >= best_score:
+            best, best_score = _score(
+                request, first[j], first[j + 1], start, level, factors, pages, best, best_score
+            )
+    return best
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _score(
+    request: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    lo: int,
+    hi: int,
+    start: int,
+    level: np.ndarray,
+    factors: np.ndarray,
+    pages: tuple[np.ndarray, np.ndarray, np.ndarray],
+    best: int,
+    best_score: float,
+) -> tuple[int, float]:
+    """The running (winner, score) after candidates ``lo:hi`` of this draw.
+
     pages: (campaign_of, page_level, page_factors); a campaign's pages share its
     draw, read at start + its index, and each has its own page draw. With one
-    page per campaign (``page_factors`` a single row) the loop reads the
-    campaign draw at start + column, which is the same.
+    page per campaign (``page_factors`` a single row) the campaign draw is read
+    at start + column, which is the same. An equal score wins only from a lower
+    candidate index (the groups are not read in column order).
     """
+    candidates, values = request[0], request[1]
     campaign_of, page_level, page_factors = pages
     wrap = factors.shape[1] - 1  # the pool size is a power of two
-    start = np.random.randint(0, wrap + 1)
-    best, best_score = 0, -1.0
     if page_factors.shape[0] == 1:
-        for i in range(k):
+        for i in range(lo, hi):
             c = candidates[i]
             score = values[i] * factors[level[c], (start + c) & wrap]
-            if score > best_score:
+            if score > best_score or (score == best_score and i < best):
                 best, best_score = i, score
-        return best
-    for i in range(k):
+        return best, best_score
+    for i in range(lo, hi):
         c = candidates[i]
         score = values[i] * factors[level[c], (start + campaign_of[c]) & wrap]
         score *= page_factors[page_level[c], (start + c) & wrap]
-        if score > best_score:
+        if score > best_score or (score == best_score and i < best):
             best, best_score = i, score
-    return best
+    return best, best_score

@@ -1,0 +1,76 @@
+"""The hierarchical learner's shared stage: global models on many campaigns' rows.
+
+Runs in the trainer before the per-campaign fits and attaches to each task
+that will get a logistic model the shared profile effects its fit pulls its
+coefficients towards (:func:`~clickrouter.training.hierarchy.fit_global`);
+they travel to the workers with the task.
+
+Campaigns share effects by group: with ``shared_by="vertical"`` the
+campaigns of one catalogue vertical (a campaign without one shares with the
+other campaigns without one), with ``"all"`` every campaign. A group's rows
+are the kept rows of its campaigns that will get a logistic model, with the
+weights the campaign's own fit gives them. Each campaign has a free level, so
+the campaigns' different negative sampling rates only move their levels, not
+the shared effects. Landing pages and the hour harmonics are a campaign's
+own and stay out of this stage.
+
+Each group is fitted twice: on every kept row (the prior of the published
+fits) and on the campaigns' training parts alone (the prior of the fits that
+choose C on the held-out slices, which must not have seen those slices
+through it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from clickrouter.training.design import design_matrix
+from clickrouter.training.fitting import CampaignTask
+from clickrouter.training.hierarchy import fit_global
+from clickrouter.training.settings import TrainingSettings
+
+
+def attach_shared_effects(
+    tasks: list[CampaignTask],
+    settings: TrainingSettings,
+    n_columns: int,
+    verticals: dict[str, str | None],
+) -> None:
+    """Set ``prior`` and ``training_prior`` of the tasks that get a logistic model.
+
+    Nothing for the independent learner. verticals: each campaign's catalogue
+    vertical (a campaign not in it: none).
+    """
+    if settings.learner != "hierarchical":
+        return
+    groups: dict[str | None, list[CampaignTask]] = {}
+    for task in tasks:
+        if task.positives >= settings.logistic_min_positives:
+            key = verticals.get(task.campaign_id) if settings.shared_by == "vertical" else None
+            groups.setdefault(key, []).append(task)
+    for members in groups.values():
+        full = _fit(members, [len(t.labels) for t in members], settings, n_columns)
+        training = _fit(members, [t.split for t in members], settings, n_columns)
+        for task in members:
+            task.prior, task.training_prior = full, training
+
+
+def _fit(
+    tasks: list[CampaignTask], rows: list[int], settings: TrainingSettings, n_columns: int
+) -> np.ndarray:
+    """The shared coefficients on the first ``rows[k]`` kept rows of task ``k``.
+
+    All zeros without rows of both classes (each campaign's fit is then the
+    ordinary one, pulled towards 0).
+    """
+    labels = [t.labels[:n] for t, n in zip(tasks, rows, strict=True)]
+    y = np.concatenate([np.zeros(0), *labels]).astype(np.float64)
+    if not 0 < y.sum() < len(y):
+        return np.zeros(n_columns, dtype=np.float64)
+    parts = [design_matrix(t.cols[:n], n_columns) for t, n in zip(tasks, rows, strict=True)]
+    X = sp.vstack(parts, format="csr")
+    campaign = np.repeat(np.arange(len(tasks)), rows)
+    weight = np.where(y > 0, settings.positive_weight, 1.0)
+    model = fit_global(X, y, campaign, len(tasks), C=settings.global_c, weight=weight)
+    return np.asarray(model.coef, dtype=np.float64)
