@@ -64,6 +64,18 @@ class Served:
         return code
 
 
+def decided(client: httpx.Client) -> str:
+    """A decision's click id; a worker still loading its bank says so with a 503 (retried)."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = client.post("/v1/decide", json=PROFILE)
+        if answer.status_code == 200:
+            return str(answer.json()["click_id"])
+        assert answer.status_code == 503, answer.text
+        assert time.monotonic() < deadline, "a worker stayed unready"
+        time.sleep(0.05)
+
+
 def decide_until(url: str, stop: threading.Event, answered: list[str]) -> None:
     with httpx.Client(base_url=url, timeout=10) as client:
         while not stop.is_set():
@@ -82,7 +94,7 @@ def test_sigterm_under_load_loses_no_event(tmp_path: Path, sample_models: Path, 
     if workers == "2":
         assert_workers_share_one_table(served.process.pid, cache)
     with httpx.Client(base_url=served.url) as client:
-        sales = [client.post("/v1/decide", json=PROFILE).json()["click_id"] for _ in range(50)]
+        sales = [decided(client) for _ in range(50)]
         for click_id in sales:  # each on whichever worker takes the connection
             sale = {"click_id": click_id, "revenue": "1.5"}
             with httpx.Client(base_url=served.url) as fresh:
