@@ -11,7 +11,8 @@ module, in a real model directory loaded by the real bank.
 * A hostile or foreign posterior file is refused with its name, and only its
   campaign falls back.
 * The policy's draw equals a straightforward reference that scores every
-  eligible offer (no pruning) from the posterior files' variances.
+  eligible offer (no pruning) from the posterior files' variances, its
+  standard deviations times the temperature ``scale``.
 * ``choose_scored`` row by row and ``choose_many`` make the same draws.
 """
 
@@ -240,21 +241,21 @@ def reference_winner(
             logit = np.log(proba[j] / (1 - proba[j]))
             noise = np.sqrt(total[0] - page_share) * t.normals[0, at]
             noise += np.sqrt(page_share) * t.normals[1, page_at]
-            score = g.payouts[j] * expit(logit + noise)
+            score = g.payouts[j] * expit(logit + policy.scale * noise)  # the temperature
         if score > best_score:
             best, best_score = j, score
     return best
 
 
-@pytest.mark.parametrize("which", ["version", "crowd"])
+@pytest.mark.parametrize(("which", "scale"), [("version", 1.0), ("crowd", 1.0), ("crowd", 0.3)])
 def test_the_draw_is_the_reference_over_every_offer(
-    which: str, request: pytest.FixtureRequest
+    which: str, scale: float, request: pytest.FixtureRequest
 ) -> None:
     version = request.getfixturevalue(which)
     root = version[0]
     bank = ModelBank.from_directory(root)
     live = LiveBank(bank=bank, directory=root, store_version=None, loaded_at=0.0, load_seconds=0.0)
-    policy = LaplaceThompson(seed=5)
+    policy = LaplaceThompson(seed=5, scale=scale)
     t = policy.prepare_laplace(live)
     g = t.gamma
     bank = live.bank

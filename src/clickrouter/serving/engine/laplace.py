@@ -7,7 +7,12 @@ activates (:mod:`clickrouter.serving.posterior`). :class:`LaplaceThompson`
 draws every eligible offer's logit from it, ``p' = expit(logit + sd z)`` with
 ``logit = log(p / (1 - p))`` of the bank's P(sale), and shows the offer of
 highest ``p' x payout``. The spread is that of the model's
-own evidence for *this* profile: no scale or profile-spread knob.
+own evidence for *this* profile, tempered by the policy's one temperature
+``scale`` (``--thompson-scale``): ``sd`` is ``scale`` times the posterior's, as
+:class:`GammaThompson`'s evidence is divided by ``scale**2``. Thompson sampling
+over thousands of offers draws the best of thousands of optimistic samples;
+an untempered posterior spends most requests on the widest ones (docs/benchmarks.md,
+"Learning").
 
 A campaign's pages share every term but their page coefficient, so an offer's
 draw is the campaign's shared term (one standard normal per campaign and
@@ -70,8 +75,10 @@ class LaplaceTables(NamedTuple):
 class LaplaceThompson(GammaThompson):
     """Per-request Thompson draws of each offer's logit from its Laplace posterior.
 
-    The knobs are :class:`GammaThompson`'s and apply to offers without a
-    posterior only. The request's bank slots are required (``slots``).
+    The knobs are :class:`GammaThompson`'s; ``scale`` also tempers the
+    posteriors (their standard deviations times ``scale``), the others apply to
+    offers without a posterior only. The request's bank slots are required
+    (``slots``).
     """
 
     name = "laplace-thompson"
@@ -97,8 +104,14 @@ class LaplaceThompson(GammaThompson):
             extremes = np.array(
                 [normals[0].min(), normals[0].max(), normals[1].min(), normals[1].max()]
             )
+            # the temperature: variances times scale**2, standard deviations times scale
             state = LaplaceTables(
-                gamma, found.table, np.sqrt(found.page), found.known, normals, extremes
+                gamma,
+                found.table * self.scale**2,
+                self.scale * np.sqrt(found.page),
+                found.known,
+                normals,
+                extremes,
             )
             self.problems = found.problems
             if found.problems:  # those campaigns draw as GammaThompson's
