@@ -101,3 +101,42 @@ def test_train_counts_late_sales_after_the_given_window(
     manifest = store.manifest(store.current())
     assert manifest["settings"]["attribution_seconds"] == 3600
     assert manifest["delayed_feedback"]["window_seconds"] == 3600
+
+
+def _three_sales(frame: Any) -> Any:
+    """``frame`` with exactly its first three clicks converted."""
+    sold = frame.index < 3
+    return frame.assign(
+        label=sold.astype("int8"),
+        revenue=[10.0 if s else 0.0 for s in sold],
+        sale_ts=frame["ts"].where(sold) + 60.0,
+    )
+
+
+def test_train_hierarchical_options_reach_the_published_version(
+    tmp_path: Path, world: Any, write_datasets: Any, catalog_file: Any
+) -> None:
+    catalog = catalog_file(tmp_path / "campaigns.json", ["a", "b"])
+    world.add_campaign("a", 0.05)
+    world.add_campaign("b", 0.001)
+    frames = {"a": world.records("a", 4000), "b": _three_sales(world.records("b", 2000))}
+    write_datasets(tmp_path / "data", frames)
+    args = ["train", "--data", str(tmp_path / "data"), "--store", str(tmp_path / "store")]
+    learner = ["--learner", "hierarchical", "--shared-by", "all", "--hierarchy-min-positives", "3"]
+    assert main([*args, "--catalog", str(catalog), "--quiet", "--workers", "0", *learner]) == 0
+    store = ModelStore(tmp_path / "store")
+    manifest = store.manifest(store.current())
+    settings = manifest["settings"]
+    assert settings["shared_by"] == "all" and settings["hierarchy_min_positives"] == 3
+    # three sales: a base rate under --min-positives, a logistic model from 3
+    assert manifest["campaigns"]["b"]["kind"] == "logistic"
+
+
+def test_hierarchy_min_positives_above_min_positives_names_both_options(
+    tmp_path: Path, capsys: Any
+) -> None:
+    args = ["train", "--data", str(tmp_path), "--store", str(tmp_path / "store")]
+    assert main([*args, "--min-positives", "5", "--hierarchy-min-positives", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "--hierarchy-min-positives" in err and "--min-positives (5)" in err and "6" in err
+    assert "Traceback" not in err

@@ -85,6 +85,19 @@ def _register_train(subparsers: Any) -> None:
         help="with --learner hierarchical: inverse L2 strength of the shared effects",
     )
     train.add_argument(
+        "--shared-by",
+        choices=("vertical", "all"),
+        default="vertical",
+        help="with --learner hierarchical: which campaigns share effects, those of one "
+        "catalogue vertical or all of them",
+    )
+    train.add_argument(
+        "--hierarchy-min-positives",
+        type=_positive_int,
+        help="with --learner hierarchical: sales a campaign needs for a model pulled towards "
+        "the shared effects, at most --min-positives (default: --min-positives)",
+    )
+    train.add_argument(
         "--posterior",
         action="store_true",
         help="publish each logistic model's Laplace posterior beside it (<id>.posterior.json)",
@@ -233,15 +246,24 @@ def _settings(args: argparse.Namespace) -> Any:
     from clickrouter.training import TrainingSettings
 
     env = Settings.from_env()
+    min_positives = _first(args.min_positives, env.min_positives)
+    low = args.hierarchy_min_positives
+    if low is not None and low > min_positives:
+        raise InvalidInput(
+            f"--hierarchy-min-positives: expected at most --min-positives ({min_positives}), "
+            f"got {low}"
+        )
     return TrainingSettings(
         negative_rate=_first(args.negative_sampling_rate, env.negative_sampling_rate),
-        min_positives=_first(args.min_positives, env.min_positives),
+        min_positives=min_positives,
         keep_versions=_first(args.keep_versions, env.keep_versions),
         window_seconds=args.window,
         attribution_seconds=args.late_sales_after,
         workers=args.train_workers,
         learner=args.learner,
         global_c=args.global_c,
+        shared_by=args.shared_by,
+        hierarchy_min_positives=low,
         posterior=args.posterior,
     )
 
