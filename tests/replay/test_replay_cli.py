@@ -14,6 +14,9 @@ import pytest
 from tests.replay.conftest import TINY_ARGS
 
 from clickrouter.cli import build_parser, main
+from clickrouter.cli.replay import settings_from_args
+from clickrouter.demo.stages import training_settings
+from clickrouter.training import TrainingSettings
 
 CLICKS = 3000
 
@@ -104,6 +107,8 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
         (["--thompson-profile-spread", "9"], "--thompson-profile-spread"),
         (["--max-pages", "0"], "--max-pages"),
         (["--train-window", "0"], "--train-window"),
+        (["--global-c", "0"], "--global-c"),
+        (["--hierarchy-min-positives", "0"], "--hierarchy-min-positives"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(
@@ -124,6 +129,7 @@ def test_bad_options_are_refused_naming_the_option(
         (["--base-rate-min", "0.1", "--base-rate-max", "0.01"], "--base-rate-min"),
         (["--clicks", "3"], "--clicks"),
         (["--policy", "gamma-thompson", "--thompson-scale", "0"], "--thompson-scale"),
+        (["--min-positives", "3", "--hierarchy-min-positives", "4"], "--min-positives (3)"),
     ],
 )
 def test_inconsistent_settings_are_one_line_errors(
@@ -198,3 +204,11 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "State:\tZ" not in state
+
+
+def test_the_hierarchical_learners_options_reach_the_trainer() -> None:
+    learner = ["--learner", "hierarchical", "--global-c", "0.5", "--hierarchy-min-positives", "2"]
+    settings = settings_from_args(build_parser().parse_args([*TINY_ARGS, *learner]))
+    trainer = TrainingSettings(**training_settings(settings.demo))
+    assert trainer.learner == "hierarchical" and trainer.global_c == 0.5
+    assert trainer.logistic_min_positives == 2  # below --min-positives' 5

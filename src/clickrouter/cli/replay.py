@@ -223,6 +223,19 @@ def register_replay(subparsers: Any) -> None:
         " (default %(default)s)",
     )
     arg(
+        "--global-c",
+        type=bounded_float(1e-9, 1e9),
+        default=DEFAULTS.global_c,
+        help="with --learner hierarchical: inverse L2 strength of the shared effects"
+        " (default %(default)s)",
+    )
+    arg(
+        "--hierarchy-min-positives",
+        type=bounded_int(1, 10**6),
+        help="with --learner hierarchical: sales a campaign needs for a model pulled towards"
+        " the shared effects, at most --min-positives (default: --min-positives)",
+    )
+    arg(
         "--posterior",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.posterior,
@@ -317,6 +330,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         cold_start_rate=args.cold_start_rate,
         train_workers=args.train_workers,
         learner=args.learner,
+        global_c=args.global_c,
+        hierarchy_min_positives=_hierarchy_min_positives(args),
         posterior=args.posterior,
     )
     return ReplaySettings(
@@ -330,6 +345,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         bins=args.bins,
         train_window_hours=args.train_window,
     )
+
+
+def _hierarchy_min_positives(args: argparse.Namespace) -> int | None:
+    """``--hierarchy-min-positives``, refused above ``--min-positives``."""
+    low: int | None = args.hierarchy_min_positives
+    if low is not None and low > args.min_positives:
+        raise InvalidInput(
+            f"--hierarchy-min-positives: expected at most --min-positives "
+            f"({args.min_positives}), got {low}"
+        )
+    return low
 
 
 def scratch_dir(path: Path) -> Path:

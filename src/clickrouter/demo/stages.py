@@ -110,6 +110,8 @@ def training_settings(config: DemoConfig) -> dict[str, Any]:
         "cold_start_rate": config.cold_start_rate,
         "workers": config.train_workers,
         "learner": config.learner,
+        "global_c": config.global_c,
+        "hierarchy_min_positives": config.hierarchy_min_positives,
         "posterior": config.posterior or config.policy == "laplace-thompson",
         "window_seconds": TEN_YEARS,
         "keep_versions": 5,
