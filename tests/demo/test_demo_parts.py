@@ -55,6 +55,19 @@ def test_config_derives_wall_durations() -> None:
     assert config.label_delay_wall > config.attribution_wall + config.hold_seconds
     with pytest.raises(InvalidInput, match="threads"):
         DemoConfig(threads=0)
+    with pytest.raises(InvalidInput, match="page_launch_share"):
+        DemoConfig(page_launch_share=0.6, page_retire_share=0.6)
+
+
+def test_the_demo_refuses_a_page_schedule_it_would_not_republish(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from clickrouter.demo.run import run_demo
+
+    config = DemoConfig(out=tmp_path / "out", page_retire_share=0.2)
+    with pytest.raises(InvalidInput, match="clickrouter replay"):
+        run_demo(config, Console(quiet=True))
+    assert not (tmp_path / "out").exists()  # refused before anything is built
 
 
 def test_training_knobs_reach_the_trainer_settings() -> None:

@@ -109,6 +109,8 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
         (["--train-window", "0"], "--train-window"),
         (["--global-c", "0"], "--global-c"),
         (["--hierarchy-min-positives", "0"], "--hierarchy-min-positives"),
+        (["--page-launch-share", "1.5"], "--page-launch-share"),
+        (["--page-retire-share", "-0.1"], "--page-retire-share"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(
@@ -130,6 +132,7 @@ def test_bad_options_are_refused_naming_the_option(
         (["--clicks", "3"], "--clicks"),
         (["--policy", "gamma-thompson", "--thompson-scale", "0"], "--thompson-scale"),
         (["--min-positives", "3", "--hierarchy-min-positives", "4"], "--min-positives (3)"),
+        (["--page-launch-share", "0.7", "--page-retire-share", "0.5"], "--page-retire-share 0.5"),
     ],
 )
 def test_inconsistent_settings_are_one_line_errors(
@@ -212,3 +215,13 @@ def test_the_hierarchical_learners_options_reach_the_trainer() -> None:
     trainer = TrainingSettings(**training_settings(settings.demo))
     assert trainer.learner == "hierarchical" and trainer.global_c == 0.5
     assert trainer.logistic_min_positives == 2  # below --min-positives' 5
+
+
+def test_the_page_schedule_options_reach_the_world() -> None:
+    from clickrouter.replay.loop import load_world
+
+    schedule = ["--max-pages", "5", "--page-launch-share", "0.4", "--page-retire-share", "0.3"]
+    settings = settings_from_args(build_parser().parse_args([*TINY_ARGS, *schedule]))
+    assert (settings.demo.page_launch_share, settings.demo.page_retire_share) == (0.4, 0.3)
+    world = load_world(settings)
+    assert world.pages.launch_offer and world.pages.retire_offer

@@ -68,6 +68,15 @@ def test_simulate_with_pages_logs_the_page_of_each_click(
     assert (offers >= 0).all() and len({c.landing_page_id for c in clicks}) > 2
 
 
+def test_simulate_schedules_pages_that_go_live_or_retire(tmp_path: Path) -> None:
+    schedule = ["--page-launch-share", "0.5", "--page-retire-share", "0.5"]
+    args = ["--campaigns", "30", "--max-pages", "5", "--clicks", "500", *schedule]
+    assert main(["simulate", *args, "--out", str(tmp_path)]) == 0
+    world = World.load(tmp_path)
+    assert world.pages.launch_offer and world.pages.retire_offer
+    assert len(world.change_times) > 0
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -75,6 +84,14 @@ def test_simulate_with_pages_logs_the_page_of_each_click(
         (["--clicks", "ten", "--out", "OUT"], "--clicks"),
         (["--rate", "-1", "--target", "http://127.0.0.1:1"], "--rate"),
         (["--max-pages", "0", "--clicks", "5", "--out", "OUT"], "--max-pages"),
+        (["--page-launch-share", "2", "--clicks", "5", "--out", "OUT"], "--page-launch-share"),
+        (
+            [
+                *("--page-launch-share", "0.6", "--page-retire-share", "0.6"),
+                *("--clicks", "5", "--out", "OUT"),
+            ],
+            "--page-retire-share 0.6",
+        ),
         (["--clicks", "5"], "--out DIR"),
         (["--target", "http://127.0.0.1:1"], "--world"),
         (["--world", "OUT", "--clicks", "5", "--out", "OUT"], "world.json"),

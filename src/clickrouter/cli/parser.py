@@ -14,6 +14,7 @@ from typing import Any
 
 from clickrouter.config import ENV_PREFIX, Settings
 from clickrouter.durations import format_duration
+from clickrouter.errors import InvalidInput
 from clickrouter.logs import LOG_FORMATS
 
 
@@ -126,3 +127,13 @@ def bounded_float(low: float, high: float) -> Any:
         return value
 
     return parse
+
+
+def check_page_schedule(args: argparse.Namespace) -> None:
+    """--page-launch-share and --page-retire-share split one world's extra pages."""
+    total = args.page_launch_share + args.page_retire_share
+    if total > 1:
+        raise InvalidInput(
+            f"--page-launch-share {args.page_launch_share:g} plus --page-retire-share"
+            f" {args.page_retire_share:g} is {total:g}: the two share the extra pages, at most 1"
+        )

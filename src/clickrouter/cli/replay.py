@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import bounded_float, bounded_int
+from clickrouter.cli.parser import bounded_float, bounded_int, check_page_schedule
 from clickrouter.demo.config import MAX_PAGES, POLICIES, DemoConfig
 from clickrouter.errors import InvalidInput
 
@@ -100,6 +100,20 @@ def register_replay(subparsers: Any) -> None:
         default=DEFAULTS.max_pages,
         help="landing pages a campaign of a generated world runs at most; most run 1-2,"
         " 1 = one page each (default %(default)s)",
+    )
+    arg(
+        "--page-launch-share",
+        type=bounded_float(0, 1),
+        default=DEFAULTS.page_launch_share,
+        help="share of a generated world's extra pages that go live at a whole day of the"
+        " first week; the catalogue is republished as they do (default %(default)s)",
+    )
+    arg(
+        "--page-retire-share",
+        type=bounded_float(0, 1),
+        default=DEFAULTS.page_retire_share,
+        help="share of a generated world's extra pages retired at a whole day of the first"
+        " week (default %(default)s)",
     )
     traffic = parser.add_argument_group("traffic and time")
     arg = traffic.add_argument
@@ -303,6 +317,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             f"--base-rate-min {args.base_rate_min:g} is above --base-rate-max"
             f" {args.base_rate_max:g}"
         )
+    check_page_schedule(args)
     if args.policy in ("gamma-thompson", "laplace-thompson") and args.thompson_scale == 0:
         raise InvalidInput(f"--thompson-scale: {args.policy} needs a scale above 0, got 0")
     if args.world is not None and not (args.world / "world.json").is_file():
@@ -318,6 +333,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         effect_scale=args.effect_scale,
         shared_structure=args.shared_structure,
         max_pages=args.max_pages,
+        page_launch_share=args.page_launch_share,
+        page_retire_share=args.page_retire_share,
         policy=args.policy,
         epsilon=args.epsilon,
         thompson_scale=args.thompson_scale,

@@ -2,8 +2,9 @@
 
 * ``--out DIR --clicks M`` generates a world (``--campaigns N --seed S``,
   ``--max-pages P`` landing pages per campaign at most, ``--shared-structure
-  S`` share of a campaign's profile effects its vertical's carry, or loads
-  ``--world``),
+  S`` share of a campaign's profile effects its vertical's carry,
+  ``--page-launch-share``/``--page-retire-share`` extra pages that go live or
+  are retired during the first week, or loads ``--world``),
   saves it into DIR (``campaigns.json`` + ``world.json``)
   and writes the logged clicks and their sales to ``DIR/events``.
 * ``--world DIR --target http://127.0.0.1:PORT --requests N --rate R`` sends
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import bounded_float, bounded_int
+from clickrouter.cli.parser import bounded_float, bounded_int, check_page_schedule
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.config import MAX_PAGES
@@ -54,6 +55,20 @@ def register(subparsers: Any) -> None:
         default=0.0,
         help="share of a campaign's profile effects its vertical's carry "
         "(0: independent campaigns; ignored with --world)",
+    )
+    sim.add_argument(
+        "--page-launch-share",
+        type=bounded_float(0, 1),
+        default=0.0,
+        help="share of the extra pages that go live at a whole day of the first week "
+        "(ignored with --world)",
+    )
+    sim.add_argument(
+        "--page-retire-share",
+        type=bounded_float(0, 1),
+        default=0.0,
+        help="share of the extra pages retired at a whole day of the first week "
+        "(ignored with --world)",
     )
     sim.add_argument(
         "--seed",
@@ -129,7 +144,13 @@ def _world(args: argparse.Namespace) -> Any:
 
     if args.world is not None:
         return World.load(args.world)
-    config = WorldConfig(max_pages=args.max_pages, shared_structure=args.shared_structure)
+    check_page_schedule(args)
+    config = WorldConfig(
+        max_pages=args.max_pages,
+        shared_structure=args.shared_structure,
+        page_launch_share=args.page_launch_share,
+        page_retire_share=args.page_retire_share,
+    )
     return World.generate(n_campaigns=args.campaigns, seed=args.seed, config=config)
 
 

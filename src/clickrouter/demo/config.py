@@ -36,7 +36,11 @@ class DemoConfig:
     vertical's carry: 0 = independent campaigns, 1 = a vertical's campaigns alike),
     ``max_pages`` (landing pages a campaign runs at most: 1 plus a Poisson
     number of extra pages, mean 0.7, so half the campaigns run one page, a
-    third two, a few up to five; 1 = one page per campaign).
+    third two, a few up to five; 1 = one page per campaign),
+    ``page_launch_share``/``page_retire_share`` (extra pages that go live, or
+    are retired, at a whole day of the first week; replayed by
+    ``clickrouter replay``, which republishes the catalogue as they change;
+    the demo serves its catalogue as generated and refuses them).
     Traffic: ``minutes`` of wall-clock traffic at ``rate`` requests/s in total,
     split over ``drivers`` driver processes of ``threads`` connections each
     (the round trip, not the CPU, bounds one connection on a loaded machine),
@@ -74,6 +78,8 @@ class DemoConfig:
     effect_scale: float = 0.8
     shared_structure: float = 0.0
     max_pages: int = 5
+    page_launch_share: float = 0.0
+    page_retire_share: float = 0.0
     minutes: float = 6.0
     rate: float = 2400.0
     drivers: int = 2
@@ -114,6 +120,10 @@ class DemoConfig:
         shared = self.shared_structure
         _check("shared_structure", shared, 0 <= shared <= 1)
         _check("max_pages", self.max_pages, 1 <= self.max_pages <= MAX_PAGES)
+        launch, retire = self.page_launch_share, self.page_retire_share
+        _check("page_launch_share", launch, 0 <= launch <= 1)
+        _check("page_retire_share", retire, 0 <= retire <= 1)
+        _check("page_launch_share + page_retire_share", launch + retire, launch + retire <= 1)
         _check("minutes", self.minutes, 0 < self.minutes <= 24 * 60)
         _check("rate", self.rate, self.rate > 0)
         _check("drivers", self.drivers, 1 <= self.drivers <= 16)

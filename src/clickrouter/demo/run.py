@@ -22,6 +22,7 @@ from clickrouter.demo.live import LiveMonitor
 from clickrouter.demo.oracle import OracleScorer
 from clickrouter.demo.processes import ManagedProcess, StageFailed
 from clickrouter.demo.scrape import quantile, scrape
+from clickrouter.errors import InvalidInput
 
 PLAIN_PROGRESS_SECONDS = 15.0
 
@@ -30,6 +31,12 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     """Run the whole loop on ``config`` and return the report (also written to disk)."""
     from clickrouter.demo.report import build_report, write_json
 
+    if config.page_launch_share or config.page_retire_share:
+        # its predictor serves the catalogue the world was generated with
+        raise InvalidInput(
+            "demo settings 'page_launch_share'/'page_retire_share': the demo does not"
+            " republish pages as they launch or retire; replay them with clickrouter replay"
+        )
     began = time.time()
     paths = stages.prepare(config.out)
     with console.status(f"generating a world of {config.campaigns:,} campaigns"):

@@ -89,6 +89,8 @@ def world_config(config: DemoConfig) -> Any:
         effect_scale=config.effect_scale,
         shared_structure=config.shared_structure,
         max_pages=config.max_pages,
+        page_launch_share=config.page_launch_share,
+        page_retire_share=config.page_retire_share,
     )
 
 

@@ -14,6 +14,13 @@ are committed and the trainer runs at the cycle's end in simulated time.
 The bank's columns are offers, (campaign, landing page) pairs: a choice is an
 offer, its record names the campaign and the page (``landing_page_id``), and
 its value is the world's truth for that offer.
+
+When the world schedules pages (launched or retired during the run), the
+trainer's catalogue is the one to serve at the cycle's end
+(:meth:`World.catalogue_at`: pages not live then are inactive), rewritten
+before each cycle whose end crosses a change, so the trainer publishes it
+with that cycle's models as it would a catalogue an operator edited: the
+predictor follows a change at the first cycle from it, not before.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from clickrouter.catalogue import write_catalog
 from clickrouter.datastore import DataManager
 from clickrouter.demo.oracle import OracleScorer
 from clickrouter.demo.stages import training_settings, world_config
@@ -131,11 +139,10 @@ class ReplayLoop:
         trainer_settings = training_settings(demo) | {"attribution_seconds": None}
         if settings.train_window_hours is not None:
             trainer_settings["window_seconds"] = settings.train_window_hours * HOUR
+        self.catalogue = workdir / "catalogue.json"  # what the trainer publishes
+        self._epoch = self._write_catalogue(world.start_ts, None)
         self.trainer = TrainingManager(
-            self.data,
-            self.store,
-            workdir / "world" / "campaigns.json",
-            TrainingSettings(**trainer_settings),
+            self.data, self.store, self.catalogue, TrainingSettings(**trainer_settings)
         )
         self.pending = PendingRecords(self.data)
         self.policy = seed_policy(settings, traffic_seed)
@@ -173,6 +180,7 @@ class ReplayLoop:
             committed = self._timed("commit", self.pending.commit_until, now)
             if (index + 1) % COMPACT_EVERY == 0:
                 self._timed("commit", self.data.compact)
+            self._epoch = self._write_catalogue(now, self._epoch)
             report = self._timed("train", self.trainer.run_cycle, now)
             self.cycles.append(self._cycle_row(index, now, committed, report))
         if self._live is not None:
@@ -190,6 +198,14 @@ class ReplayLoop:
             self.no_fill,
             self.seconds,
         )
+
+    def _write_catalogue(self, ts: float, written: int | None) -> int:
+        """Write the catalogue live at ``ts`` unless the schedule has not moved since
+        ``written`` (its epoch); return the epoch written."""
+        epoch = int(self.world.live_epoch(np.array([ts]))[0])
+        if epoch != written:
+            write_catalog(self.catalogue, self.world.catalogue_at(ts))
+        return epoch
 
     def _timed(self, stage: str, call: Callable[..., Any], *args: Any) -> Any:
         started = time.perf_counter()
