@@ -27,6 +27,7 @@ from clickrouter.training.design import build_space, design_matrix, encode_colum
 from clickrouter.training.fitting import smoothed_rate
 from clickrouter.training.hierarchy import (
     campaign_pipeline,
+    choose_global_c,
     fit_campaign,
     fit_global,
     fit_hierarchy,
@@ -286,3 +287,49 @@ def test_campaigns_with_three_sales_borrow_strength(seed: int) -> None:
     assert loss["hierarchy"] < 0.99 * baseline
     excess = (loss["hierarchy"] - loss["oracle"]) / (baseline - loss["oracle"])
     assert excess < 0.95
+
+
+GLOBAL_GRID = (0.001, 0.01, 0.1, 1.0)
+
+
+def sharing_world(seed: int, shared: float) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """20 campaigns of 1,500-4,000 rows whose profile effects are ``sqrt(shared)``
+    times common ones plus ``sqrt(1 - shared)`` times their own (sd 0.8 in all)."""
+    rng = np.random.default_rng(seed)
+    n, width = 20, FIELDS * LEVELS
+    common = rng.normal(0.0, 0.8, width)
+    parts, labels, owner = [], [], []
+    for c in range(n):
+        effects = np.sqrt(shared) * common + np.sqrt(1 - shared) * rng.normal(0.0, 0.8, width)
+        X = one_hot(rng, int(rng.integers(1500, 4000)))
+        p = expit(rng.uniform(-3.5, -2.0) + X @ effects)
+        parts.append(X)
+        labels.append((rng.random(X.shape[0]) < p).astype(np.float64))
+        owner.append(np.full(X.shape[0], c))
+    return sp.vstack(parts, format="csr"), np.concatenate(labels), np.concatenate(owner)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_global_c_is_chosen_small_when_campaigns_share_nothing(seed: int) -> None:
+    X, y, campaign = sharing_world(seed, shared=0.0)
+    chosen, scores = choose_global_c(X, y, campaign, 20, GLOBAL_GRID)
+    assert chosen == min(GLOBAL_GRID), scores  # another campaign's effects only mislead
+    assert scores[1.0] > scores[min(GLOBAL_GRID)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_global_c_is_chosen_large_when_campaigns_share_their_effects(seed: int) -> None:
+    X, y, campaign = sharing_world(seed, shared=0.8)
+    chosen, scores = choose_global_c(X, y, campaign, 20, GLOBAL_GRID)
+    assert chosen >= 0.1, scores  # the shared effects predict campaigns they never saw
+    assert scores[chosen] < scores[min(GLOBAL_GRID)]
+
+
+def test_global_c_needs_a_campaign_per_fold() -> None:
+    rng = np.random.default_rng(0)
+    X = one_hot(rng, 500)
+    y = labelled(rng, X, -2.0)
+    campaign = np.zeros(500, dtype=np.int64)  # one campaign: nothing to hold out
+    assert choose_global_c(X, y, campaign, 1, GLOBAL_GRID) == (min(GLOBAL_GRID), {})
+    with pytest.raises(ValueError, match="C must be"):
+        choose_global_c(X, y, campaign, 1, (0.0, 1.0))

@@ -70,6 +70,8 @@ def test_learner_settings_are_validated_by_name() -> None:
         {"learner": "pooled"},
         {"global_c": 0.0},
         {"global_c": float("inf")},
+        {"global_c_grid": ()},
+        {"global_c_grid": (0.1, -1.0)},
         {"hierarchy_min_positives": 0},
         {"hierarchy_min_positives": 50},  # above min_positives (20)
         {"posterior": "yes"},
@@ -83,7 +85,8 @@ def test_learner_settings_are_validated_by_name() -> None:
 
 def test_default_settings_record_what_they_recorded_before() -> None:
     recorded = TrainingSettings().to_dict()
-    opt_in = {"learner", "global_c", "shared_by", "hierarchy_min_positives", "posterior"}
+    opt_in = {"learner", "global_c", "global_c_grid", "shared_by", "hierarchy_min_positives"}
+    opt_in |= {"posterior"}
     assert not opt_in & set(recorded)
     assert TrainingSettings(**recorded) == TrainingSettings()
     chosen = TrainingSettings(learner="hierarchical", posterior=True).to_dict()
@@ -113,7 +116,9 @@ def test_campaigns_share_effects_within_their_vertical(dataset: dict[str, Any]) 
     _check_hierarchy(dataset, everyone, [list(RATES)])
 
 
-def _check_hierarchy(dataset: dict[str, Any], version: Path, groups: list[list[str]]) -> None:
+def _check_hierarchy(
+    dataset: dict[str, Any], version: Path, groups: list[list[str]], global_C: float = 1.0
+) -> None:
     """Each group's published models are ``fit_hierarchy`` on the group's rows, and the
     bank scores them as sklearn does."""
     frame = DataManager(dataset["root"] / "data").read_all()
@@ -130,7 +135,7 @@ def _check_hierarchy(dataset: dict[str, Any], version: Path, groups: list[list[s
             X = design_matrix(encode_columns(part, space), n_columns)
             campaign = part["campaign_id"].map({c: i for i, c in enumerate(ids)}).to_numpy()
             y = part["label"].to_numpy(dtype=np.float64)
-            reference = fit_hierarchy(X, y, campaign, len(ids), global_C=1.0, deviation_C=0.3)
+            reference = fit_hierarchy(X, y, campaign, len(ids), global_C=global_C, deviation_C=0.3)
             for k, cid in enumerate(ids):
                 fit = reference.campaigns[k]
                 assert fit is not None
@@ -140,6 +145,19 @@ def _check_hierarchy(dataset: dict[str, Any], version: Path, groups: list[list[s
                 proba = model.predict_proba(rows)[:, 1]
                 column = bank.campaign_ids.index(cid)
                 np.testing.assert_allclose(banked[:, column], proba, rtol=1e-9, atol=1e-12)
+
+
+def test_the_shared_effects_c_is_chosen_per_group_and_recorded(dataset: dict[str, Any]) -> None:
+    """The default global C (None) is one of the grid's, chosen on the group's training
+    parts, and the published models are the hierarchy fitted at that C."""
+    auto = dataclasses.replace(HIERARCHICAL, global_c=None)
+    version = _cycle(dataset, "store", auto)
+    records = _records(version)
+    chosen = {records[cid]["global_c"] for cid in RATES}
+    assert len(chosen) == 1 and chosen <= set(auto.global_c_grid)
+    (C,) = chosen
+    _check_hierarchy(dataset, version, [list(RATES)], global_C=C)
+    assert records["thin"].get("global_c") is None  # a base rate shares nothing
 
 
 def test_hierarchy_min_positives_gives_thin_campaigns_a_logistic_model(

@@ -129,6 +129,23 @@ def bounded_float(low: float, high: float) -> Any:
     return parse
 
 
+def global_c_option(text: str) -> float | None:
+    """``--global-c``: a number in 1e-9..1e9, or ``auto`` (None: chosen per group)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(bounded_float(1e-9, 1e9)(text))
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; or auto") from None
+
+
+GLOBAL_C_HELP = (
+    "with --learner hierarchical: inverse L2 strength of the shared effects, or auto:"
+    " chosen per group by how well effects fitted on some campaigns predict the others"
+    " (default auto)"
+)
+
+
 def check_page_schedule(args: argparse.Namespace) -> None:
     """--page-launch-share and --page-retire-share split one world's extra pages."""
     total = args.page_launch_share + args.page_retire_share

@@ -17,7 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import bounded_float, bounded_int, check_page_schedule
+from clickrouter.cli.parser import (
+    GLOBAL_C_HELP,
+    bounded_float,
+    bounded_int,
+    check_page_schedule,
+    global_c_option,
+)
 from clickrouter.demo.config import MAX_PAGES, POLICIES, DemoConfig
 from clickrouter.errors import InvalidInput
 
@@ -238,10 +244,10 @@ def register_replay(subparsers: Any) -> None:
     )
     arg(
         "--global-c",
-        type=bounded_float(1e-9, 1e9),
-        default=DEFAULTS.global_c,
-        help="with --learner hierarchical: inverse L2 strength of the shared effects"
-        " (default %(default)s)",
+        type=global_c_option,
+        default=None,
+        metavar="GLOBAL_C",
+        help=GLOBAL_C_HELP,
     )
     arg(
         "--hierarchy-min-positives",

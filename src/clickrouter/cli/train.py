@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clickrouter.cli.parser import add_log_format, bounded_float
+from clickrouter.cli.parser import GLOBAL_C_HELP, add_log_format, global_c_option
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 
@@ -80,9 +80,10 @@ def _register_train(subparsers: Any) -> None:
     )
     train.add_argument(
         "--global-c",
-        type=bounded_float(1e-9, 1e9),
-        default=1.0,
-        help="with --learner hierarchical: inverse L2 strength of the shared effects",
+        type=global_c_option,
+        default=None,
+        metavar="GLOBAL_C",
+        help=GLOBAL_C_HELP,
     )
     train.add_argument(
         "--shared-by",

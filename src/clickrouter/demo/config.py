@@ -61,7 +61,8 @@ class DemoConfig:
     ``training/late.py``), ``cold_start_rate`` of the cold store,
     ``train_workers`` fit processes (0 = in the trainer process), ``learner``
     (the trainer's: independent or hierarchical; with hierarchical,
-    ``global_c`` and ``hierarchy_min_positives`` are the trainer's) and ``posterior`` (publish
+    ``global_c`` (None: chosen per group) and ``hierarchy_min_positives``
+    are the trainer's) and ``posterior`` (publish
     each logistic model's Laplace posterior; always on for the
     laplace-thompson policy, which reads them). Report:
     ``oracle_sample`` clicks scored against every offer by the oracle
@@ -100,7 +101,7 @@ class DemoConfig:
     cold_start_rate: float = 1e-4
     train_workers: int = 0
     learner: str = "independent"
-    global_c: float = 1.0
+    global_c: float | None = None
     hierarchy_min_positives: int | None = None
     posterior: bool = False
     oracle_sample: int = 60_000
@@ -146,7 +147,8 @@ class DemoConfig:
         _check("cold_start_rate", self.cold_start_rate, 0 < self.cold_start_rate < 1)
         _check("train_workers", self.train_workers, self.train_workers >= 0)
         _check("learner", self.learner, self.learner in LEARNERS)
-        _check("global_c", self.global_c, math.isfinite(self.global_c) and self.global_c > 0)
+        c = self.global_c
+        _check("global_c", c, c is None or (math.isfinite(c) and c > 0))
         low = self.hierarchy_min_positives
         _check("hierarchy_min_positives", low, low is None or 1 <= low <= self.min_positives)
         _check("oracle_sample", self.oracle_sample, self.oracle_sample >= 0)

@@ -91,6 +91,7 @@ class CampaignRecord(msgspec.Struct, kw_only=True):
     c_chosen_at_positives: Count | None = None
     recent_shift: Number | None = None
     grid_log_loss: dict[Name, Number] | None = None
+    global_c: Number | None = None  # hierarchical: the shared effects' C
     page_positives: dict[Name, Count] = msgspec.field(default_factory=dict)
     fit_seconds: Number | None = None
     metrics: HeldOut | None = None

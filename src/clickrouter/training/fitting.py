@@ -100,6 +100,7 @@ class CampaignTask:
     # is judged on held-out rows the shared effects have not seen
     prior: np.ndarray | None = None
     training_prior: np.ndarray | None = None
+    global_c: float | None = None  # the shared stage's C behind ``prior``
 
     def __post_init__(self) -> None:
         if self.exposure < 0:
@@ -309,6 +310,8 @@ def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) ->
         "kept_rows": len(y),
         "c_chosen_at_positives": chosen_at,
     }
+    if task.global_c is not None:
+        details["global_c"] = task.global_c
     result = FitResult(
         task.campaign_id, "logistic", coef, intercept, chosen, metrics, None, "", "", 0, details
     )

@@ -157,6 +157,83 @@ def _global(
     return GlobalModel(theta[:d], levels, iterations, converged)
 
 
+def choose_global_c(
+    X: Any,
+    y: np.ndarray,
+    campaign: np.ndarray,
+    n_campaigns: int,
+    grid: tuple[float, ...],
+    *,
+    weight: np.ndarray | None = None,
+    folds: int = 2,
+) -> tuple[float, dict[float, float]]:
+    """The C of ``grid`` whose shared effects best predict campaigns they were not fitted on.
+
+    The shared effects exist to tell a campaign with few sales how the
+    profile moves a campaign's conversion, so they are judged on campaigns
+    they have not seen. The mixed-label campaigns are dealt into ``folds``
+    (ranked by sales, so each fold holds large and small ones); for each fold
+    and C the global stage is fitted on the other folds' rows, and on the
+    fold's rows each campaign keeps only its own level, fitted with the
+    shared logit ``x . beta`` as an offset. C's score is the fold rows'
+    weighted log loss, summed over the folds (levels free, so only the
+    profile effects are judged). Where campaigns share nothing, any shared
+    effect is another campaign's own and scores worse than none: the smallest
+    C wins, and ``beta`` stays near 0. Returns (the best C, the smaller on a
+    tie; the score of each C); with fewer mixed campaigns than folds there is
+    nothing to judge by and the smallest C is returned with no scores.
+    """
+    with threadpool_limits(limits=1):
+        X, y, weight, _ = _inputs(X, y, weight, None)
+        campaign = _campaign_index(campaign, len(y), n_campaigns)
+        for C in grid:
+            _check_C(C)
+        return _choose_global_c(sp.csr_matrix(X), y, campaign, n_campaigns, grid, weight, folds)
+
+
+def _choose_global_c(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    campaign: np.ndarray,
+    n_campaigns: int,
+    grid: tuple[float, ...],
+    weight: np.ndarray,
+    folds: int,
+) -> tuple[float, dict[float, float]]:
+    mixed = ~np.isinf(_one_class_levels(y, campaign, n_campaigns))
+    sales = np.bincount(campaign, weights=y, minlength=n_campaigns)
+    ranked = [c for c in np.argsort(-sales, kind="stable") if mixed[c]]
+    if len(ranked) < folds:
+        return min(grid), {}
+    fold_of = np.full(n_campaigns, -1)
+    fold_of[ranked] = np.arange(len(ranked)) % folds
+    row_fold = fold_of[campaign]
+    scores = dict.fromkeys(grid, 0.0)
+    for k in range(folds):
+        fit_rows, held = (row_fold >= 0) & (row_fold != k), row_fold == k
+        X_held, y_held, w_held = X[held], y[held], weight[held]
+        no_columns = sp.csr_matrix((len(y_held), 0))
+        for C in grid:
+            zeros = np.zeros(int(fit_rows.sum()))
+            beta = _global(
+                X[fit_rows],
+                y[fit_rows],
+                campaign[fit_rows],
+                n_campaigns,
+                C,
+                weight[fit_rows],
+                zeros,
+            ).coef
+            shared = np.asarray(X_held @ beta).ravel()
+            levels = _global(
+                no_columns, y_held, campaign[held], n_campaigns, 1.0, w_held, shared
+            ).levels
+            z = shared + levels[campaign[held]]
+            scores[C] += float(w_held @ (np.logaddexp(0.0, z) - y_held * z))
+    best = min(grid, key=lambda C: (scores[C], C))
+    return best, scores
+
+
 def fit_campaign(
     X: Any,
     y: np.ndarray,

@@ -45,7 +45,12 @@ class TrainingSettings:
         campaign, inverse L2 strength ``global_c``), then each campaign's
         coefficients shrunk towards its group's, with C still chosen on
         ``c_grid`` (see ``shared.py`` and ``hierarchy.py``).
-    global_c: the shared stage's inverse L2 strength (hierarchical only).
+    global_c: the shared stage's inverse L2 strength (hierarchical only);
+        None (the default): chosen per group among ``global_c_grid`` by how
+        well the shared effects fitted on some of the group's campaigns
+        predict the others (``hierarchy.choose_global_c``), so that
+        campaigns that share nothing share effects near 0.
+    global_c_grid: the values tried when ``global_c`` is None.
     shared_by: which campaigns share effects (hierarchical only): "vertical",
         the campaigns of one catalogue vertical (those without one together);
         "all", every campaign.
@@ -87,7 +92,8 @@ class TrainingSettings:
     seed: int = 0
     hour_harmonics: int = 1
     learner: str = "independent"
-    global_c: float = 1.0
+    global_c: float | None = None
+    global_c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
     shared_by: str = "vertical"
     hierarchy_min_positives: int | None = None
     posterior: bool = False
@@ -114,7 +120,10 @@ class TrainingSettings:
         _check("workers", self.workers, self.workers is None or self.workers >= 0)
         _check("learner", self.learner, self.learner in LEARNERS)
         c = self.global_c
-        _check("global_c", c, _is_number(c) and math.isfinite(c) and c > 0)
+        _check("global_c", c, c is None or (_is_number(c) and math.isfinite(c) and c > 0))
+        grid = self.global_c_grid
+        positive = all(_is_number(g) and math.isfinite(g) and g > 0 for g in grid)
+        _check("global_c_grid", grid, bool(grid) and positive)
         _check("shared_by", self.shared_by, self.shared_by in ("all", "vertical"))
         low = self.hierarchy_min_positives
         fits = low is None or (_is_int(low) and 1 <= low <= self.min_positives)
@@ -143,7 +152,8 @@ class TrainingSettings:
 LEARNERS = ("independent", "hierarchical")
 _OPT_IN: dict[str, Any] = {
     "learner": "independent",
-    "global_c": 1.0,
+    "global_c": None,
+    "global_c_grid": (0.001, 0.01, 0.1, 1.0),
     "shared_by": "vertical",
     "hierarchy_min_positives": None,
     "posterior": False,

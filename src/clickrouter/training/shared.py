@@ -14,6 +14,10 @@ the campaigns' different negative sampling rates only move their levels, not
 the shared effects. Landing pages and the hour harmonics are a campaign's
 own and stay out of this stage.
 
+The shared stage's inverse L2 strength is ``global_c``, or, by default,
+chosen per group and cycle on the campaigns' training parts
+(:func:`~clickrouter.training.hierarchy.choose_global_c`: the value whose
+effects, fitted on half the group's campaigns, best predict the other half).
 Each group is fitted twice: on every kept row (the prior of the published
 fits) and on the campaigns' training parts alone (the prior of the fits that
 choose C on the held-out slices, which must not have seen those slices
@@ -27,7 +31,7 @@ import scipy.sparse as sp
 
 from clickrouter.training.design import design_matrix
 from clickrouter.training.fitting import CampaignTask
-from clickrouter.training.hierarchy import fit_global
+from clickrouter.training.hierarchy import choose_global_c, fit_global
 from clickrouter.training.settings import TrainingSettings
 
 
@@ -50,27 +54,59 @@ def attach_shared_effects(
             key = verticals.get(task.campaign_id) if settings.shared_by == "vertical" else None
             groups.setdefault(key, []).append(task)
     for members in groups.values():
-        full = _fit(members, [len(t.labels) for t in members], settings, n_columns)
-        training = _fit(members, [t.split for t in members], settings, n_columns)
+        splits = [t.split for t in members]
+        C = settings.global_c
+        if C is None:  # judged on the training parts: the held-out slices stay unseen
+            C = _choose(members, splits, settings, n_columns)
+        full = _fit(members, [len(t.labels) for t in members], settings, n_columns, C)
+        training = _fit(members, splits, settings, n_columns, C)
         for task in members:
-            task.prior, task.training_prior = full, training
+            task.prior, task.training_prior, task.global_c = full, training, C
+
+
+def _rows(
+    tasks: list[CampaignTask], rows: list[int], settings: TrainingSettings, n_columns: int
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(design, labels, campaign index, weights) of the first ``rows[k]`` kept rows of
+    task ``k``; None without rows of both classes."""
+    labels = [t.labels[:n] for t, n in zip(tasks, rows, strict=True)]
+    y = np.concatenate([np.zeros(0), *labels]).astype(np.float64)
+    if not 0 < y.sum() < len(y):
+        return None
+    parts = [design_matrix(t.cols[:n], n_columns) for t, n in zip(tasks, rows, strict=True)]
+    X = sp.vstack(parts, format="csr")
+    campaign = np.repeat(np.arange(len(tasks)), rows)
+    return X, y, campaign, np.where(y > 0, settings.positive_weight, 1.0)
 
 
 def _fit(
-    tasks: list[CampaignTask], rows: list[int], settings: TrainingSettings, n_columns: int
+    tasks: list[CampaignTask],
+    rows: list[int],
+    settings: TrainingSettings,
+    n_columns: int,
+    C: float,
 ) -> np.ndarray:
     """The shared coefficients on the first ``rows[k]`` kept rows of task ``k``.
 
     All zeros without rows of both classes (each campaign's fit is then the
     ordinary one, pulled towards 0).
     """
-    labels = [t.labels[:n] for t, n in zip(tasks, rows, strict=True)]
-    y = np.concatenate([np.zeros(0), *labels]).astype(np.float64)
-    if not 0 < y.sum() < len(y):
+    found = _rows(tasks, rows, settings, n_columns)
+    if found is None:
         return np.zeros(n_columns, dtype=np.float64)
-    parts = [design_matrix(t.cols[:n], n_columns) for t, n in zip(tasks, rows, strict=True)]
-    X = sp.vstack(parts, format="csr")
-    campaign = np.repeat(np.arange(len(tasks)), rows)
-    weight = np.where(y > 0, settings.positive_weight, 1.0)
-    model = fit_global(X, y, campaign, len(tasks), C=settings.global_c, weight=weight)
+    X, y, campaign, weight = found
+    model = fit_global(X, y, campaign, len(tasks), C=C, weight=weight)
     return np.asarray(model.coef, dtype=np.float64)
+
+
+def _choose(
+    tasks: list[CampaignTask], rows: list[int], settings: TrainingSettings, n_columns: int
+) -> float:
+    """The group's global C: the grid's value whose shared effects best predict the
+    group's campaigns they were not fitted on (the smallest when it cannot tell)."""
+    found = _rows(tasks, rows, settings, n_columns)
+    grid = settings.global_c_grid
+    if found is None:
+        return min(grid)
+    X, y, campaign, weight = found
+    return choose_global_c(X, y, campaign, len(tasks), grid, weight=weight)[0]
