@@ -175,13 +175,15 @@ def choose_global_c(
     (ranked by sales, so each fold holds large and small ones); for each fold
     and C the global stage is fitted on the other folds' rows, and on the
     fold's rows each campaign keeps only its own level, fitted with the
-    shared logit ``x . beta`` as an offset. C's score is the fold rows'
-    weighted log loss, summed over the folds (levels free, so only the
-    profile effects are judged). Where campaigns share nothing, any shared
-    effect is another campaign's own and scores worse than none: the smallest
-    C wins, and ``beta`` stays near 0. Returns (the best C, the smaller on a
-    tie; the score of each C); with fewer mixed campaigns than folds there is
-    nothing to judge by and the smallest C is returned with no scores.
+    shared logit ``x . beta`` as an offset, and scored by its weighted log
+    loss (levels free, so only the profile effects are judged). A C beats
+    the smallest one only when its gain, summed over the held-out campaigns,
+    exceeds two standard errors of the per-campaign gains
+    (:func:`_significant_best`). Where campaigns share nothing, any shared
+    effect is another campaign's own and helps none reliably: the smallest C
+    wins, and ``beta`` stays near 0. Returns (the chosen C; each C's total
+    held-out loss); with fewer mixed campaigns than folds there is nothing to
+    judge by and the smallest C is returned with no scores.
     """
     with threadpool_limits(limits=1):
         X, y, weight, _ = _inputs(X, y, weight, None)
@@ -208,30 +210,45 @@ def _choose_global_c(
     fold_of = np.full(n_campaigns, -1)
     fold_of[ranked] = np.arange(len(ranked)) % folds
     row_fold = fold_of[campaign]
-    scores = dict.fromkeys(grid, 0.0)
+    # each held-out campaign's loss under each C (every campaign is held out once)
+    losses = {C: np.zeros(n_campaigns) for C in grid}
     for k in range(folds):
         fit_rows, held = (row_fold >= 0) & (row_fold != k), row_fold == k
         X_held, y_held, w_held = X[held], y[held], weight[held]
         no_columns = sp.csr_matrix((len(y_held), 0))
         for C in grid:
-            zeros = np.zeros(int(fit_rows.sum()))
-            beta = _global(
-                X[fit_rows],
-                y[fit_rows],
-                campaign[fit_rows],
-                n_campaigns,
-                C,
-                weight[fit_rows],
-                zeros,
-            ).coef
+            rows = (X[fit_rows], y[fit_rows], campaign[fit_rows], n_campaigns)
+            beta = _global(*rows, C, weight[fit_rows], np.zeros(int(fit_rows.sum()))).coef
             shared = np.asarray(X_held @ beta).ravel()
             levels = _global(
                 no_columns, y_held, campaign[held], n_campaigns, 1.0, w_held, shared
             ).levels
             z = shared + levels[campaign[held]]
-            scores[C] += float(w_held @ (np.logaddexp(0.0, z) - y_held * z))
-    best = min(grid, key=lambda C: (scores[C], C))
-    return best, scores
+            row_loss = w_held * (np.logaddexp(0.0, z) - y_held * z)
+            losses[C] += np.bincount(campaign[held], weights=row_loss, minlength=n_campaigns)
+    return _significant_best(grid, losses, np.asarray(ranked)), {
+        C: float(loss.sum()) for C, loss in losses.items()
+    }
+
+
+def _significant_best(
+    grid: tuple[float, ...], losses: dict[float, np.ndarray], held: np.ndarray
+) -> float:
+    """The C with the largest total gain over the smallest C, among those whose gain
+    exceeds two standard errors of the per-campaign gains; else the smallest C.
+
+    A gain that one or two large campaigns carry while the rest lose is
+    noise that would then be pulled into every campaign of the group.
+    """
+    least = min(grid)
+    best, best_gain = least, 0.0
+    for C in grid:
+        gain = losses[least][held] - losses[C][held]
+        total = float(gain.sum())
+        error = float(np.std(gain, ddof=1)) * math.sqrt(len(gain)) if len(gain) > 1 else np.inf
+        if total > 2.0 * error and total > best_gain:
+            best, best_gain = C, total
+    return best
 
 
 def fit_campaign(
