@@ -33,6 +33,8 @@ from clickrouter.training import TrainingSettings
         (["--recent-prior-sales", "inf"], "recent_prior_sales"),
         (["--pipeline", "0"], "pipeline"),
         (["--max-pages", "0"], "max_pages"),
+        (["--global-c", "0"], "--global-c"),
+        (["--min-positives", "3", "--hierarchy-min-positives", "4"], "hierarchy_min_positives"),
     ],
 )
 def test_bad_knob_exits_2_naming_it(tmp_path: Path, argv: list[str], named: str) -> None:
@@ -68,6 +70,21 @@ def test_the_demo_refuses_a_page_schedule_it_would_not_republish(tmp_path: Path)
     with pytest.raises(InvalidInput, match="clickrouter replay"):
         run_demo(config, Console(quiet=True))
     assert not (tmp_path / "out").exists()  # refused before anything is built
+
+
+def test_the_hierarchical_learners_knobs_reach_the_trainer() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    knobs = ["--learner", "hierarchical", "--global-c", "0.1", "--hierarchy-min-positives", "2"]
+    config = config_from_args(parser.parse_args(["demo", *knobs]))
+    trainer = TrainingSettings(**training_settings(config))
+    assert (trainer.learner, trainer.global_c, trainer.logistic_min_positives) == (
+        "hierarchical",
+        0.1,
+        2,
+    )
+    auto = config_from_args(parser.parse_args(["demo", "--learner", "hierarchical"]))
+    assert TrainingSettings(**training_settings(auto)).global_c is None  # chosen per group
 
 
 def test_training_knobs_reach_the_trainer_settings() -> None:

@@ -8,7 +8,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import add_log_format, bounded_float
+from clickrouter.cli.parser import (
+    GLOBAL_C_HELP,
+    add_log_format,
+    bounded_float,
+    bounded_int,
+    global_c_option,
+)
 from clickrouter.demo.config import POLICIES, DemoConfig
 from clickrouter.durations import duration_type
 
@@ -142,6 +148,19 @@ def register(subparsers: Any) -> None:
         " (default %(default)s)",
     )
     arg(
+        "--global-c",
+        type=global_c_option,
+        default=None,
+        metavar="GLOBAL_C",
+        help=GLOBAL_C_HELP,
+    )
+    arg(
+        "--hierarchy-min-positives",
+        type=bounded_int(1, 10**6),
+        help="with --learner hierarchical: sales a campaign needs for a model pulled towards"
+        " the shared effects, at most --min-positives (default: --min-positives)",
+    )
+    arg(
         "--posterior",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.posterior,
@@ -189,6 +208,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         cold_start_rate=args.cold_start_rate,
         train_workers=args.train_workers,
         learner=args.learner,
+        global_c=args.global_c,
+        hierarchy_min_positives=args.hierarchy_min_positives,
         posterior=args.posterior,
         oracle_sample=args.oracle_sample,
         bins=args.bins,
