@@ -8,13 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import (
-    GLOBAL_C_HELP,
-    add_log_format,
-    bounded_float,
-    bounded_int,
-    global_c_option,
-)
+from clickrouter.cli.parser import add_learner_options, add_log_format, bounded_float
 from clickrouter.demo.config import POLICIES, DemoConfig
 from clickrouter.durations import duration_type
 
@@ -140,32 +134,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULTS.train_workers,
         help="fit processes (0 = in the trainer process)",
     )
-    arg(
-        "--learner",
-        choices=("independent", "hierarchical"),
-        default=DEFAULTS.learner,
-        help="hierarchical: campaign models pulled towards effects their vertical shares"
-        " (default %(default)s)",
-    )
-    arg(
-        "--global-c",
-        type=global_c_option,
-        default=None,
-        metavar="GLOBAL_C",
-        help=GLOBAL_C_HELP,
-    )
-    arg(
-        "--hierarchy-min-positives",
-        type=bounded_int(1, 10**6),
-        help="with --learner hierarchical: sales a campaign needs for a model pulled towards"
-        " the shared effects, at most --min-positives (default: --min-positives)",
-    )
-    arg(
-        "--posterior",
-        action=argparse.BooleanOptionalAction,
-        default=DEFAULTS.posterior,
-        help="publish each logistic model's Laplace posterior (on with laplace-thompson)",
-    )
+    add_learner_options(arg, DEFAULTS.learner, DEFAULTS.posterior)
     arg(
         "--oracle-sample",
         type=int,

@@ -146,6 +146,43 @@ GLOBAL_C_HELP = (
 )
 
 
+def add_learner_options(add: Any, learner: str, posterior: bool) -> None:
+    """The trainer's learner options of ``demo`` and ``replay`` (``add``: a parser's or
+    group's ``add_argument``), with these defaults."""
+    add(
+        "--learner",
+        choices=("independent", "hierarchical"),
+        default=learner,
+        help="hierarchical: campaign models pulled towards effects their vertical shares"
+        " (default %(default)s)",
+    )
+    add("--global-c", type=global_c_option, default=None, metavar="GLOBAL_C", help=GLOBAL_C_HELP)
+    add(
+        "--hierarchy-min-positives",
+        type=bounded_int(1, 10**6),
+        help="with --learner hierarchical: sales a campaign needs for a model pulled towards"
+        " the shared effects, at most --min-positives (default: --min-positives)",
+    )
+    add(
+        "--posterior",
+        action=argparse.BooleanOptionalAction,
+        default=posterior,
+        help="publish each logistic model's Laplace posterior (on with laplace-thompson)",
+    )
+
+
+def add_page_schedule(add: Any, note: str) -> None:
+    """``--page-launch-share`` and ``--page-retire-share`` of a generated world (default 0:
+    every page follows its catalogue flag); ``note`` ends each help text."""
+    for name, what in (("launch", "go live"), ("retire", "are retired")):
+        add(
+            f"--page-{name}-share",
+            type=bounded_float(0, 1),
+            default=0.0,
+            help=f"share of the extra pages that {what} at a whole day of the first week{note}",
+        )
+
+
 def check_page_schedule(args: argparse.Namespace) -> None:
     """--page-launch-share and --page-retire-share split one world's extra pages."""
     total = args.page_launch_share + args.page_retire_share

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from clickrouter.cli.parser import (
-    GLOBAL_C_HELP,
+    add_learner_options,
+    add_page_schedule,
     bounded_float,
     bounded_int,
     check_page_schedule,
-    global_c_option,
 )
 from clickrouter.demo.config import MAX_PAGES, POLICIES, DemoConfig
 from clickrouter.errors import InvalidInput
@@ -107,20 +107,7 @@ def register_replay(subparsers: Any) -> None:
         help="landing pages a campaign of a generated world runs at most; most run 1-2,"
         " 1 = one page each (default %(default)s)",
     )
-    arg(
-        "--page-launch-share",
-        type=bounded_float(0, 1),
-        default=DEFAULTS.page_launch_share,
-        help="share of a generated world's extra pages that go live at a whole day of the"
-        " first week; the catalogue is republished as they do (default %(default)s)",
-    )
-    arg(
-        "--page-retire-share",
-        type=bounded_float(0, 1),
-        default=DEFAULTS.page_retire_share,
-        help="share of a generated world's extra pages retired at a whole day of the first"
-        " week (default %(default)s)",
-    )
+    add_page_schedule(arg, " in a generated world; the catalogue is republished as they do")
     traffic = parser.add_argument_group("traffic and time")
     arg = traffic.add_argument
     arg(
@@ -235,32 +222,7 @@ def register_replay(subparsers: Any) -> None:
         default=DEFAULTS.train_workers,
         help="fit processes per seed; 0 = in the replay's process (default %(default)s)",
     )
-    arg(
-        "--learner",
-        choices=("independent", "hierarchical"),
-        default=DEFAULTS.learner,
-        help="hierarchical: campaign models pulled towards effects their vertical shares"
-        " (default %(default)s)",
-    )
-    arg(
-        "--global-c",
-        type=global_c_option,
-        default=None,
-        metavar="GLOBAL_C",
-        help=GLOBAL_C_HELP,
-    )
-    arg(
-        "--hierarchy-min-positives",
-        type=bounded_int(1, 10**6),
-        help="with --learner hierarchical: sales a campaign needs for a model pulled towards"
-        " the shared effects, at most --min-positives (default: --min-positives)",
-    )
-    arg(
-        "--posterior",
-        action=argparse.BooleanOptionalAction,
-        default=DEFAULTS.posterior,
-        help="publish each logistic model's Laplace posterior (on with laplace-thompson)",
-    )
+    add_learner_options(arg, DEFAULTS.learner, DEFAULTS.posterior)
     out = parser.add_argument_group("output")
     arg = out.add_argument
     arg(

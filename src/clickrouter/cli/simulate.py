@@ -20,7 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import bounded_float, bounded_int, check_page_schedule
+from clickrouter.cli.parser import (
+    add_page_schedule,
+    bounded_float,
+    bounded_int,
+    check_page_schedule,
+)
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 from clickrouter.sim.config import MAX_PAGES
@@ -56,20 +61,7 @@ def register(subparsers: Any) -> None:
         help="share of a campaign's profile effects its vertical's carry "
         "(0: independent campaigns; ignored with --world)",
     )
-    sim.add_argument(
-        "--page-launch-share",
-        type=bounded_float(0, 1),
-        default=0.0,
-        help="share of the extra pages that go live at a whole day of the first week "
-        "(ignored with --world)",
-    )
-    sim.add_argument(
-        "--page-retire-share",
-        type=bounded_float(0, 1),
-        default=0.0,
-        help="share of the extra pages retired at a whole day of the first week "
-        "(ignored with --world)",
-    )
+    add_page_schedule(sim.add_argument, " (ignored with --world)")
     sim.add_argument(
         "--seed",
         type=bounded_int(0, 2**63 - 1),
