@@ -26,7 +26,7 @@ from clickrouter.profile import profile_frame
 from clickrouter.serving.bank import ModelBank
 from clickrouter.training import TrainingManager, TrainingSettings
 from clickrouter.training.design import build_space, column_offsets, design_matrix, encode_columns
-from clickrouter.training.hierarchy import fit_hierarchy
+from clickrouter.training.hierarchy import NO_SHARING, fit_hierarchy
 from clickrouter.training.posterior import laplace_posterior, load_posterior
 from training.test_training_cycle import canonical
 
@@ -128,7 +128,7 @@ def _check_hierarchy(
     rows = profile_frame(profiles)
     X_new = design_matrix(encode_columns(rows, space), n_columns)
     with ModelBank.from_directory(version) as bank:
-        assert bank.n_compiled == 4 and bank.n_generic == 0
+        assert bank.n_compiled == len(bank.campaign_ids) and bank.n_generic == 0
         banked = bank.predict_proba(profiles)
         for ids in groups:
             part = frame[frame["campaign_id"].isin(ids)].reset_index(drop=True)
@@ -147,17 +147,43 @@ def _check_hierarchy(
                 np.testing.assert_allclose(banked[:, column], proba, rtol=1e-9, atol=1e-12)
 
 
-def test_the_shared_effects_c_is_chosen_per_group_and_recorded(dataset: dict[str, Any]) -> None:
-    """The default global C (None) is one of the grid's, chosen on the group's training
-    parts, and the published models are the hierarchy fitted at that C."""
+def test_a_group_that_shares_nothing_is_fitted_as_the_independent_learner(
+    dataset: dict[str, Any],
+) -> None:
+    """With the global C chosen (the default), three campaigns with effects of their
+    own share none: the published models are the independent learner's, and the
+    records say global C 0."""
     auto = dataclasses.replace(HIERARCHICAL, global_c=None)
     version = _cycle(dataset, "store", auto)
     records = _records(version)
-    chosen = {records[cid]["global_c"] for cid in RATES}
+    assert {records[cid]["global_c"] for cid in RATES} == {NO_SHARING}
+    assert records["thin"].get("global_c") is None  # a base rate shares nothing
+    independent = _cycle(dataset, "plain", PLAIN)
+    profiles = canonical(dataset["world"].traffic(300, 0.0))
+    with ModelBank.from_directory(version) as bank, ModelBank.from_directory(independent) as ref:
+        assert bank.campaign_ids == ref.campaign_ids
+        np.testing.assert_array_equal(bank.predict_proba(profiles), ref.predict_proba(profiles))
+
+
+def test_the_shared_effects_c_is_chosen_per_group_and_recorded(
+    tmp_path: Path, world: Any, write_dataset: Any, catalog_file: Any
+) -> None:
+    """Campaigns with the same profile effects share them: the chosen global C is one
+    of the grid's, and the published models are the hierarchy fitted at that C."""
+    ids = [f"s{k}" for k in range(8)]
+    template = world.add_campaign(ids[0], 0.03)
+    for cid in ids[1:]:
+        truth = world.add_campaign(cid, 0.03)
+        truth.effects, truth.intercept = template.effects, template.intercept
+    for cid in ids:
+        write_dataset(tmp_path / "data", cid, world.records(cid, 4000))
+    dataset = {"root": tmp_path, "catalog": catalog_file(tmp_path / "c.json", ids), "world": world}
+    auto = dataclasses.replace(HIERARCHICAL, global_c=None)
+    version = _cycle(dataset, "store", auto)
+    chosen = {_records(version)[cid]["global_c"] for cid in ids}
     assert len(chosen) == 1 and chosen <= set(auto.global_c_grid)
     (C,) = chosen
-    _check_hierarchy(dataset, version, [list(RATES)], global_C=C)
-    assert records["thin"].get("global_c") is None  # a base rate shares nothing
+    _check_hierarchy(dataset, version, [ids], global_C=C)
 
 
 def test_hierarchy_min_positives_gives_thin_campaigns_a_logistic_model(
@@ -189,7 +215,7 @@ def test_posterior_files_sit_beside_logistic_models(dataset: dict[str, Any]) -> 
         np.testing.assert_allclose(posterior.variances, expected.variances, rtol=1e-6)
         assert posterior.intercept == pytest.approx(expected.intercept, rel=1e-6)
     with ModelBank.from_directory(version) as bank:  # the greedy bank ignores them
-        assert bank.n_compiled == 4 and bank.n_generic == 0
+        assert bank.n_compiled == len(bank.campaign_ids) and bank.n_generic == 0
 
 
 def test_unchanged_models_keep_their_posterior(dataset: dict[str, Any], write_dataset: Any) -> None:

@@ -141,8 +141,8 @@ def global_c_option(text: str) -> float | None:
 
 GLOBAL_C_HELP = (
     "with --learner hierarchical: inverse L2 strength of the shared effects, or auto:"
-    " chosen per group by how well effects fitted on some campaigns predict the others"
-    " (default auto)"
+    " chosen per group by how well effects fitted on some campaigns predict the others,"
+    " none when no value predicts them better than no sharing (default auto)"
 )
 
 

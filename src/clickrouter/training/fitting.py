@@ -100,7 +100,7 @@ class CampaignTask:
     # is judged on held-out rows the shared effects have not seen
     prior: np.ndarray | None = None
     training_prior: np.ndarray | None = None
-    global_c: float | None = None  # the shared stage's C behind ``prior``
+    global_c: float | None = None  # the shared stage's C behind ``prior``; 0.0: none (no prior)
 
     def __post_init__(self) -> None:
         if self.exposure < 0:

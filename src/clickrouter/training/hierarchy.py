@@ -73,6 +73,9 @@ _FTOL: Final = 1e-15
 _MAX_ITER: Final = 5000
 # a design with at most this many cells is multiplied as a dense array
 _DENSE_CELLS: Final = 1 << 19
+# choose_global_c's answer when no shared effect predicts held-out campaigns
+# better than none: the campaigns are fitted on their own
+NO_SHARING: Final = 0.0
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ def choose_global_c(
     weight: np.ndarray | None = None,
     folds: int = 2,
 ) -> tuple[float, dict[float, float]]:
-    """The C of ``grid`` whose shared effects best predict campaigns they were not fitted on.
+    """The C of ``grid`` whose shared effects best predict campaigns they were not
+    fitted on, or 0.0: no shared effects.
 
     The shared effects exist to tell a campaign with few sales how the
     profile moves a campaign's conversion, so they are judged on campaigns
@@ -176,14 +180,18 @@ def choose_global_c(
     and C the global stage is fitted on the other folds' rows, and on the
     fold's rows each campaign keeps only its own level, fitted with the
     shared logit ``x . beta`` as an offset, and scored by its weighted log
-    loss (levels free, so only the profile effects are judged). A C beats
-    the smallest one only when its gain, summed over the held-out campaigns,
-    exceeds two standard errors of the per-campaign gains
+    loss (levels free, so only the profile effects are judged). The baseline
+    is no shared effect at all (``beta = 0``, scored the same way): a C is
+    chosen only when its gain over the baseline, summed over the held-out
+    campaigns, exceeds two standard errors of the per-campaign gains
     (:func:`_significant_best`). Where campaigns share nothing, any shared
-    effect is another campaign's own and helps none reliably: the smallest C
-    wins, and ``beta`` stays near 0. Returns (the chosen C; each C's total
-    held-out loss); with fewer mixed campaigns than folds there is nothing to
-    judge by and the smallest C is returned with no scores.
+    effect is another campaign's own and helps none reliably: the answer is
+    0.0, and each campaign is fitted on its own. Even the smallest C of the
+    grid is not "nothing": on a group with thousands of sales the data
+    outweigh a penalty of ``1 / C`` and the large campaigns' effects leak
+    into the small ones. Returns (the chosen C, 0.0 for none; each C's total
+    held-out loss, the baseline's under 0.0); with fewer mixed campaigns
+    than folds there is nothing to judge by: 0.0 with no scores.
     """
     with threadpool_limits(limits=1):
         X, y, weight, _ = _inputs(X, y, weight, None)
@@ -206,20 +214,22 @@ def _choose_global_c(
     sales = np.bincount(campaign, weights=y, minlength=n_campaigns)
     ranked = [c for c in np.argsort(-sales, kind="stable") if mixed[c]]
     if len(ranked) < folds:
-        return min(grid), {}
+        return NO_SHARING, {}
     fold_of = np.full(n_campaigns, -1)
     fold_of[ranked] = np.arange(len(ranked)) % folds
     row_fold = fold_of[campaign]
     # each held-out campaign's loss under each C (every campaign is held out once)
-    losses = {C: np.zeros(n_campaigns) for C in grid}
+    losses = {C: np.zeros(n_campaigns) for C in (NO_SHARING, *grid)}
     for k in range(folds):
         fit_rows, held = (row_fold >= 0) & (row_fold != k), row_fold == k
         X_held, y_held, w_held = X[held], y[held], weight[held]
         no_columns = sp.csr_matrix((len(y_held), 0))
-        for C in grid:
-            rows = (X[fit_rows], y[fit_rows], campaign[fit_rows], n_campaigns)
-            beta = _global(*rows, C, weight[fit_rows], np.zeros(int(fit_rows.sum()))).coef
-            shared = np.asarray(X_held @ beta).ravel()
+        for C in losses:
+            shared = np.zeros(len(y_held))
+            if C != NO_SHARING:
+                rows = (X[fit_rows], y[fit_rows], campaign[fit_rows], n_campaigns)
+                beta = _global(*rows, C, weight[fit_rows], np.zeros(int(fit_rows.sum()))).coef
+                shared = np.asarray(X_held @ beta).ravel()
             levels = _global(
                 no_columns, y_held, campaign[held], n_campaigns, 1.0, w_held, shared
             ).levels
@@ -234,16 +244,15 @@ def _choose_global_c(
 def _significant_best(
     grid: tuple[float, ...], losses: dict[float, np.ndarray], held: np.ndarray
 ) -> float:
-    """The C with the largest total gain over the smallest C, among those whose gain
-    exceeds two standard errors of the per-campaign gains; else the smallest C.
+    """The C with the largest total gain over no sharing, among those whose gain
+    exceeds two standard errors of the per-campaign gains; else 0.0 (none).
 
     A gain that one or two large campaigns carry while the rest lose is
     noise that would then be pulled into every campaign of the group.
     """
-    least = min(grid)
-    best, best_gain = least, 0.0
+    best, best_gain = NO_SHARING, 0.0
     for C in grid:
-        gain = losses[least][held] - losses[C][held]
+        gain = losses[NO_SHARING][held] - losses[C][held]
         total = float(gain.sum())
         error = float(np.std(gain, ddof=1)) * math.sqrt(len(gain)) if len(gain) > 1 else np.inf
         if total > 2.0 * error and total > best_gain:

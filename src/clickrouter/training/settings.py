@@ -48,8 +48,9 @@ class TrainingSettings:
     global_c: the shared stage's inverse L2 strength (hierarchical only);
         None (the default): chosen per group among ``global_c_grid`` by how
         well the shared effects fitted on some of the group's campaigns
-        predict the others (``hierarchy.choose_global_c``), so that
-        campaigns that share nothing share effects near 0.
+        predict the others (``hierarchy.choose_global_c``); a group where no
+        value predicts them reliably better than no shared effect shares
+        nothing, and its campaigns are fitted as the independent learner's.
     global_c_grid: the values tried when ``global_c`` is None.
     shared_by: which campaigns share effects (hierarchical only): "vertical",
         the campaigns of one catalogue vertical (those without one together);

@@ -17,7 +17,10 @@ own and stay out of this stage.
 The shared stage's inverse L2 strength is ``global_c``, or, by default,
 chosen per group and cycle on the campaigns' training parts
 (:func:`~clickrouter.training.hierarchy.choose_global_c`: the value whose
-effects, fitted on half the group's campaigns, best predict the other half).
+effects, fitted on half the group's campaigns, best predict the other half,
+if any predicts them reliably better than no shared effect). A group where
+none does shares nothing: its campaigns get no prior and are fitted exactly
+as the independent learner fits them, and their records say ``global_c`` 0.
 Each group is fitted twice: on every kept row (the prior of the published
 fits) and on the campaigns' training parts alone (the prior of the fits that
 choose C on the held-out slices, which must not have seen those slices
@@ -31,7 +34,7 @@ import scipy.sparse as sp
 
 from clickrouter.training.design import design_matrix
 from clickrouter.training.fitting import CampaignTask
-from clickrouter.training.hierarchy import choose_global_c, fit_global
+from clickrouter.training.hierarchy import NO_SHARING, choose_global_c, fit_global
 from clickrouter.training.settings import TrainingSettings
 
 
@@ -58,6 +61,10 @@ def attach_shared_effects(
         C = settings.global_c
         if C is None:  # judged on the training parts: the held-out slices stay unseen
             C = _choose(members, splits, settings, n_columns)
+        if C == NO_SHARING:
+            for task in members:
+                task.global_c = NO_SHARING
+            continue
         full = _fit(members, [len(t.labels) for t in members], settings, n_columns, C)
         training = _fit(members, splits, settings, n_columns, C)
         for task in members:
@@ -103,10 +110,10 @@ def _choose(
     tasks: list[CampaignTask], rows: list[int], settings: TrainingSettings, n_columns: int
 ) -> float:
     """The group's global C: the grid's value whose shared effects best predict the
-    group's campaigns they were not fitted on (the smallest when it cannot tell)."""
+    group's campaigns they were not fitted on (``NO_SHARING`` when none does reliably)."""
     found = _rows(tasks, rows, settings, n_columns)
     grid = settings.global_c_grid
     if found is None:
-        return min(grid)
+        return NO_SHARING
     X, y, campaign, weight = found
     return choose_global_c(X, y, campaign, len(tasks), grid, weight=weight)[0]
