@@ -107,6 +107,8 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
         (["--thompson-profile-spread", "9"], "--thompson-profile-spread"),
         (["--max-pages", "0"], "--max-pages"),
         (["--train-window", "0"], "--train-window"),
+        (["--exploration-seed", "-1"], "--exploration-seed"),
+        (["--exploration-seed", "1.5"], "--exploration-seed"),
         (["--global-c", "0"], "--global-c"),
         (["--hierarchy-min-positives", "0"], "--hierarchy-min-positives"),
         (["--page-launch-share", "1.5"], "--page-launch-share"),

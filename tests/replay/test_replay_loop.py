@@ -161,3 +161,19 @@ def test_every_baseline_is_valued_on_the_same_sampled_requests(
         assert per_1k["campaign_first_page"] <= per_1k["oracle"]
         ratio = per_1k["live"] / per_1k["campaign_first_page"] - 1
         assert report[label]["uplift_over_first_page"] == pytest.approx(ratio)
+
+
+def test_an_exploration_seed_changes_the_choices_alone(
+    finished: tuple[Path, object], tmp_path: Path
+) -> None:
+    """The same traffic, shown the same baselines; only the policy's draws differ."""
+    _, run = finished
+    settings = dataclasses.replace(TINY, exploration_seed=7)
+    other = ReplayLoop(settings, load_world(settings), tmp_path, traffic_seed=0).run()
+    ts, _, values = run.sampled  # type: ignore[attr-defined]
+    other_ts, _, other_values = other.sampled
+    assert np.array_equal(ts, other_ts)
+    for name in ("oracle", "single", "campaign_first_page", "random"):
+        assert np.array_equal(values[name], other_values[name]), name
+    assert not np.array_equal(values["live"], other_values["live"])
+    assert settings.to_dict()["exploration_seed"] == 7

@@ -159,6 +159,15 @@ def register_replay(subparsers: Any) -> None:
     policy = parser.add_argument_group("policy (as clickrouter serve)")
     arg = policy.add_argument
     arg(
+        "--exploration-seed",
+        type=bounded_int(0, 2**32 - 1),
+        default=0,
+        metavar="N",
+        help="another random stream for the policy alone, same traffic and outcomes: run one"
+        " setting under two exploration seeds to see how far exploration luck alone moves"
+        " the numbers (default 0)",
+    )
+    arg(
         "--policy",
         choices=POLICIES,
         default=DEFAULTS.policy,
@@ -329,6 +338,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         oracle_sample=args.oracle_sample,
         bins=args.bins,
         train_window_hours=args.train_window,
+        exploration_seed=args.exploration_seed,
     )
 
 

@@ -67,9 +67,13 @@ def load_world(settings: ReplaySettings) -> World:
 
 
 def seed_policy(settings: ReplaySettings, traffic_seed: int) -> Policy:
-    """The service's policy with the demo's knobs, drawing from a stream of this seed."""
+    """The service's policy with the demo's knobs, drawing from a stream of this seed
+    (and of the exploration seed, when one is set)."""
     demo = settings.demo
-    seed = int(np.random.SeedSequence([demo.seed, traffic_seed, 3]).generate_state(1)[0])
+    entropy = [demo.seed, traffic_seed, 3]
+    if settings.exploration_seed:  # 0 keeps the stream of replays run before the option
+        entropy.append(settings.exploration_seed)
+    seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     return make_policy(
         demo.policy,
         demo.epsilon,

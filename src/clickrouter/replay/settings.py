@@ -41,6 +41,11 @@ class ReplaySettings:
         (evenly spaced; 0 = all).
     train_window_hours: the trainer reads the records of the last so many
         simulated hours (None: every record, the demo's setting).
+    exploration_seed: mixed into the policy's random stream only: the same
+        traffic and the same outcome draws, another path of exploration. Two
+        settings whose difference is no larger than two exploration seeds'
+        of one setting are not told apart by the replay (0: the stream every
+        replay used before the option existed).
     """
 
     demo: DemoConfig = field(default_factory=DemoConfig)
@@ -52,6 +57,7 @@ class ReplaySettings:
     oracle_sample: int = 100_000
     bins: int = 24
     train_window_hours: float | None = None
+    exploration_seed: int = 0
 
     def __post_init__(self) -> None:
         _check("--days", self.days, math.isfinite(self.days) and 0 < self.days <= 366)
@@ -64,6 +70,8 @@ class ReplaySettings:
         window = self.train_window_hours
         _check("--train-window", window, window is None or (math.isfinite(window) and window > 0))
         _check("--clicks", self.total_clicks, self.total_clicks >= self.cycles)
+        explore = self.exploration_seed
+        _check("--exploration-seed", explore, 0 <= explore < 2**32)
 
     @property
     def total_clicks(self) -> int:
