@@ -11,6 +11,7 @@ import pytest
 from tests.replay.conftest import TINY
 
 from clickrouter.datastore import RECORD_COLUMNS, DataManager
+from clickrouter.errors import InvalidInput
 from clickrouter.modelstore import ModelStore
 from clickrouter.replay.loop import ReplayLoop, load_world
 from clickrouter.replay.outcomes import PendingRecords, record_columns
@@ -177,3 +178,6 @@ def test_an_exploration_seed_changes_the_choices_alone(
         assert np.array_equal(values[name], other_values[name]), name
     assert not np.array_equal(values["live"], other_values["live"])
     assert settings.to_dict()["exploration_seed"] == 7
+    for bad in (-1, 1.5, 2**32, True):  # the Python API refuses what the CLI refuses
+        with pytest.raises(InvalidInput, match="--exploration-seed"):
+            dataclasses.replace(TINY, exploration_seed=bad)

@@ -71,7 +71,8 @@ class ReplaySettings:
         _check("--train-window", window, window is None or (math.isfinite(window) and window > 0))
         _check("--clicks", self.total_clicks, self.total_clicks >= self.cycles)
         explore = self.exploration_seed
-        _check("--exploration-seed", explore, 0 <= explore < 2**32)
+        whole = isinstance(explore, int) and not isinstance(explore, bool)
+        _check("--exploration-seed", explore, whole and 0 <= explore < 2**32)
 
     @property
     def total_clicks(self) -> int:
