@@ -26,7 +26,7 @@ from clickrouter.profile import profile_frame
 from clickrouter.serving.bank import ModelBank
 from clickrouter.training import TrainingManager, TrainingSettings
 from clickrouter.training.design import build_space, column_offsets, design_matrix, encode_columns
-from clickrouter.training.hierarchy import NO_SHARING, fit_hierarchy
+from clickrouter.training.hierarchy import NO_SHARING, fit_global, fit_hierarchy
 from clickrouter.training.posterior import laplace_posterior, load_posterior
 from training.test_training_cycle import canonical
 
@@ -156,8 +156,8 @@ def test_a_group_that_shares_nothing_is_fitted_as_the_independent_learner(
     auto = dataclasses.replace(HIERARCHICAL, global_c=None)
     version = _cycle(dataset, "store", auto)
     records = _records(version)
-    assert {records[cid]["global_c"] for cid in RATES} == {NO_SHARING}
-    assert records["thin"].get("global_c") is None  # a base rate shares nothing
+    assert {records[cid]["global_c"] for cid in RATES | {"thin": 0}} == {NO_SHARING}
+    assert records["thin"]["kind"] == "base_rate"  # ...and scores flat, as the bank shows
     independent = _cycle(dataset, "plain", PLAIN)
     profiles = canonical(dataset["world"].traffic(300, 0.0))
     with ModelBank.from_directory(version) as bank, ModelBank.from_directory(independent) as ref:
@@ -184,6 +184,36 @@ def test_the_shared_effects_c_is_chosen_per_group_and_recorded(
     assert len(chosen) == 1 and chosen <= set(auto.global_c_grid)
     (C,) = chosen
     _check_hierarchy(dataset, version, [ids], global_C=C)
+
+
+def test_a_thin_campaign_takes_its_groups_effects_around_its_own_rate(
+    dataset: dict[str, Any],
+) -> None:
+    """Below ``min_positives`` the campaign is still a base rate, but its profiles are
+    scored with the shared effects its group's logistic campaigns were fitted
+    towards, and its own traffic averages its smoothed rate."""
+    version = _cycle(dataset, "store", HIERARCHICAL)
+    thin = _records(version)["thin"]
+    assert thin["kind"] == "base_rate" and thin["global_c"] == 1.0
+    frame = DataManager(dataset["root"] / "data").read_all()
+    space = build_space(frame)
+    n_columns = int(column_offsets(space)[-1])
+    group = frame[frame["campaign_id"].isin(list(RATES))].reset_index(drop=True)
+    y = group["label"].to_numpy(dtype=np.float64)
+    campaign = group["campaign_id"].map({c: i for i, c in enumerate(RATES)}).to_numpy()
+    X = design_matrix(encode_columns(group, space), n_columns)
+    shared = fit_global(X, y, campaign, len(RATES), C=1.0, weight=np.ones_like(y)).coef
+    assert np.ptp(shared) > 0.5  # the group's campaigns do share effects here
+    model = joblib.load(version / "thin.joblib")
+    rows = profile_frame(canonical(dataset["world"].traffic(300, 0.0)))
+    shape = (
+        model.decision_function(rows)
+        - design_matrix(encode_columns(rows, space), n_columns) @ shared
+    )
+    np.testing.assert_allclose(shape, shape[0], atol=1e-6)  # the same effects, one level
+    own = frame[frame["campaign_id"] == "thin"]  # every negative kept: one row each
+    odds = np.exp(model.decision_function(own))
+    assert odds.mean() == pytest.approx(thin["rate"] / (1 - thin["rate"]), rel=1e-9)
 
 
 def test_hierarchy_min_positives_gives_thin_campaigns_a_logistic_model(

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import expit
+from scipy.special import expit, logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
@@ -229,6 +229,13 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
     as many clicks ends up between one and three times its sibling, nearer
     three the more sales). The model is the campaign's rate as its intercept
     plus, per page, the logit difference as that page's coefficient.
+
+    With the hierarchical learner's shared effects (``task.prior``, when its
+    group shares any), the profile coefficients are those effects, unfitted,
+    and the intercept is lowered so that the campaign's own traffic still
+    averages its smoothed rate (:func:`_shared_level`): the rate says how
+    much the campaign sells, its vertical says to whom. The held-out slice is
+    scored the same way with the effects fitted on the training parts.
     """
     smooth = settings.pooled_rate, settings.prior_positives
     train_sales = task.train_positives + task.train_late_positives
@@ -248,6 +255,14 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
         train_page = smoothed_rates(*seen, train_rate, strength)
         listed = pages.hold < n  # a page no longer listed scores as the campaign
         hold_rate[listed] = train_page[pages.hold[listed]]
+    if task.prior is not None:  # the vertical's profile effects, around the campaign's rate
+        coef = np.zeros(settings.n_columns + n, dtype=np.float64) if coef is None else coef
+        coef[: settings.n_columns] = task.prior
+        intercept -= _shared_level(task.prior, task, len(task.labels), settings.n_columns)
+        assert task.training_prior is not None  # set together with ``prior``
+        shape = design_matrix(task.hold_cols, settings.n_columns) @ task.training_prior
+        shape -= _shared_level(task.training_prior, task, task.split, settings.n_columns)
+        hold_rate = expit(np.log(hold_rate / (1 - hold_rate)) + shape)
     metrics = evaluate(task.hold_labels, hold_rate) if len(task.hold_labels) else None
     details = {
         "rate": rate,
@@ -255,9 +270,27 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
         "late_positives": task.late_positives,
         "exposure": round(task.exposure, 2),
     }
+    if task.global_c is not None:
+        details["global_c"] = task.global_c
     return FitResult(
         task.campaign_id, "base_rate", coef, intercept, None, metrics, None, "", "", 0, details
     )
+
+
+def _shared_level(prior: np.ndarray, task: CampaignTask, rows: int, n_columns: int) -> float:
+    """log of the mean of ``exp(x . prior)`` over the campaign's first ``rows`` kept rows,
+    each weighted by the population it stands for (0 without rows).
+
+    Subtracted from the intercept, it keeps the campaign's average rate over
+    its own traffic at its smoothed rate while the shared effects move each
+    profile around it (exactly in the rare-sale limit, where the odds are the
+    rate).
+    """
+    if rows == 0:
+        return 0.0
+    logits = design_matrix(task.cols[:rows], n_columns) @ prior
+    population = np.where(task.labels[:rows] > 0, 1.0, 1.0 / task.rate)
+    return float(logsumexp(logits, b=population) - math.log(population.sum()))
 
 
 def _logistic(settings: FitSettings, task: CampaignTask, space: FeatureSpace) -> FitResult:

@@ -1,9 +1,13 @@
 """The hierarchical learner's shared stage: global models on many campaigns' rows.
 
 Runs in the trainer before the per-campaign fits and attaches to each task
-that will get a logistic model the shared profile effects its fit pulls its
-coefficients towards (:func:`~clickrouter.training.hierarchy.fit_global`);
-they travel to the workers with the task.
+the shared profile effects of its group
+(:func:`~clickrouter.training.hierarchy.fit_global`); they travel to the
+workers with the task. A campaign that will get a logistic model pulls its
+coefficients towards them; a campaign below ``logistic_min_positives`` takes
+them as they are, around its own smoothed rate (see
+:func:`~clickrouter.training.fitting.fit_campaign`): three sales say little
+about which profiles buy, its vertical's campaigns say more.
 
 Campaigns share effects by group: with ``shared_by="vertical"`` the
 campaigns of one catalogue vertical (a campaign without one shares with the
@@ -44,30 +48,33 @@ def attach_shared_effects(
     n_columns: int,
     verticals: dict[str, str | None],
 ) -> None:
-    """Set ``prior`` and ``training_prior`` of the tasks that get a logistic model.
+    """Set ``prior``, ``training_prior`` and ``global_c`` of the tasks of each group.
 
-    Nothing for the independent learner. verticals: each campaign's catalogue
+    A group is fitted on its tasks that get a logistic model; its thin tasks
+    share the result (a group without such a task shares nothing). Nothing
+    for the independent learner. verticals: each campaign's catalogue
     vertical (a campaign not in it: none).
     """
     if settings.learner != "hierarchical":
         return
     groups: dict[str | None, list[CampaignTask]] = {}
+    thin: dict[str | None, list[CampaignTask]] = {}
     for task in tasks:
-        if task.positives >= settings.logistic_min_positives:
-            key = verticals.get(task.campaign_id) if settings.shared_by == "vertical" else None
-            groups.setdefault(key, []).append(task)
-    for members in groups.values():
+        key = verticals.get(task.campaign_id) if settings.shared_by == "vertical" else None
+        fitted = task.positives >= settings.logistic_min_positives
+        (groups if fitted else thin).setdefault(key, []).append(task)
+    for key, members in groups.items():
         splits = [t.split for t in members]
         C = settings.global_c
         if C is None:  # judged on the training parts: the held-out slices stay unseen
             C = _choose(members, splits, settings, n_columns)
         if C == NO_SHARING:
-            for task in members:
+            for task in members + thin.get(key, []):
                 task.global_c = NO_SHARING
             continue
         full = _fit(members, [len(t.labels) for t in members], settings, n_columns, C)
         training = _fit(members, splits, settings, n_columns, C)
-        for task in members:
+        for task in members + thin.get(key, []):
             task.prior, task.training_prior, task.global_c = full, training, C
 
 

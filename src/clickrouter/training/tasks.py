@@ -152,8 +152,10 @@ def _task(
     rate = sampling_rate(int((y == 0).sum()), settings)
     rng = np.random.default_rng([settings.seed, zlib.crc32(cid.encode())])
     keep = (y == 1) | (rng.random(len(rows)) < rate)
-    if int(y.sum()) < settings.logistic_min_positives:
-        keep[:] = False  # a base-rate campaign: counts and the held-out slice are enough
+    if int(y.sum()) < settings.logistic_min_positives and settings.learner != "hierarchical":
+        # a base-rate campaign: counts and the held-out slice are enough (the
+        # hierarchical learner's also weighs its kept rows by the shared effects)
+        keep[:] = False
     kept = rows[keep]
     hold = rows[split:]
     return CampaignTask(
