@@ -28,6 +28,7 @@ from clickrouter.training import TrainingManager, TrainingSettings
 from clickrouter.training.design import build_space, column_offsets, design_matrix, encode_columns
 from clickrouter.training.hierarchy import NO_SHARING, fit_global, fit_hierarchy
 from clickrouter.training.posterior import laplace_posterior, load_posterior
+from training.conftest import DAY, T0
 from training.test_training_cycle import canonical
 
 RATES = {"a": 0.05, "b": 0.03, "c": 0.02}
@@ -214,6 +215,42 @@ def test_a_thin_campaign_takes_its_groups_effects_around_its_own_rate(
     own = frame[frame["campaign_id"] == "thin"]  # every negative kept: one row each
     odds = np.exp(model.decision_function(own))
     assert odds.mean() == pytest.approx(thin["rate"] / (1 - thin["rate"]), rel=1e-9)
+
+
+def test_base_rates_follow_their_groups_effects_without_data_of_their_own(
+    dataset: dict[str, Any], write_dataset: Any, catalog_file: Any
+) -> None:
+    """A campaign never clicked scores its group's effects around the pooled rate,
+    and a base rate without new data is refitted when its group's effects are."""
+    root, world = dataset["root"], dataset["world"]
+    catalog_file(dataset["catalog"], [*RATES, "thin", "cold"])
+    profiles = canonical(world.traffic(300, 0.0))
+    first = _cycle(dataset, "store", HIERARCHICAL)
+    cold = _records(first)["cold"]
+    assert cold["kind"] == "base_rate" and cold["global_c"] == 1.0 and cold["rows"] == 0
+    with ModelBank.from_directory(first) as bank:
+        column = bank.predict_proba(profiles)[:, bank.campaign_ids.index("cold")]
+    assert np.ptp(np.log(column)) > 1.0  # not flat: the group's effects
+    write_dataset(root / "data", "a", world.records("a", 6000, start=T0 + 4 * DAY), tag="1")
+    second = _cycle(dataset, "store", HIERARCHICAL)
+    before, after = _records(first), _records(second)
+    for cid in ("thin", "cold"):  # no new data of their own, refitted all the same
+        assert after[cid]["data_version"] == before[cid]["data_version"]
+        assert after[cid]["decision"] == "promoted" and after[cid]["rate"] == before[cid]["rate"]
+        old = joblib.load(first / f"{cid}.joblib").decision_function(profile_frame(profiles))
+        new = joblib.load(second / f"{cid}.joblib").decision_function(profile_frame(profiles))
+        assert not np.allclose(old, new)
+
+
+def test_a_base_rate_of_a_group_sharing_nothing_is_carried_over(
+    dataset: dict[str, Any], write_dataset: Any
+) -> None:
+    auto = dataclasses.replace(HIERARCHICAL, global_c=None)
+    root, world = dataset["root"], dataset["world"]
+    _cycle(dataset, "store", auto)
+    write_dataset(root / "data", "a", world.records("a", 6000, start=T0 + 4 * DAY), tag="1")
+    second = _records(_cycle(dataset, "store", auto))
+    assert second["a"]["decision"] == "promoted" and second["thin"]["decision"] == "unchanged"
 
 
 def test_hierarchy_min_positives_gives_thin_campaigns_a_logistic_model(

@@ -101,6 +101,9 @@ class CampaignTask:
     prior: np.ndarray | None = None
     training_prior: np.ndarray | None = None
     global_c: float | None = None  # the shared stage's C behind ``prior``; 0.0: none (no prior)
+    # log mean exp(x . prior) and (x . training_prior) over the cycle's traffic:
+    # a base rate's level offset when it has no kept rows of its own
+    prior_levels: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.exposure < 0:
@@ -258,10 +261,11 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
     if task.prior is not None:  # the vertical's profile effects, around the campaign's rate
         coef = np.zeros(settings.n_columns + n, dtype=np.float64) if coef is None else coef
         coef[: settings.n_columns] = task.prior
-        intercept -= _shared_level(task.prior, task, len(task.labels), settings.n_columns)
+        full, training = task.prior_levels
+        intercept -= _shared_level(task.prior, task, len(task.labels), settings.n_columns, full)
         assert task.training_prior is not None  # set together with ``prior``
         shape = design_matrix(task.hold_cols, settings.n_columns) @ task.training_prior
-        shape -= _shared_level(task.training_prior, task, task.split, settings.n_columns)
+        shape -= _shared_level(task.training_prior, task, task.split, settings.n_columns, training)
         hold_rate = expit(np.log(hold_rate / (1 - hold_rate)) + shape)
     metrics = evaluate(task.hold_labels, hold_rate) if len(task.hold_labels) else None
     details = {
@@ -277,9 +281,11 @@ def _base_rate(settings: FitSettings, task: CampaignTask) -> FitResult:
     )
 
 
-def _shared_level(prior: np.ndarray, task: CampaignTask, rows: int, n_columns: int) -> float:
+def _shared_level(
+    prior: np.ndarray, task: CampaignTask, rows: int, n_columns: int, default: float
+) -> float:
     """log of the mean of ``exp(x . prior)`` over the campaign's first ``rows`` kept rows,
-    each weighted by the population it stands for (0 without rows).
+    each weighted by the population it stands for (``default`` without rows).
 
     Subtracted from the intercept, it keeps the campaign's average rate over
     its own traffic at its smoothed rate while the shared effects move each
@@ -287,9 +293,17 @@ def _shared_level(prior: np.ndarray, task: CampaignTask, rows: int, n_columns: i
     rate).
     """
     if rows == 0:
-        return 0.0
-    logits = design_matrix(task.cols[:rows], n_columns) @ prior
-    population = np.where(task.labels[:rows] > 0, 1.0, 1.0 / task.rate)
+        return default
+    return population_level(prior, task.cols[:rows], task.labels[:rows], task.rate, n_columns)
+
+
+def population_level(
+    prior: np.ndarray, cols: np.ndarray, labels: np.ndarray, rate: Any, n_columns: int
+) -> float:
+    """log of the mean of ``exp(x . prior)`` over kept rows ``cols``, a negative kept
+    with probability ``rate`` (a scalar, or one per row) standing for ``1 / rate`` rows."""
+    logits = design_matrix(cols, n_columns) @ prior
+    population = np.where(labels > 0, 1.0, 1.0 / rate)
     return float(logsumexp(logits, b=population) - math.log(population.sum()))
 
 

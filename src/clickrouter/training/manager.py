@@ -204,6 +204,8 @@ class TrainingManager:
             versions = late.versions(versions, window[0], now)
         resettled = served.settings != jsonable(self.settings.to_dict())
         train = [c for c in ids if resettled or changed(c, versions, served)]
+        refreshed = self._refreshed(ids, set(train), served) if train else set()
+        train += [c for c in ids if c in refreshed]
         retrained = set(train)
         carried = [c for c in ids if c not in retrained]
         catalog_bytes = msgspec.json.encode(catalog)
@@ -224,6 +226,10 @@ class TrainingManager:
         if self.settings.learner == "hierarchical":
             verticals = {c.id: c.vertical for c in catalog}
             attach_shared_effects(tasks, self.settings, fit_settings.n_columns, verticals)
+            # a refreshed campaign whose group shares nothing is as it was
+            unmoved = {t.campaign_id for t in tasks if not t.global_c} & refreshed
+            tasks = [t for t in tasks if t.campaign_id not in unmoved]
+            carried += [c for c in ids if c in unmoved]
             clock.lap("shared")
         results = self._fit_all(fit_settings, tasks)
         del tasks, cols
@@ -245,6 +251,20 @@ class TrainingManager:
         report = cycle_report(version, ids, results, len(carried), len(frame))
         report.stages = clock.laps
         return report
+
+    def _refreshed(self, ids: list[str], train: set[str], served: Served) -> set[str]:
+        """The hierarchical learner's base-rate campaigns without new data.
+
+        Their models score their group's shared effects, which each cycle
+        refits on the group's new sales, so they are refitted with the rest
+        (a campaign whose group shares nothing this cycle is carried over
+        unchanged after all). Cold campaigns are among them: their vertical's
+        effects are all there is to tell whom they suit.
+        """
+        if self.settings.learner != "hierarchical":
+            return set()
+        base_rate = {c for c, r in served.records.items() if _kind(r) == "base_rate"}
+        return {c for c in ids if c not in train and c in base_rate}
 
     def _transformers_for(self, space: FeatureSpace) -> Transformers:
         """The last cycle's transformers while the feature space is the same: a fitted
@@ -380,3 +400,7 @@ def _version_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
         elif path.name.endswith(POSTERIOR_SUFFIX):
             posteriors[path.name[: -len(POSTERIOR_SUFFIX)]] = path
     return files, posteriors
+
+
+def _kind(record: Any) -> Any:
+    return record.get("kind") if isinstance(record, dict) else None

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from clickrouter.training.design import design_matrix
-from clickrouter.training.fitting import CampaignTask
+from clickrouter.training.fitting import CampaignTask, population_level
 from clickrouter.training.hierarchy import NO_SHARING, choose_global_c, fit_global
 from clickrouter.training.settings import TrainingSettings
 
@@ -74,8 +74,22 @@ def attach_shared_effects(
             continue
         full = _fit(members, [len(t.labels) for t in members], settings, n_columns, C)
         training = _fit(members, splits, settings, n_columns, C)
+        levels = _level(full, tasks, n_columns), _level(training, tasks, n_columns)
         for task in members + thin.get(key, []):
             task.prior, task.training_prior, task.global_c = full, training, C
+            task.prior_levels = levels
+
+
+def _level(prior: np.ndarray, tasks: list[CampaignTask], n_columns: int) -> float:
+    """``population_level`` over every task's kept rows: the cycle's traffic, for a
+    campaign that has none of its own."""
+    kept = [t for t in tasks if len(t.labels)]
+    if not kept:
+        return 0.0
+    cols = np.concatenate([t.cols for t in kept])
+    labels = np.concatenate([t.labels for t in kept])
+    rate = np.repeat([t.rate for t in kept], [len(t.labels) for t in kept])
+    return population_level(prior, cols, labels, rate, n_columns)
 
 
 def _rows(
