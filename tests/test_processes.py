@@ -38,7 +38,7 @@ import os, subprocess, sys, time
 for arm in ("die_with_parent", "exit_with_parent"):
     code = (
         f"from clickrouter.processes import {arm}; {arm}({os.getpid()}); "
-        "print('armed', flush=True); import time; time.sleep(60)"
+        "import os; os.write(1, b'armed\\\\n'); import time; time.sleep(60)"
     )
     subprocess.Popen([sys.executable, "-c", code])
 time.sleep(60)
@@ -48,7 +48,9 @@ time.sleep(60)
 def test_children_armed_either_way_end_when_their_parent_is_killed() -> None:
     middle = subprocess.Popen([sys.executable, "-c", MIDDLE], stdout=subprocess.PIPE)
     try:
-        assert middle.stdout is not None  # both children write to it once armed
+        # both children write to it once armed, each in one write(2): print's
+        # separate writes of the text and the newline could interleave
+        assert middle.stdout is not None
         assert [middle.stdout.readline() for _ in range(2)] == [b"armed\n"] * 2
         tree = descendants(middle.pid)
         assert len(tree) == 2
