@@ -263,8 +263,14 @@ class TrainingManager:
         """
         if self.settings.learner != "hierarchical":
             return set()
-        base_rate = {c for c, r in served.records.items() if _kind(r) == "base_rate"}
-        return {c for c in ids if c not in train and c in base_rate}
+        records = served.records
+        return {
+            c
+            for c in ids
+            if c not in train
+            and isinstance(record := records.get(c), dict)
+            and record.get("kind") == "base_rate"
+        }
 
     def _transformers_for(self, space: FeatureSpace) -> Transformers:
         """The last cycle's transformers while the feature space is the same: a fitted
@@ -400,7 +406,3 @@ def _version_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
         elif path.name.endswith(POSTERIOR_SUFFIX):
             posteriors[path.name[: -len(POSTERIOR_SUFFIX)]] = path
     return files, posteriors
-
-
-def _kind(record: Any) -> Any:
-    return record.get("kind") if isinstance(record, dict) else None

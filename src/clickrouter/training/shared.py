@@ -63,6 +63,7 @@ def attach_shared_effects(
         key = verticals.get(task.campaign_id) if settings.shared_by == "vertical" else None
         fitted = task.positives >= settings.logistic_min_positives
         (groups if fitted else thin).setdefault(key, []).append(task)
+    traffic = _traffic(tasks)
     for key, members in groups.items():
         splits = [t.split for t in members]
         C = settings.global_c
@@ -74,21 +75,30 @@ def attach_shared_effects(
             continue
         full = _fit(members, [len(t.labels) for t in members], settings, n_columns, C)
         training = _fit(members, splits, settings, n_columns, C)
-        levels = _level(full, tasks, n_columns), _level(training, tasks, n_columns)
+        levels = _level(full, traffic, n_columns), _level(training, traffic, n_columns)
         for task in members + thin.get(key, []):
             task.prior, task.training_prior, task.global_c = full, training, C
             task.prior_levels = levels
 
 
-def _level(prior: np.ndarray, tasks: list[CampaignTask], n_columns: int) -> float:
-    """``population_level`` over every task's kept rows: the cycle's traffic, for a
-    campaign that has none of its own."""
+def _traffic(tasks: list[CampaignTask]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every task's kept rows: (cols, labels, each row's negative sampling rate)."""
     kept = [t for t in tasks if len(t.labels)]
     if not kept:
-        return 0.0
+        return np.zeros((0, 0), np.int32), np.zeros(0, np.int8), np.zeros(0)
     cols = np.concatenate([t.cols for t in kept])
     labels = np.concatenate([t.labels for t in kept])
     rate = np.repeat([t.rate for t in kept], [len(t.labels) for t in kept])
+    return cols, labels, rate
+
+
+def _level(
+    prior: np.ndarray, traffic: tuple[np.ndarray, np.ndarray, np.ndarray], n_columns: int
+) -> float:
+    """``population_level`` over the cycle's traffic, for a campaign without rows of its own."""
+    cols, labels, rate = traffic
+    if len(labels) == 0:
+        return 0.0
     return population_level(prior, cols, labels, rate, n_columns)
 
 
