@@ -41,6 +41,8 @@ from clickrouter.training.fitting import CampaignTask, population_level
 from clickrouter.training.hierarchy import NO_SHARING, choose_global_c, fit_global
 from clickrouter.training.settings import TrainingSettings
 
+Traffic = tuple[np.ndarray, np.ndarray, np.ndarray]  # (cols, labels, negative sampling rate)
+
 
 def attach_shared_effects(
     tasks: list[CampaignTask],
@@ -63,7 +65,7 @@ def attach_shared_effects(
         key = verticals.get(task.campaign_id) if settings.shared_by == "vertical" else None
         fitted = task.positives >= settings.logistic_min_positives
         (groups if fitted else thin).setdefault(key, []).append(task)
-    traffic = _traffic(tasks)
+    traffic: Traffic | None = None  # gathered once, when the first group shares effects
     for key, members in groups.items():
         splits = [t.split for t in members]
         C = settings.global_c
@@ -75,13 +77,15 @@ def attach_shared_effects(
             continue
         full = _fit(members, [len(t.labels) for t in members], settings, n_columns, C)
         training = _fit(members, splits, settings, n_columns, C)
+        if traffic is None:
+            traffic = _traffic(tasks)
         levels = _level(full, traffic, n_columns), _level(training, traffic, n_columns)
         for task in members + thin.get(key, []):
             task.prior, task.training_prior, task.global_c = full, training, C
             task.prior_levels = levels
 
 
-def _traffic(tasks: list[CampaignTask]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _traffic(tasks: list[CampaignTask]) -> Traffic:
     """Every task's kept rows: (cols, labels, each row's negative sampling rate)."""
     kept = [t for t in tasks if len(t.labels)]
     if not kept:
@@ -92,9 +96,7 @@ def _traffic(tasks: list[CampaignTask]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return cols, labels, rate
 
 
-def _level(
-    prior: np.ndarray, traffic: tuple[np.ndarray, np.ndarray, np.ndarray], n_columns: int
-) -> float:
+def _level(prior: np.ndarray, traffic: Traffic, n_columns: int) -> float:
     """``population_level`` over the cycle's traffic, for a campaign without rows of its own."""
     cols, labels, rate = traffic
     if len(labels) == 0:
