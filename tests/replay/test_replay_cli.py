@@ -79,6 +79,7 @@ def test_the_report_has_the_demo_reports_numbers(two_runs: tuple[Path, Path]) ->
             assert per_1k["single"] <= per_1k["oracle"]
             assert per_1k["campaign_random_page"] <= per_1k["oracle"]
             assert per_1k["campaign_first_page"] <= per_1k["oracle"]
+            assert 0 < per_1k["oracle_reached"] <= per_1k["oracle"]
             share = run[label]["share_of_oracle"]
             assert share == pytest.approx(per_1k["live"] / per_1k["oracle"])
         points = sum(row["uplift_points"] for row in run["final_by_campaign"])
@@ -217,6 +218,13 @@ def test_the_hierarchical_learners_options_reach_the_trainer() -> None:
     trainer = TrainingSettings(**training_settings(settings.demo))
     assert trainer.learner == "hierarchical" and trainer.global_c == 0.5
     assert trainer.logistic_min_positives == 2  # below --min-positives' 5
+
+
+def test_cold_at_prior_reaches_the_trainer_and_is_off_by_default() -> None:
+    default = settings_from_args(build_parser().parse_args(TINY_ARGS))
+    assert not TrainingSettings(**training_settings(default.demo)).cold_at_prior
+    chosen = settings_from_args(build_parser().parse_args([*TINY_ARGS, "--cold-at-prior"]))
+    assert TrainingSettings(**training_settings(chosen.demo)).cold_at_prior
 
 
 def test_the_page_schedule_options_reach_the_world() -> None:

@@ -132,6 +132,23 @@ def test_train_hierarchical_options_reach_the_published_version(
     assert manifest["campaigns"]["b"]["kind"] == "logistic"
 
 
+def test_train_cold_at_prior_reaches_the_published_version(
+    tmp_path: Path, world: Any, write_datasets: Any, catalog_file: Any
+) -> None:
+    catalog = catalog_file(tmp_path / "campaigns.json", ["a", "never"])
+    world.add_campaign("a", 0.05)
+    write_datasets(tmp_path / "data", {"a": world.records("a", 2000)})
+    args = ["train", "--data", str(tmp_path / "data"), "--store", str(tmp_path / "store")]
+    common = ["--catalog", str(catalog), "--quiet", "--workers", "0"]
+    assert main(["train", "--store", str(tmp_path / "store"), "--cold-start", *common]) == 0
+    assert main([*args, *common, "--cold-at-prior"]) == 0
+    store = ModelStore(tmp_path / "store")
+    manifest = store.manifest(store.current())
+    assert manifest["settings"]["cold_at_prior"] is True
+    # "a" has all the records: the pooled rate is its, and the campaign without any scores it
+    assert manifest["campaigns"]["never"]["rate"] == manifest["pooled_rate"]
+
+
 def test_hierarchy_min_positives_above_min_positives_names_both_options(
     tmp_path: Path, capsys: Any
 ) -> None:

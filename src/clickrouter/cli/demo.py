@@ -8,7 +8,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from clickrouter.cli.parser import add_learner_options, add_log_format, bounded_float
+from clickrouter.cli.parser import (
+    COLD_AT_PRIOR_HELP,
+    add_learner_options,
+    add_log_format,
+    bounded_float,
+)
 from clickrouter.demo.config import POLICIES, DemoConfig
 from clickrouter.durations import duration_type
 
@@ -129,6 +134,12 @@ def register(subparsers: Any) -> None:
         help="sale rate of every model in the cold-start store",
     )
     arg(
+        "--cold-at-prior",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.cold_at_prior,
+        help=COLD_AT_PRIOR_HELP,
+    )
+    arg(
         "--train-workers",
         type=int,
         default=DEFAULTS.train_workers,
@@ -175,6 +186,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         recent_prior_sales=args.recent_prior_sales,
         late_sales=args.late_sales,
         cold_start_rate=args.cold_start_rate,
+        cold_at_prior=args.cold_at_prior,
         train_workers=args.train_workers,
         learner=args.learner,
         global_c=args.global_c,

@@ -139,6 +139,11 @@ def global_c_option(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"{exc}; or auto") from None
 
 
+COLD_AT_PRIOR_HELP = (
+    "a campaign no click has reached yet scores the trainer's prior mean (the pooled rate"
+    " a base-rate model of it would shrink to), updated as it moves, instead of keeping"
+    " the cold start's rate (default: off)"
+)
 GLOBAL_C_HELP = (
     "with --learner hierarchical: inverse L2 strength of the shared effects, or auto:"
     " chosen per group by how well effects fitted on some campaigns predict the others,"

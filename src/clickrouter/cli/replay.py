@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clickrouter.cli.parser import (
+    COLD_AT_PRIOR_HELP,
     add_learner_options,
     add_page_schedule,
     bounded_float,
@@ -218,6 +219,12 @@ def register_replay(subparsers: Any) -> None:
         help="rate of the cold store's base-rate models (default %(default)s)",
     )
     arg(
+        "--cold-at-prior",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.cold_at_prior,
+        help=COLD_AT_PRIOR_HELP,
+    )
+    arg(
         "--train-window",
         type=bounded_float(0.05, 24 * 366),
         default=None,
@@ -322,6 +329,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         prior_positives=args.prior_positives,
         recent_prior_sales=args.recent_prior_sales,
         cold_start_rate=args.cold_start_rate,
+        cold_at_prior=args.cold_at_prior,
         train_workers=args.train_workers,
         learner=args.learner,
         global_c=args.global_c,

@@ -8,7 +8,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clickrouter.cli.parser import GLOBAL_C_HELP, add_log_format, global_c_option
+from clickrouter.cli.parser import (
+    COLD_AT_PRIOR_HELP,
+    GLOBAL_C_HELP,
+    add_log_format,
+    global_c_option,
+)
 from clickrouter.durations import duration_type
 from clickrouter.errors import InvalidInput
 
@@ -98,6 +103,7 @@ def _register_train(subparsers: Any) -> None:
         help="with --learner hierarchical: sales a campaign needs for a model pulled towards "
         "the shared effects, at most --min-positives (default: --min-positives)",
     )
+    train.add_argument("--cold-at-prior", action="store_true", help=COLD_AT_PRIOR_HELP)
     train.add_argument(
         "--posterior",
         action="store_true",
@@ -266,6 +272,7 @@ def _settings(args: argparse.Namespace) -> Any:
         shared_by=args.shared_by,
         hierarchy_min_positives=low,
         posterior=args.posterior,
+        cold_at_prior=args.cold_at_prior,
     )
 
 

@@ -59,6 +59,8 @@ class DemoConfig:
     average), ``late_sales`` whether base-rate models also count the sales
     that arrived after the attribution window (delayed feedback, see
     ``training/late.py``), ``cold_start_rate`` of the cold store,
+    ``cold_at_prior`` (a campaign no record has reached yet scores the
+    trainer's prior mean instead of ``cold_start_rate``),
     ``train_workers`` fit processes (0 = in the trainer process), ``learner``
     (the trainer's: independent or hierarchical; with hierarchical,
     ``global_c`` (None: chosen per group) and ``hierarchy_min_positives``
@@ -99,6 +101,7 @@ class DemoConfig:
     recent_prior_sales: float = 0.0
     late_sales: bool = False
     cold_start_rate: float = 1e-4
+    cold_at_prior: bool = False
     train_workers: int = 0
     learner: str = "independent"
     global_c: float | None = None

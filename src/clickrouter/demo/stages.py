@@ -110,6 +110,7 @@ def training_settings(config: DemoConfig) -> dict[str, Any]:
         "recent_prior_sales": config.recent_prior_sales,
         "attribution_seconds": config.attribution_wall if config.late_sales else None,
         "cold_start_rate": config.cold_start_rate,
+        "cold_at_prior": config.cold_at_prior,
         "workers": config.train_workers,
         "learner": config.learner,
         "global_c": config.global_c,

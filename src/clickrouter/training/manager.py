@@ -34,7 +34,14 @@ from clickrouter.training.executors import make_executor
 from clickrouter.training.fitting import FitResult, FitSettings
 from clickrouter.training.late import FEEDBACK_COLUMNS, DelayedFeedback
 from clickrouter.training.models import Transformers, base_rate_pipeline, feature_transformer
-from clickrouter.training.plan import Served, changed, cold_record, jsonable, placement
+from clickrouter.training.plan import (
+    Served,
+    changed,
+    cold_record,
+    drifted_cold,
+    jsonable,
+    placement,
+)
 from clickrouter.training.plan import carried as carried_over
 from clickrouter.training.publish import Placement, publish, space_spec
 from clickrouter.training.report import CycleReport, Stopwatch, cycle_report, progress_bar
@@ -45,6 +52,16 @@ from clickrouter.training.tasks import campaign_tasks, chunked, pooled_rate
 
 # above this share of campaigns to retrain, one scan beats per-campaign reads
 _SCAN_ALL_SHARE = 0.25
+
+
+def cold_placements(ids: list[str], rate: float, reason: str) -> list[Placement]:
+    """A base-rate model of ``rate`` for each campaign of ``ids``, reading no page: the
+    same small file for all (an empty feature space), compiled once by the predictor."""
+    transformer = feature_transformer(build_space(pd.DataFrame()))
+    return [
+        Placement(c, cold_record(rate, reason), model=base_rate_pipeline(transformer, rate))
+        for c in ids
+    ]
 
 
 @contextmanager
@@ -130,13 +147,9 @@ class TrainingManager:
         campaigns = catalog if catalog is not None else self.load_catalog()
         with self.store.writer_lock():
             self.store.clean_staging()
-            space = build_space(pd.DataFrame())
-            transformer = feature_transformer(space)
             rate = self.settings.cold_start_rate
-            placements = [
-                Placement(c.id, cold_record(rate), model=base_rate_pipeline(transformer, rate))
-                for c in campaigns
-            ]
+            placements = cold_placements([c.id for c in campaigns], rate, "no data yet")
+            space = build_space(pd.DataFrame())
             content = self._content(space, None, None, pd.Series(dtype="float64"), None)
             version = self._go_live(campaigns, placements, content)
         return CycleReport(
@@ -222,6 +235,10 @@ class TrainingManager:
             frame, cols, train, self.settings, served.files, served.records, feedback, pages
         )
         fit_settings = self._fit_settings(space, pooled_rate(tasks, self.settings))
+        cold: list[str] = []
+        if self.settings.cold_at_prior and any(t.exposure > 0 for t in tasks):
+            cold = drifted_cold(carried, versions, served, fit_settings.pooled_rate)
+            carried = [c for c in carried if c not in set(cold)]
         clock.lap("encode")
         if self.settings.learner == "hierarchical":
             verticals = {c.id: c.vertical for c in catalog}
@@ -242,6 +259,7 @@ class TrainingManager:
             for r in results
         ]
         placements += [carried_over(c, served) for c in carried]
+        placements += cold_placements(cold, fit_settings.pooled_rate, "no data yet: the prior mean")
         content = self._content(space, *window, frame["ts"], served.version)
         content["pooled_rate"] = fit_settings.pooled_rate
         if late is not None:

@@ -2,7 +2,9 @@
 
 For every catalogue campaign the new version holds either a new model (fit
 this cycle) or the live version's file, carried over: unchanged data, a guard
-that kept the served model, or a failed fit. The manifest record of each
+that kept the served model, or a failed fit. With ``cold_at_prior``, a campaign
+no record has reached yet gets the cycle's prior mean once it has moved
+(:func:`drifted_cold`). The manifest record of each
 campaign says which and why, and describes the file the version holds: a
 carried-over file keeps its own record (its kind, C and the sales it was
 fitted on), with this cycle's verdict, and a kept or failed fit goes under
@@ -12,6 +14,7 @@ fitted on), with this cycle's verdict, and a kept or failed fit goes under
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,11 +140,47 @@ def record(result: FitResult, data_version: str | None) -> dict[str, Any]:
     }
 
 
-def cold_record(rate: float) -> dict[str, Any]:
+def cold_record(rate: float, reason: str = "no data yet") -> dict[str, Any]:
     return {
         "kind": "base_rate",
         "decision": "cold_start",
-        "reason": "no data yet",
+        "reason": reason,
         "rate": rate,
         "data_version": None,
     }
+
+
+# A cold campaign's model is written again once the prior mean has moved by more
+# than this (in log units) from the rate it scores. Its Thompson draw has a log-sd
+# of 0.38 or more (the rate posterior without a sale at the demo's scale, before the
+# profile spread), so a smaller move barely changes its chances, and writing
+# thousands of identical files every cycle would cost more than the rest of it.
+COLD_DRIFT = 0.2
+
+
+def drifted_cold(
+    ids: list[str], versions: dict[str, str | None], served: Served, prior: float
+) -> list[str]:
+    """The campaigns of ``ids`` no record has reached yet whose model scores a rate
+    more than :data:`COLD_DRIFT` away from the prior mean ``prior``.
+
+    Such a campaign's model is a prior mean: the cold start's ``cold_start_rate``
+    or an earlier cycle's. A base-rate fit of a campaign with one click and no
+    sale would score about ``prior`` (the posterior mean of no evidence), so
+    leaving the never-clicked ones at another rate would rank two campaigns
+    apart by one click.
+    """
+    found = []
+    for cid in ids:
+        record = served.records.get(cid)
+        if versions.get(cid) is not None or cid not in served.files:
+            continue
+        if not isinstance(record, dict) or record.get("kind") != "base_rate":
+            continue
+        if record.get("data_version") is not None:
+            continue  # fitted on records once (now out of the window): not a prior mean
+        rate = record.get("rate")
+        usable = isinstance(rate, int | float) and 0 < rate < 1
+        if not usable or abs(math.log(prior / float(rate or 1.0))) > COLD_DRIFT:
+            found.append(cid)
+    return found

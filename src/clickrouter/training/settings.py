@@ -21,6 +21,13 @@ class TrainingSettings:
     min_positives: fewer sales than this -> smoothed base-rate model.
     prior_positives: strength of the Beta prior (in sales) centred on the
         pooled rate of the thin campaigns.
+    cold_start_rate: the rate every campaign scores in the cold start (the
+        first version, before any record).
+    cold_at_prior: a campaign no record has reached yet scores the prior
+        mean, the pooled rate a base-rate model of it would shrink to, written
+        again each cycle that rate has moved (``plan.drifted_cold``). False:
+        it keeps ``cold_start_rate`` until its first record, so a campaign the
+        first cycles' traffic missed can stay far below every clicked one.
     c_grid: inverse L2 strengths tried on the time-ordered validation split.
     c_regrid_growth: a campaign whose served logistic model chose its C on
         ``k`` sales keeps that C (one fit on the training part for the guard
@@ -78,6 +85,7 @@ class TrainingSettings:
     min_positives: int = 20
     prior_positives: float = 2.0
     cold_start_rate: float = 1e-4
+    cold_at_prior: bool = False
     c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     c_regrid_growth: float = 0.5
     holdout_fraction: float = 0.2
@@ -130,6 +138,7 @@ class TrainingSettings:
         fits = low is None or (_is_int(low) and 1 <= low <= self.min_positives)
         _check("hierarchy_min_positives", low, fits)
         _check("posterior", self.posterior, isinstance(self.posterior, bool))
+        _check("cold_at_prior", self.cold_at_prior, isinstance(self.cold_at_prior, bool))
 
     @property
     def logistic_min_positives(self) -> int:
@@ -158,6 +167,7 @@ _OPT_IN: dict[str, Any] = {
     "shared_by": "vertical",
     "hierarchy_min_positives": None,
     "posterior": False,
+    "cold_at_prior": False,
 }
 
 
