@@ -61,6 +61,27 @@ def test_every_cycle_published_a_version_the_next_cycle_served(
     assert manifest["settings"]["min_positives"] == TINY.demo.min_positives
     kinds = [r["kind"] for r in manifest["campaigns"].values()]
     assert "logistic" in kinds  # the loop learned something on the tiny world
+    # the campaigns exploration has reached: none in the cold start, then those whose
+    # served model rests on records (the version the last cycle served: the one before)
+    reached = [c["campaigns_with_records"] for c in run.cycles]
+    assert reached[0] == 0 and reached == sorted(reached) and reached[-1] > 0
+    last_served = store.manifest(sorted(store.versions())[-2])["campaigns"]
+    assert reached[-1] == sum(r["data_version"] is not None for r in last_served.values())
+
+
+def test_the_oracle_among_reached_campaigns_is_bounded_by_the_oracle(
+    finished: tuple[Path, object],
+) -> None:
+    _, run = finished
+    ts, _, values = run.sampled
+    reached, oracle = values["oracle_reached"], values["oracle"]
+    assert (reached <= oracle).all()
+    # the cold start's version rests on no record: nothing is reached during the first cycle
+    first_cycle = ts < run.cycles[0]["sim_ts"]
+    assert first_cycle.any() and (reached[first_cycle] == 0).all()
+    # later the campaigns with records hold some, and in this small world most, of its value
+    late = ts >= run.cycles[-2]["sim_ts"]
+    assert 0.5 * oracle[late].sum() < reached[late].sum() <= oracle[late].sum()
 
 
 def test_world_slots_map_to_the_banks_own_slots(finished: tuple[Path, object]) -> None:
@@ -148,7 +169,7 @@ def test_every_baseline_is_valued_on_the_same_sampled_requests(
     finished: tuple[Path, object],
 ) -> None:
     _, run = finished
-    ts, shown, values = run.sampled  # type: ignore[attr-defined]
+    ts, shown, values = run.sampled
     oracle = values["oracle"]
     for name in ("live", "greedy", "random", "single", "campaign_first_page"):
         assert len(values[name]) == len(ts) == len(shown)
@@ -171,7 +192,7 @@ def test_an_exploration_seed_changes_the_choices_alone(
     _, run = finished
     settings = dataclasses.replace(TINY, exploration_seed=7)
     other = ReplayLoop(settings, load_world(settings), tmp_path, traffic_seed=0).run()
-    ts, _, values = run.sampled  # type: ignore[attr-defined]
+    ts, _, values = run.sampled
     other_ts, _, other_values = other.sampled
     assert np.array_equal(ts, other_ts)
     for name in ("oracle", "single", "campaign_first_page", "random"):

@@ -128,13 +128,19 @@ class OracleScorer:
         return self.baseline_values(self.world.slots_of(profiles), when, rank)
 
     def baseline_values(
-        self, slots: dict[str, np.ndarray], ts: np.ndarray | None, rank: np.ndarray
+        self,
+        slots: dict[str, np.ndarray],
+        ts: np.ndarray | None,
+        rank: np.ndarray,
+        among: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """:data:`BASELINES` of m rows of world vocabulary slots; (m,) float64 each.
 
         The same floats as reducing :meth:`chunk_values`' matrices (the same
         float32 operations in the same order, the same numpy reductions), computed
         a block of rows at a time by compiled kernels while the block is in cache.
+        ``among`` (bool per offer) adds ``oracle_reached``: the oracle's choice
+        restricted to those offers (0 where none of them is eligible).
         """
         m = len(slots["country"])
         rows = _stacked_rows(slots, self._fields, self._row_offset, self._row_limit)
@@ -145,6 +151,8 @@ class OracleScorer:
         order = self._rank_order(rank)
         n_offers = len(self.payouts)
         out = np.zeros((len(BASELINES), m))
+        restricted = np.zeros(m)
+        keep = None if among is None else np.asarray(among, dtype=np.float32)
         block = np.empty((min(_BLOCK, m), n_offers), dtype=np.float32)
         eligible = np.empty(block.shape, dtype=np.bool_)
         counts = np.empty(len(block), dtype=np.int64)
@@ -170,8 +178,13 @@ class OracleScorer:
                 values, ok, best, world.offer_campaign, world.offer_start, world.offer_count,
                 out[2, lo:hi], out[3, lo:hi],
             )  # fmt: skip
+            if keep is not None:
+                restricted[lo:hi] = (values * keep).max(axis=1) * (n > 0)
             out[:, lo:hi] *= n > 0  # no eligible offer: worth 0 under every policy
-        return dict(zip(BASELINES, out, strict=True))
+        found = dict(zip(BASELINES, out, strict=True))
+        if keep is not None:
+            found["oracle_reached"] = restricted
+        return found
 
     def _rank_order(self, rank: np.ndarray) -> np.ndarray:
         """Offers by rank (ties by index): the first eligible one is the ``single`` choice."""

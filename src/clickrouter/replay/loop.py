@@ -172,6 +172,9 @@ class ReplayLoop:
         self.cycles: list[dict[str, Any]] = []
         self.seconds = dict.fromkeys(("serve", "oracle", "commit", "train", "load"), 0.0)
         self._live: tuple[LiveBank, Decider, SlotMap, np.ndarray] | None = None
+        # per world offer: its campaign's served model rests on records (the oracle
+        # among these is how much the campaigns exploration has reached are worth)
+        self._reached = np.zeros(len(offers), dtype=bool)
         self._versions: dict[str, int] = {}
 
     def run(self) -> SeedRun:
@@ -237,6 +240,8 @@ class ReplayLoop:
         if (to_catalogue < 0).any():
             raise ValueError(f"version {version} serves offers the replayed world does not have")
         self._live = (live, decider_for(bank), SlotMap(self.world, bank.space), to_catalogue)
+        reached = [c for c, r in manifest.campaigns.items() if r.data_version is not None]
+        self._reached = np.isin(self.offer_campaigns, reached)
         return self._live
 
     def _serve_cycle(self, index: int, loaded: tuple[LiveBank, Decider, SlotMap, Any]) -> None:
@@ -337,7 +342,7 @@ class ReplayLoop:
             return
         sample = {name: column[rows] for name, column in slots.items()}
         # the oracle's baselines on world slots (the demo values logged profiles)
-        baselines = self.scorer.baseline_values(sample, ts[rows], self.rank)
+        baselines = self.scorer.baseline_values(sample, ts[rows], self.rank, self._reached)
         self.sampled.add(
             ts[rows],
             chosen[rows],
@@ -351,16 +356,19 @@ class ReplayLoop:
 
     def _cycle_row(self, index: int, now: float, committed: int, report: Any) -> dict[str, Any]:
         kinds: dict[str, int] = {}
+        with_records = 0  # how far exploration has reached: models fitted on records
         if self._live is not None:
             for record in self._live[0].manifest.campaigns.values():
                 kind = str(record.kind)
                 kinds[kind] = kinds.get(kind, 0) + 1
+                with_records += record.data_version is not None
         return {
             "cycle": index,
             "sim_ts": now,
             # versions are named by wall clock: the report numbers them (0 = the cold start)
             "served_version": self._ordinal(self._live[0].store_version if self._live else None),
             "model_kinds": kinds,
+            "campaigns_with_records": with_records,
             "records_committed": committed,
             "trained": getattr(report, "trained", None),
             "published": bool(getattr(report, "published", False)),

@@ -3,7 +3,9 @@
 Per seed (all on the same requests): revenue per 1,000 clicks of the live
 loop, of the greedy choice on the same models, of a uniform random offer, of
 the best single offer, of the right campaign (the oracle's) on its first
-eligible page and on a uniformly random eligible page, and of the oracle, per
+eligible page and on a uniformly random eligible page, of the oracle, and of
+the oracle among the campaigns the loop has reached (those whose served model
+rests on records: what a learner that never explores further could earn), per
 time bin, over the whole run and over its final quarter, and the final
 quarter's uplift over the best single offer split by the campaign shown
 (:mod:`clickrouter.demo.revenue` computes them as for the demo's report).
@@ -32,6 +34,7 @@ HEADLINE = (
     "campaign_first_page",
     "campaign_random_page",
     "oracle",
+    "oracle_reached",
 )
 RATIOS = ("share_of_oracle", "uplift_over_single", "uplift_over_first_page", "uplift_over_random")
 # the table's per-1k columns after the live loop's and its ratios
@@ -64,7 +67,8 @@ def seed_report(run: SeedRun) -> dict[str, Any]:
     totals = summary(values, ts, FINAL_SHARE)
     final = final_rows(ts, FINAL_SHARE)
     for label, rows in (("overall", np.ones(len(ts), bool)), ("final", final)):
-        totals[label]["per_1k"]["greedy"] = 1000.0 * float(values["greedy"][rows].mean())
+        for name in ("greedy", "oracle_reached"):  # the replay's own, not the demo's
+            totals[label]["per_1k"][name] = 1000.0 * float(values[name][rows].mean())
     ids = np.asarray(run.campaign_ids, dtype=object)
     return {
         "traffic_seed": run.traffic_seed,
