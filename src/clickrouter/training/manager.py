@@ -238,7 +238,8 @@ class TrainingManager:
         cold: list[str] = []
         if self.settings.cold_at_prior and any(t.exposure > 0 for t in tasks):
             cold = drifted_cold(carried, versions, served, fit_settings.pooled_rate)
-            carried = [c for c in carried if c not in set(cold)]
+            rewritten = set(cold)
+            carried = [c for c in carried if c not in rewritten]
         clock.lap("encode")
         if self.settings.learner == "hierarchical":
             verticals = {c.id: c.vertical for c in catalog}
