@@ -2,11 +2,13 @@
 
 One seed's replay in this process (training cycles, version loads, dataset
 commits and the baselines included) on the demo's world and policy, timed per
-stage, and the process's peak resident memory. ``--legacy PATH`` also runs the
-per-request offline replay that ``clickrouter replay`` replaced
-(``benchmarks/policy_replay.py`` as of its last commit: ``git show
-<commit>:benchmarks/policy_replay.py > /tmp/policy_replay.py``)
-on the same world, requests and span, and prints the ratio.
+stage, and the process's peak resident memory: first as the command runs it
+(no propensity estimate: its records go with its temporary directory), then
+with the estimate the predictor logs (the same choices), and the ratio.
+``--legacy PATH`` also runs the per-request offline replay that ``clickrouter
+replay`` replaced (``benchmarks/policy_replay.py`` as of its last commit: ``git
+show <commit>:benchmarks/policy_replay.py > /tmp/policy_replay.py``) on the same
+world, requests and span, and prints the ratio.
 
     .venv/bin/python benchmarks/bench_replay.py [--campaigns 5000] [--clicks 60000] \\
         [--days 0.5] [--legacy /tmp/policy_replay.py]
@@ -15,6 +17,7 @@ on the same world, requests and span, and prints the ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import resource
 import sys
@@ -68,7 +71,7 @@ def main() -> None:
         f"{args.campaigns} campaigns, {settings.total_clicks} clicks over {args.days:g} days,"
         f" {settings.cycles} training cycles"
     )
-    seconds, stages = run_new(settings)
+    seconds, stages = run_new(dataclasses.replace(settings, propensities=False))
     rate = settings.total_clicks / seconds
     per_stage = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
     print(f"  clickrouter replay   {seconds:7.1f} s  {rate:8.0f} decisions/s  ({per_stage})")
@@ -76,6 +79,11 @@ def main() -> None:
     print(f"  per training cycle   {cycle:7.2f} s  (training, publishing and loading the version)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     print(f"  peak memory          {peak:7.0f} MB  (resident, this process)")
+    logged, stages = run_new(settings)
+    per_stage = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+    with_rate = settings.total_clicks / logged
+    print(f"  with propensities    {logged:7.1f} s  {with_rate:8.0f} decisions/s  ({per_stage})")
+    print(f"  ratio: {rate / with_rate:.2f}x the decisions per second without the estimate")
     if args.legacy is not None:
         legacy = run_legacy(args.legacy, settings)
         old = settings.total_clicks / legacy

@@ -227,6 +227,13 @@ def test_cold_at_prior_reaches_the_trainer_and_is_off_by_default() -> None:
     assert TrainingSettings(**training_settings(chosen.demo)).cold_at_prior
 
 
+def test_the_command_skips_the_propensity_estimate_its_records_go_with() -> None:
+    """Each seed's records are removed with its directory: no propensity is read."""
+    settings = settings_from_args(build_parser().parse_args(TINY_ARGS))
+    assert settings.propensities is False
+    assert settings.to_dict()["propensities"] is False  # replay.json says so
+
+
 def test_the_page_schedule_options_reach_the_world() -> None:
     from clickrouter.replay.loop import load_world
 

@@ -202,3 +202,24 @@ def test_an_exploration_seed_changes_the_choices_alone(
     for bad in (-1, 1.5, 2**32, True):  # the Python API refuses what the CLI refuses
         with pytest.raises(InvalidInput, match="--exploration-seed"):
             dataclasses.replace(TINY, exploration_seed=bad)
+
+
+def test_a_replay_without_propensities_makes_the_same_choices(
+    finished: tuple[Path, object], tmp_path: Path
+) -> None:
+    """The CLI's setting: the same values on the same requests; NaN in the records."""
+    workdir, run = finished
+    settings = dataclasses.replace(TINY, propensities=False)
+    other = ReplayLoop(settings, load_world(settings), tmp_path, traffic_seed=0).run()
+    ts, shown, values = run.sampled
+    other_ts, other_shown, other_values = other.sampled
+    assert np.array_equal(ts, other_ts) and np.array_equal(shown, other_shown)
+    for name, value in values.items():
+        assert np.array_equal(value, other_values[name]), name
+    logged = DataManager(workdir / "data").read_all()["propensity"]
+    skipped = DataManager(tmp_path / "data").read_all()["propensity"]
+    assert len(skipped) == len(logged)
+    assert logged.between(0, 1, inclusive="right").all()
+    assert skipped.isna().sum() > len(skipped) / 2  # 1.0 where the choice was greedy
+    with pytest.raises(InvalidInput, match="--propensities"):
+        dataclasses.replace(TINY, propensities=1)  # type: ignore[arg-type]

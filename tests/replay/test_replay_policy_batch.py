@@ -100,6 +100,30 @@ def test_batch_choices_equal_the_per_request_path(
         assert (columns != kept.best).any()
 
 
+@pytest.mark.parametrize("name", ["thompson", "gamma-thompson"])
+def test_skipping_the_propensity_estimate_keeps_every_choice(
+    live: LiveBank, profiles: list[dict[str, object]], name: str
+) -> None:
+    """Row after row the same offers: the generator advances as the estimate's draws would."""
+    batch = decider_for(live.bank).decide_many(live.bank.space.indices_many(profiles))
+    kept = type(batch)(*(a[batch.n_eligible > 0] for a in batch))
+    estimated, propensity = choose_many(fresh(name), live, *kept)
+    policy = fresh(name)
+    assert isinstance(policy, Thompson)
+    policy.estimate_propensity = False
+    halves = [
+        choose_many(policy, live, *type(kept)(*(a[part] for a in kept)))
+        for part in (slice(0, 150), slice(150, None))
+    ]  # two calls: the stream carries across them
+    columns = np.concatenate([h[0] for h in halves])
+    skipped = np.concatenate([h[1] for h in halves])
+    assert columns.tolist() == estimated.tolist()
+    assert (estimated != kept.best).any()  # the draws really explored
+    assert np.isnan(skipped[propensity < 1]).all()
+    assert (np.isnan(skipped) | (skipped == 1.0)).all()  # 1.0: nothing scored, the greedy
+    assert not np.isnan(propensity).any()
+
+
 def test_a_policy_without_a_batch_path_is_called_row_by_row(
     live: LiveBank, profiles: list[dict[str, object]]
 ) -> None:

@@ -271,7 +271,7 @@ def test_the_draw_is_the_reference_over_every_offer(
         column, _ = _laplace_draw(
             ranking.proba, ranking.mask, slots, t.variances, t.page_sd, t.known, t.normals,
             t.extremes, g.payouts, g.level, g.factors, g.campaign_of, g.page_level,
-            g.page_factors, g.high, g.low, g.reach, policy.draws, policy.DRAW_BUDGET,
+            g.page_factors, g.high, g.low, g.reach, policy.draws, policy.DRAW_BUDGET, True,
         )  # fmt: skip
         assert column == reference_winner(version, live, policy, profile, ranking.proba, start)
         winners.add(column)
@@ -295,6 +295,12 @@ def test_batch_and_row_by_row_make_the_same_draws(live: LiveBank) -> None:
     assert propensity.tolist() == [r[1] for r in rows]
     assert (columns != kept.best).any()  # it explores: not a vacuous comparison
     assert ((propensity > 0) & (propensity <= 1)).all()
+    unestimated = make_policy("laplace-thompson", 0.0, seed=11)
+    assert isinstance(unestimated, LaplaceThompson)
+    unestimated.estimate_propensity = False
+    skipped, nan = choose_many(unestimated, live, *kept)
+    assert skipped.tolist() == columns.tolist()  # the same choices, row after row
+    assert np.isnan(nan).all()
 
 
 def test_the_decision_path_passes_the_slots(live: LiveBank) -> None:

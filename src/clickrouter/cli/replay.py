@@ -347,6 +347,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         bins=args.bins,
         train_window_hours=args.train_window,
         exploration_seed=args.exploration_seed,
+        # each seed's records go with its temporary directory and the trainer
+        # ignores propensities: skip their estimate (the same choices, faster)
+        propensities=False,
     )
 
 

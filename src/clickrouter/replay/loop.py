@@ -47,6 +47,7 @@ from clickrouter.serving.engine import (
     Decider,
     LiveBank,
     Policy,
+    Thompson,
     choose_many,
     decider_for,
     make_policy,
@@ -74,13 +75,16 @@ def seed_policy(settings: ReplaySettings, traffic_seed: int) -> Policy:
     if settings.exploration_seed:  # 0 keeps the stream of replays run before the option
         entropy.append(settings.exploration_seed)
     seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-    return make_policy(
+    policy = make_policy(
         demo.policy,
         demo.epsilon,
         seed=seed,
         thompson_scale=demo.thompson_scale,
         thompson_profile_spread=demo.thompson_profile_spread,
     )
+    if isinstance(policy, Thompson):  # the same choices either way (see Thompson)
+        policy.estimate_propensity = settings.propensities
+    return policy
 
 
 @dataclass

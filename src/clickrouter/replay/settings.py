@@ -46,6 +46,10 @@ class ReplaySettings:
         settings whose difference is no larger than two exploration seeds'
         of one setting are not told apart by the replay (0: the stream every
         replay used before the option existed).
+    propensities: the Thompson policies estimate each choice's propensity for
+        the records, as the predictor logs it (most of a choice's cost). False
+        leaves NaN in the records and makes the same choices: for replays
+        whose records only the loop's trainer reads (it ignores propensities).
     """
 
     demo: DemoConfig = field(default_factory=DemoConfig)
@@ -58,6 +62,7 @@ class ReplaySettings:
     bins: int = 24
     train_window_hours: float | None = None
     exploration_seed: int = 0
+    propensities: bool = True
 
     def __post_init__(self) -> None:
         _check("--days", self.days, math.isfinite(self.days) and 0 < self.days <= 366)
@@ -73,6 +78,7 @@ class ReplaySettings:
         explore = self.exploration_seed
         whole = isinstance(explore, int) and not isinstance(explore, bool)
         _check("--exploration-seed", explore, whole and 0 <= explore < 2**32)
+        _check("--propensities", self.propensities, isinstance(self.propensities, bool))
 
     @property
     def total_clicks(self) -> int:

@@ -31,8 +31,9 @@ the offers that cannot reach the best offer's lowest score. A draw scores
 every remaining offer with a posterior (an ``exp`` each) and reads the others
 as :class:`Thompson` does, by groups bounded per ``start``. The propensity is
 the chosen offer's smoothed share of wins among further draws, as
-:class:`Thompson`'s. :meth:`LaplaceThompson.choose_many` runs the same
-compiled draw per row as :meth:`LaplaceThompson.choose_scored`.
+:class:`Thompson`'s, and skipped as its (``estimate_propensity``).
+:meth:`LaplaceThompson.choose_many` runs the same compiled draw per row as
+:meth:`LaplaceThompson.choose_scored`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from clickrouter.serving.engine.policy import (
     Choices,
     DrawTables,
     GammaThompson,
+    skip,
 )
 from clickrouter.serving.posterior import LogitVariances, logit_variances
 
@@ -140,6 +142,7 @@ class LaplaceThompson(GammaThompson):
             proba, mask, np.asarray(slots, dtype=np.intp), t.variances, t.page_sd, t.known,
             t.normals, t.extremes, g.payouts, g.level, g.factors, g.campaign_of, g.page_level,
             g.page_factors, g.high, g.low, g.reach, self.draws, self.DRAW_BUDGET,
+            self.estimate_propensity,
         )  # fmt: skip
         if column < 0:  # no positive expected value anywhere: the greedy choice
             return best, 1.0
@@ -165,7 +168,7 @@ class LaplaceThompson(GammaThompson):
             proba, mask, np.asarray(best, dtype=np.int64), np.asarray(slots, dtype=np.intp),
             t.variances, t.page_sd, t.known, t.normals, t.extremes, g.payouts, g.level,
             g.factors, g.campaign_of, g.page_level, g.page_factors, g.high, g.low, g.reach,
-            self.draws, self.DRAW_BUDGET, columns, propensity,
+            self.draws, self.DRAW_BUDGET, self.estimate_propensity, columns, propensity,
         )  # fmt: skip
         return columns, propensity
 
@@ -197,9 +200,11 @@ def _laplace_draw(
     reach: np.ndarray,
     draws: int,
     budget: int,
+    estimate: bool,
 ) -> tuple[int, float]:
     """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score.
 
+    Not ``estimate``: NaN for the propensity, the generator advanced as by its draws.
     ``error_model="numpy"``: P(sale) 0 or 1 gives an infinite logit, not an exception.
     """
     n = proba.shape[0]
@@ -263,6 +268,9 @@ def _laplace_draw(
     start = np.random.randint(0, pool)
     winner = _one_draw(start, request, scratch, posterior, tables)
     rounds = max(1, min(draws, budget // (n_gaussian + k)))
+    if not estimate:
+        skip(rounds, pool)
+        return winner, np.nan
     wins = 0
     for _ in range(rounds):
         start = np.random.randint(0, pool)
@@ -356,6 +364,7 @@ def _laplace_many(
     reach: np.ndarray,
     draws: int,
     budget: int,
+    estimate: bool,
     columns: np.ndarray,
     propensity: np.ndarray,
 ) -> None:
@@ -364,7 +373,7 @@ def _laplace_many(
         column, p = _laplace_draw(
             proba[i], mask[i], slots[i], variances, page_sd, known, normals, extremes, payouts,
             level, factors, campaign_of, page_level, page_factors, high, low, reach, draws,
-            budget,
+            budget, estimate,
         )  # fmt: skip
         if column < 0:
             columns[i], propensity[i] = best[i], 1.0

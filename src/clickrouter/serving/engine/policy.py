@@ -321,7 +321,11 @@ class Thompson:
     of wins among ``draws`` further draws over the same candidates, smoothed
     as ``(wins + 1) / (draws + 1)`` so it is never zero (an IPS weight stays
     finite); ``draws`` shrinks when candidates are many (at most
-    ``DRAW_BUDGET`` reads per request).
+    ``DRAW_BUDGET`` reads per request). Those draws are most of a choice's
+    cost. With ``estimate_propensity`` False (an offline replay whose records
+    nobody evaluates) the propensity is NaN and the draws are skipped, but the
+    generator still advances by one number per skipped draw: every later
+    choice is the one the estimate would have left.
     """
 
     name = "thompson"
@@ -364,6 +368,7 @@ class Thompson:
         self.page_spread = float(page_spread)
         self.page_sales = float(page_sales)
         self.draws = int(draws)
+        self.estimate_propensity = True
         self.rng_ = np.random.default_rng(seed)
         _seed_kernel(int(self.rng_.integers(2**31)))
         # (bank, its noise tables): one attribute, so that the loading thread's
@@ -424,6 +429,7 @@ class Thompson:
         column, propensity = _thompson_draw(
             proba, mask, t.payouts, t.level, t.factors, t.campaign_of, t.page_level,
             t.page_factors, t.high, t.low, t.reach, self.draws, self.DRAW_BUDGET,
+            self.estimate_propensity,
         )  # fmt: skip
         if column < 0:  # no positive expected value anywhere: the greedy choice
             return best, 1.0
@@ -444,7 +450,7 @@ class Thompson:
         _thompson_many(
             proba, mask, np.asarray(best, dtype=np.int64), t.payouts, t.level, t.factors,
             t.campaign_of, t.page_level, t.page_factors, t.high, t.low, t.reach,
-            self.draws, self.DRAW_BUDGET, columns, propensity,
+            self.draws, self.DRAW_BUDGET, self.estimate_propensity, columns, propensity,
         )  # fmt: skip
         return columns, propensity
 
@@ -639,8 +645,12 @@ def _thompson_draw(
     reach: np.ndarray,
     draws: int,
     budget: int,
+    estimate: bool,
 ) -> tuple[int, float]:
-    """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score."""
+    """(winning column, Monte-Carlo propensity); (-1, 1.0) when no column has a score.
+
+    Not ``estimate``: NaN for the propensity, the generator advanced as by its draws.
+    """
     floor = _floor(proba, mask, low)  # the best offer's worst draw
     if floor <= 0.0:
         return -1, 1.0
@@ -649,11 +659,22 @@ def _thompson_draw(
     pages = (campaign_of, page_level, page_factors)
     winner = _one_draw(request, level, factors, pages, reach)
     rounds = max(1, min(draws, budget // k))
+    if not estimate:
+        skip(rounds, factors.shape[1])
+        return candidates[winner], np.nan
     wins = 0
     for _ in range(rounds):
         if _one_draw(request, level, factors, pages, reach) == winner:
             wins += 1
     return candidates[winner], (wins + 1.0) / (rounds + 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def skip(draws: int, pool: int) -> None:
+    """Advance numba's generator as ``draws`` draws from a pool of ``pool`` would (one
+    ``start`` each), so that the choices after a skipped estimate are unchanged."""
+    for _ in range(draws):
+        np.random.randint(0, pool)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -737,6 +758,7 @@ def _thompson_many(
     reach: np.ndarray,
     draws: int,
     budget: int,
+    estimate: bool,
     columns: np.ndarray,
     propensity: np.ndarray,
 ) -> None:
@@ -744,7 +766,7 @@ def _thompson_many(
     for i in range(proba.shape[0]):
         column, p = _thompson_draw(
             proba[i], mask[i], payouts, level, factors, campaign_of, page_level, page_factors,
-            high, low, reach, draws, budget,
+            high, low, reach, draws, budget, estimate,
         )  # fmt: skip
         if column < 0:
             columns[i], propensity[i] = best[i], 1.0
