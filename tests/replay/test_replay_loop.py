@@ -223,3 +223,22 @@ def test_a_replay_without_propensities_makes_the_same_choices(
     assert skipped.isna().sum() > len(skipped) / 2  # 1.0 where the choice was greedy
     with pytest.raises(InvalidInput, match="--propensities"):
         dataclasses.replace(TINY, propensities=1)  # type: ignore[arg-type]
+
+
+def test_deciding_in_blocks_makes_the_choices_of_whole_chunks(
+    finished: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache-sized blocks change no choice: one block per chunk gives the same run."""
+    from clickrouter.replay import loop
+
+    _, run = finished
+    assert loop.BLOCK < loop.CHUNK
+    monkeypatch.setattr(loop, "BLOCK", loop.CHUNK)
+    whole = ReplayLoop(TINY, load_world(TINY), tmp_path, traffic_seed=0).run()
+    for ours, theirs in zip(run.sampled, whole.sampled, strict=True):
+        if isinstance(ours, dict):
+            assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+        else:
+            assert np.array_equal(ours, theirs)
+    assert all(np.array_equal(run.all_sums[k], whole.all_sums[k]) for k in run.all_sums)
+    assert run.no_fill == whole.no_fill

@@ -26,6 +26,7 @@ from clickrouter.serving.engine.policy import (
     DrawTables,
     GammaThompson,
     Thompson,
+    _floor,
     _seed_kernel,
     _thompson_many,
     group_reach,
@@ -48,7 +49,9 @@ def both(
     _seed_kernel(17)
     reference_many(proba, mask, best, *kernel, t.high, t.low, draws, budget, *want)
     _seed_kernel(17)
-    _thompson_many(proba, mask, best, *kernel, t.high, t.low, t.reach, draws, budget, *got)
+    _thompson_many(
+        proba, mask, best, *kernel, t.high, t.low, t.reach, draws, budget, True, *got
+    )  # fmt: skip
     assert np.array_equal(got[0], want[0])
     assert np.array_equal(got[1], want[1])  # bit for bit
     return got
@@ -116,6 +119,27 @@ def test_the_same_winners_and_propensities_as_reading_every_candidate(
     world: tuple[DrawTables, np.ndarray, np.ndarray, int, int],
 ) -> None:
     both(*world)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 40).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.sampled_from([0.0, 0.3, 1.0, np.inf, np.nan]), min_size=n, max_size=n),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+            st.lists(st.floats(0, 50), min_size=n, max_size=n),
+        )
+    )
+)
+def test_the_floor_is_the_best_eligible_worst_draw(
+    columns: tuple[list[float], list[bool], list[float]],
+) -> None:
+    """Any length (not only whole lanes); what ineligible columns hold never counts."""
+    kinds = (float, bool, float)
+    scores, eligible, low = (np.array(c, dtype=d) for c, d in zip(columns, kinds, strict=True))
+    proba = np.where(eligible, np.nan_to_num(scores, nan=0.5, posinf=0.7), scores)
+    want = max([0.0, *(p * w for p, w, e in zip(proba, low, eligible, strict=True) if e)])
+    assert _floor(proba, eligible, low) == want
 
 
 def test_an_equal_score_in_an_earlier_group_wins_as_in_column_order() -> None:

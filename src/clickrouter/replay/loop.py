@@ -29,6 +29,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ from clickrouter.serving.engine import (
 from clickrouter.sim.world import World
 from clickrouter.training import TrainingManager, TrainingSettings
 
-CHUNK = 1024  # requests decided at once: (CHUNK x offers) float64 scores in memory
+CHUNK = 1024  # requests served at once (the outcome draws' batches: fixed, as the streams)
+BLOCK = 32  # requests decided at once: (BLOCK x offers) float64 scores, in the core's cache
 COMPACT_EVERY = 8  # cycles between compactions of the dataset's small files
 Progress = Callable[[int], None]
 
@@ -265,16 +267,13 @@ class ReplayLoop:
         live, decider, slot_map, to_catalogue = loaded
         started = time.perf_counter()
         bank_slots = slot_map.bank_slots(slots)
-        batch = decider.decide_many(bank_slots, lambda: self._profiles(slots))
-        filled = batch.n_eligible > 0
+        columns, propensity, best, filled = self._choose(live, decider, bank_slots, slots)
         self.no_fill += int((~filled).sum())
         if not filled.all():
             slots = {name: column[filled] for name, column in slots.items()}
             ts = ts[filled]
-            batch = type(batch)(*(a[filled] for a in batch))
-        columns, propensity = choose_many(self.policy, live, *batch)
         chosen = to_catalogue[columns]
-        greedy = to_catalogue[batch.best]
+        greedy = to_catalogue[best]
         world = self.world
         p_true = world.true_proba_slots(slots, chosen)
         value = p_true * world.payouts[chosen]
@@ -284,6 +283,32 @@ class ReplayLoop:
         self._timed("oracle", self._score, ts, chosen, value, greedy_value, slots)
         self.served += len(ts) + int((~filled).sum())
         self.progress(self.served)
+
+    def _choose(
+        self,
+        live: LiveBank,
+        decider: Decider,
+        bank_slots: np.ndarray,
+        slots: dict[str, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(column shown, propensity, greedy column) per filled request, and which were.
+
+        Decided and chosen ``BLOCK`` requests at a time: the policy reads each
+        request's (offers,) scores right after the bank wrote them, while they
+        are in the core's cache, instead of a whole chunk's from memory. The
+        rows are independent and the policy draws in row order, so the choices
+        are those of the whole chunk at once.
+        """
+        parts = []
+        for lo in range(0, len(bank_slots), BLOCK):
+            block = {name: column[lo : lo + BLOCK] for name, column in slots.items()}
+            batch = decider.decide_many(bank_slots[lo : lo + BLOCK], partial(self._profiles, block))
+            filled = batch.n_eligible > 0
+            if not filled.all():
+                batch = type(batch)(*(a[filled] for a in batch))
+            parts.append((*choose_many(self.policy, live, *batch), batch.best, filled))
+        columns, propensity, best, filled = (np.concatenate(a) for a in zip(*parts, strict=True))
+        return columns, propensity, best, filled
 
     def _profiles(self, slots: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         columns = canonical_columns(self.world, slots)
