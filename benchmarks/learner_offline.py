@@ -115,7 +115,7 @@ def main() -> None:
     demo = DemoConfig(
         campaigns=args.campaigns, seed=args.world_seed, shared_structure=args.shared_structure
     )
-    settings = ReplaySettings(demo=demo, days=args.days)
+    settings = ReplaySettings(demo=demo, days=args.days, propensities=False)  # unread here
     world = load_world(settings)
     with tempfile.TemporaryDirectory(prefix="learner-offline-") as tmp:
         workdir = Path(tmp)
