@@ -47,7 +47,7 @@ class ReplaySettings:
         of one setting are not told apart by the replay (0: the stream every
         replay used before the option existed).
     propensities: the Thompson policies estimate each choice's propensity for
-        the records, as the predictor logs it (most of a choice's cost). False
+        the records, as the predictor logs it (~40 % of a choice's cost). False
         leaves NaN in the records and makes the same choices: for replays
         whose records only the loop's trainer reads (it ignores propensities).
     """
