@@ -691,15 +691,19 @@ def _candidates(
     where their candidates start (and ``first[-1] == k``), ``top`` their
     highest value.
 
-    The columns are kept without a branch (whether one is kept is not
-    predictable): a column not kept is overwritten by the next one.
+    Which columns qualify is computed first, in a loop the compiler
+    vectorises; they are then kept without a branch (whether one is kept is
+    not predictable): a column not kept is overwritten by the next one.
     """
     n = proba.shape[0]
+    qualifies = np.empty(n, dtype=np.uint8)
+    for c in range(n):
+        qualifies[c] = mask[c] & (proba[c] * high[c] >= floor)
     kept = np.empty(n, dtype=np.int64)
     k = 0
     for c in range(n):
         kept[k] = c
-        k += mask[c] & (proba[c] * high[c] >= floor)
+        k += qualifies[c]
     values = np.empty(k)
     group = np.empty(k, dtype=np.int64)
     first = np.empty(k + 1, dtype=np.int64)
