@@ -17,6 +17,12 @@ truth itself). The choosers, each blind to one part:
 * **campaign effects averaged**: ``a'_c + g_p(x)``, where ``a'_c`` gives the
   campaign its mean P(sale): the pages' per-profile effects are known, each
   campaign's own profile effects are not;
+* **own effects averaged**: ``a''_c + v_c(x) + g_p(x)``, where ``v_c(x)`` is
+  the part of ``f_c`` the campaign shares with its vertical (``--shared-structure``)
+  and ``a''_c`` gives the campaign its mean P(sale): what a hierarchical
+  learner reaches at best for a campaign too thin for a model of its own
+  (the vertical's effects known, the campaign's own level; equal to the
+  previous chooser in an independent world);
 * **page effects averaged**: ``a_c + f_c(x) + mean g_p``: the campaign's
   model is known, each page moves it by the same amount for every profile;
 * **first pages only**: ``a_c + f_c(x)``, choosing among first pages only:
@@ -31,7 +37,13 @@ the world's first week (its traffic mix then); ``--requests`` of them per
 world, scored in chunks.
 
     .venv/bin/python benchmarks/learning_ceiling.py [--worlds 0-4] \\
-        [--shared-structure 0 0.5] [--requests 20000] [--campaigns 5000]
+        [--shared-structure 0 0.5] [--requests 20000] [--campaigns 5000] \\
+        [--base-rate-min 1e-3 --base-rate-max 3e-2]
+
+``--base-rate-min/--base-rate-max`` set the world's range of campaign rates
+(the demo's by default; ``1e-6 1e-3`` are the seed's own). *No profile* is
+also the replay's ``single`` baseline (the first eligible offer in one ranking
+by average value) up to the sample the ranking is drawn on.
 """
 
 from __future__ import annotations
@@ -49,7 +61,13 @@ from clickrouter.sim.world import World
 
 CHUNK = 1000
 WEEK_MS = 7 * 86_400_000
-CHOOSERS = ("no profile", "campaign effects averaged", "page effects averaged", "first pages only")
+CHOOSERS = (
+    "no profile",
+    "campaign effects averaged",
+    "own effects averaged",
+    "page effects averaged",
+    "first pages only",
+)
 
 
 def requests(world: World, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -72,12 +90,16 @@ class Parts:
         self.logits = truth.logits(slots)  # (n, n_offers)
         self.campaign = np.take(truth.campaign_logits(slots), truth.offer_campaign, axis=1)
         self.page = self.logits - self.campaign  # g_p(x); 0 on first pages
+        self.vertical = np.take(truth.vertical_logits(slots), truth.offer_campaign, axis=1)
         self.eligible = world.eligible_slots(slots)
 
 
-def averages(world: World, parts: list[Parts]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def averages(
+    world: World, parts: list[Parts]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per offer: mean P(sale) where eligible, the campaign level giving the campaign
-    part its mean P(sale), and the mean page effect (in logits)."""
+    part its mean P(sale), the level giving the vertical's part plus it the same
+    mean, and the mean page effect (in logits)."""
     n_offers = len(world.offers)
     seen = np.zeros(n_offers)
     p_sum, c_sum, g_sum = np.zeros(n_offers), np.zeros(n_offers), np.zeros(n_offers)
@@ -89,7 +111,25 @@ def averages(world: World, parts: list[Parts]) -> tuple[np.ndarray, np.ndarray, 
         g_sum += np.where(e, part.page, 0.0).sum(0)
     count = np.maximum(seen, 1.0)
     mean_c = np.clip(c_sum / count, 1e-12, 1 - 1e-12)
-    return p_sum / count, np.log(mean_c / (1 - mean_c)), g_sum / count
+    level = np.log(mean_c / (1 - mean_c))
+    return p_sum / count, level, vertical_level(parts, level, mean_c, count), g_sum / count
+
+
+def vertical_level(
+    parts: list[Parts], start: np.ndarray, target: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """Per offer, the level ``a`` with mean ``sigmoid(a + v(x))`` over its eligible
+    requests equal to ``target`` (Newton steps from ``start``)."""
+    level = start.copy()
+    for _ in range(6):
+        mean, slope = np.zeros_like(level), np.zeros_like(level)
+        for part in parts:
+            p = np.where(part.eligible, sigmoid(level + part.vertical), 0.0)
+            mean += p.sum(0)
+            slope += (p * (1 - p)).sum(0)
+        step = (target - mean / count) / np.maximum(slope / count, 1e-300)
+        level += np.where(slope > 0, step, 0.0)  # an offer no request reached: unused
+    return level
 
 
 def first_pages(world: World) -> np.ndarray:
@@ -100,7 +140,7 @@ def first_pages(world: World) -> np.ndarray:
 
 def shares(world: World, slots: dict[str, np.ndarray]) -> dict[str, float]:
     parts = [Parts(world, chunk) for chunk in chunks(slots)]
-    mean_p, level, mean_g = averages(world, parts)
+    mean_p, level, own_level, mean_g = averages(world, parts)
     payouts, first = world.payouts, first_pages(world)
     earned = dict.fromkeys(("oracle", *CHOOSERS), 0.0)
     for part in parts:
@@ -109,6 +149,7 @@ def shares(world: World, slots: dict[str, np.ndarray]) -> dict[str, float]:
             "oracle": value,
             "no profile": np.broadcast_to(mean_p * payouts, value.shape),
             "campaign effects averaged": sigmoid(level + part.page) * payouts,
+            "own effects averaged": sigmoid(own_level + part.vertical + part.page) * payouts,
             "page effects averaged": sigmoid(part.campaign + mean_g) * payouts,
             "first pages only": np.where(first, sigmoid(part.campaign) * payouts, -1.0),
         }
@@ -131,14 +172,23 @@ def main() -> None:
     parser.add_argument("--shared-structure", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--campaigns", type=int, default=5000)
+    parser.add_argument("--base-rate-min", type=float, default=DemoConfig.base_rate_min)
+    parser.add_argument("--base-rate-max", type=float, default=DemoConfig.base_rate_max)
     args = parser.parse_args()
-    print(f"{args.campaigns} campaigns, the demo's world knobs, {args.requests} requests a world")
+    rates = f"rates {args.base_rate_min:g}..{args.base_rate_max:g}"
+    print(f"{args.campaigns} campaigns, the demo's world knobs, {rates}, {args.requests} requests")
     print("share of the oracle: " + " | ".join(CHOOSERS))
     for shared in args.shared_structure:
         table: dict[str, list[float]] = {name: [] for name in CHOOSERS}
         for seed in args.worlds:
             started = time.perf_counter()
-            demo = DemoConfig(campaigns=args.campaigns, seed=seed, shared_structure=shared)
+            demo = DemoConfig(
+                campaigns=args.campaigns,
+                seed=seed,
+                shared_structure=shared,
+                base_rate_min=args.base_rate_min,
+                base_rate_max=args.base_rate_max,
+            )
             world = World.generate(demo.campaigns, seed=seed, config=world_config(demo))
             got = shares(world, requests(world, np.random.default_rng([seed, 7]), args.requests))
             for name, value in got.items():

@@ -137,6 +137,21 @@ def test_shared_structure_changes_only_the_profile_effects() -> None:
             assert (table[:, members] == table[:, members[:1]]).all()
 
 
+def test_vertical_logits_are_the_part_each_campaign_shares_with_its_vertical() -> None:
+    shared = World.generate(
+        60, seed=2, config=msgspec.structs.replace(DEMO_PAGED, shared_structure=0.5)
+    )
+    spec = shared.truth.spec
+    own_only = Truth(msgspec.structs.replace(spec, campaign_vertical=[]), shared.sizes)
+    slots = shared.audience.slots(shared.draw(np.random.default_rng(3), 500))
+    vertical = shared.truth.vertical_logits(slots)
+    assert vertical.shape == (500, 60) and np.abs(vertical).max() > 0.1
+    expected = shared.truth.campaign_logits(slots) - own_only.campaign_logits(slots)
+    np.testing.assert_allclose(vertical, expected, atol=1e-9)
+    independent = World.generate(60, seed=2, config=DEMO_PAGED)
+    assert not independent.truth.vertical_logits(slots).any()
+
+
 def test_a_shared_world_keeps_its_base_rates() -> None:
     config = WorldConfig(base_rate_min=1e-3, base_rate_max=3e-2, shared_structure=0.7)
     world = World.generate(50, seed=4, config=config)

@@ -142,8 +142,12 @@ class Truth:
         self.intercept = np.array(spec.intercept, dtype=np.float64)
         own = (spec.effect_campaign, spec.effect_field, spec.effect_value, spec.effect_coef)
         self.tables = _effect_tables(own, sizes, self.n_campaigns)
+        # the verticals' effects, (vocabulary size of f, n_verticals) per field,
+        # and each campaign's vertical; empty in an independent world
+        self.vertical_tables: dict[str, np.ndarray] = {}
+        self.campaign_vertical = np.array(spec.campaign_vertical, dtype=np.int64)
         if spec.campaign_vertical:
-            shared = _effect_tables(
+            self.vertical_tables = _effect_tables(
                 (
                     spec.vertical_effect_vertical,
                     spec.vertical_effect_field,
@@ -153,9 +157,8 @@ class Truth:
                 sizes,
                 spec.n_verticals,
             )
-            vertical = np.array(spec.campaign_vertical, dtype=np.int64)
             for field, table in self.tables.items():
-                table += shared[field][:, vertical]
+                table += self.vertical_tables[field][:, self.campaign_vertical]
         if offer_campaign is None:
             offer_campaign = np.arange(self.n_campaigns)
         self.offer_campaign = np.asarray(offer_campaign, dtype=np.int64)
@@ -171,6 +174,17 @@ class Truth:
             if field != "country":
                 out += table[slots[field]]
         return out
+
+    def vertical_logits(self, slots: dict[str, np.ndarray]) -> np.ndarray:
+        """The part of :meth:`campaign_logits` each campaign shares with its vertical
+        (no level); slots (n,) per field -> (n, n_campaigns), zeros when none."""
+        n = len(next(iter(slots.values())))
+        if not self.vertical_tables:
+            return np.zeros((n, self.n_campaigns))
+        out = np.zeros((n, self.vertical_tables["country"].shape[1]))
+        for field, table in self.vertical_tables.items():
+            out += table[slots[field]]
+        return np.take(out, self.campaign_vertical, axis=1)
 
     def logits(self, slots: dict[str, np.ndarray]) -> np.ndarray:
         """Logits for every offer; slots (n,) per field -> (n, n_offers)."""
