@@ -56,6 +56,7 @@ import numpy as np
 
 from clickrouter.demo.config import DemoConfig
 from clickrouter.demo.stages import world_config
+from clickrouter.errors import InvalidInput
 from clickrouter.sim.truth import sigmoid
 from clickrouter.sim.world import World
 
@@ -182,13 +183,16 @@ def main() -> None:
         table: dict[str, list[float]] = {name: [] for name in CHOOSERS}
         for seed in args.worlds:
             started = time.perf_counter()
-            demo = DemoConfig(
-                campaigns=args.campaigns,
-                seed=seed,
-                shared_structure=shared,
-                base_rate_min=args.base_rate_min,
-                base_rate_max=args.base_rate_max,
-            )
+            try:
+                demo = DemoConfig(
+                    campaigns=args.campaigns,
+                    seed=seed,
+                    shared_structure=shared,
+                    base_rate_min=args.base_rate_min,
+                    base_rate_max=args.base_rate_max,
+                )
+            except InvalidInput as exc:  # names the option and the value
+                parser.error(str(exc))
             world = World.generate(demo.campaigns, seed=seed, config=world_config(demo))
             got = shares(world, requests(world, np.random.default_rng([seed, 7]), args.requests))
             for name, value in got.items():
